@@ -1,0 +1,125 @@
+"""Properties of the network that hold for any weights (tiny widths, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vsrt_cli.errors import ConfigError, ModelInputError
+from vsrt_cli.model import VSRTConfig, build_model, get_config, window_flows
+from vsrt_cli.runtime import autocast, resolve_device
+
+TINY = VSRTConfig(
+    num_feat=8, num_frame=5, depth=1, heads=2, patch_size=4, extract_blocks=1,
+    reconstruct_blocks=1, ff_blocks=1, norm="channel",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model(TINY).eval()
+
+
+def clip(t: int, h: int, w: int, b: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, t, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 5, 6])
+@torch.no_grad()
+def test_any_frame_count_up_to_the_encoding_limit(tiny, t):
+    out = tiny(clip(t, 12, 20))
+    assert out.shape == (1, t, 3, 48, 80)
+    assert torch.isfinite(out).all()
+
+
+@torch.no_grad()
+def test_rejects_what_it_cannot_take(tiny):
+    with pytest.raises(ModelInputError, match="1 to 6 frames"):
+        tiny(clip(7, 8, 8))
+    with pytest.raises(ModelInputError, match="multiples of 4, got 10x8"):
+        tiny(clip(2, 10, 8))
+    with pytest.raises(ModelInputError, match=r"\[batch, frames, 3, height, width\]"):
+        tiny(torch.rand(2, 3, 8, 8))
+
+
+def test_official_norm_names_its_only_size():
+    config = VSRTConfig(num_feat=8, depth=1, extract_blocks=0, reconstruct_blocks=0, ff_blocks=0, tile=16)
+    model = build_model(config).eval()
+    assert model(clip(3, 16, 16)).shape == (1, 3, 3, 64, 64)
+    with pytest.raises(ModelInputError, match="exactly 16x16 pixels"):
+        model(clip(3, 24, 16))
+
+
+@torch.no_grad()
+def test_batch_entries_are_independent(tiny):
+    x = clip(3, 8, 12, b=2)
+    both = tiny(x)
+    assert torch.allclose(both[1:], tiny(x[1:]), atol=1e-5)
+
+
+@torch.no_grad()
+def test_neighbours_influence_a_frame_only_with_time(tiny):
+    x = clip(3, 16, 16)
+    y = x.clone()
+    y[:, 2] = torch.rand(3, 16, 16)
+    changed = (tiny(x)[:, 1] - tiny(y)[:, 1]).abs().max()
+    assert changed > 1e-4  # attention and flow branches mix frames
+
+
+@torch.no_grad()
+def test_flow_off_uses_zero_flows_and_ignores_spynet():
+    torch.manual_seed(0)
+    model = build_model(VSRTConfig(**{**TINY.__dict__, "use_flow": False})).eval()
+    x = clip(3, 8, 8)
+    to_prev, to_next = model.compute_flows(x)
+    assert not to_prev.any() and not to_next.any()
+    before = model(x)
+    for p in model.spynet.parameters():
+        p.data.normal_()
+    assert torch.equal(before, model(x))
+
+
+def test_window_flows_pair_each_frame_with_its_neighbours():
+    # A fake flow net that reports which frames it was given: frame k is filled with k.
+    def fake(ref, supp):
+        return torch.cat([ref[:, :1], supp[:, :1]], dim=1)
+
+    t = 4
+    frames = torch.arange(t, dtype=torch.float32).view(1, t, 1, 1, 1).expand(2, t, 3, 5, 6)
+    to_prev, to_next = window_flows(fake, frames)
+    assert to_prev.shape == to_next.shape == (2, t, 2, 5, 6)
+    assert to_prev[0, :, 0, 0, 0].tolist() == [0, 1, 2, 3]
+    assert to_prev[0, :, 1, 0, 0].tolist() == [0, 0, 1, 2]  # frame 0 pairs with itself
+    assert to_next[0, :, 1, 0, 0].tolist() == [1, 2, 3, 3]  # last frame pairs with itself
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ConfigError, match="heads=3 must divide num_feat=8"):
+        VSRTConfig(num_feat=8, heads=3)
+    with pytest.raises(ConfigError, match="unknown model preset 'nope'; valid presets: .*vsrt-reds"):
+        get_config("nope")
+    with pytest.raises(ConfigError, match="norm must be"):
+        VSRTConfig(norm="batch")  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def test_bf16_autocast_on_cpu_stays_close(tiny):
+    x = clip(3, 8, 8)
+    device = resolve_device("cpu")
+    with autocast(device, "bf16"):
+        low = tiny(x)
+    with autocast(device, "fp32"):
+        full = tiny(x)
+    assert low.shape == full.shape
+    assert (low.float() - full).abs().mean() < 0.05
+
+
+def test_device_strings():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda:0")

@@ -1,0 +1,62 @@
+"""The console entry point: help, version, presets, and how errors reach the user."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vsrt_cli import __version__
+from vsrt_cli.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vsrt_cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_and_version_as_a_module():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "super-resolution" in result.stdout
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vsrt {__version__}"
+
+
+def test_models_list_shows_official_counts(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "list"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "vsrt-reds" in text and "32,564,335" in text
+    assert "vsrt-vimeo" in text and "43,845,615" in text
+
+
+def test_unknown_command_is_a_usage_error():
+    result = run("frobnicate")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_vsrt_error_becomes_one_line_without_traceback(monkeypatch, capsys):
+    from vsrt_cli import cli
+    from vsrt_cli.errors import ConfigError
+
+    @cli.app.command("explode")
+    def explode(debug: bool = False) -> None:
+        raise ConfigError("bad --tile 7; valid tiles are multiples of 8")
+
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["explode"])
+        assert exit_info.value.code == ConfigError.exit_code
+        err = capsys.readouterr().err
+        assert "bad --tile 7" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+        with pytest.raises(ConfigError):
+            main(["explode", "--debug"])
+    finally:
+        cli.app.registered_commands = [c for c in cli.app.registered_commands if c.name != "explode"]

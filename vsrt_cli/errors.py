@@ -1,0 +1,27 @@
+"""The one exception family of vsrt.
+
+Every error a user can cause is a :class:`VsrtError` whose message says what failed, on which
+file or value, and what to try. Only the CLI turns these into exit codes and red lines.
+"""
+
+from __future__ import annotations
+
+
+class VsrtError(Exception):
+    """Base class: a failure the user can act on. ``exit_code`` is what the CLI returns."""
+
+    exit_code: int = 1
+
+
+class ConfigError(VsrtError):
+    """An option, preset name or combination of settings that cannot work."""
+
+    exit_code = 2
+
+
+class ModelInputError(VsrtError):
+    """A tensor the model cannot take (wrong rank, channels, frame count or size)."""
+
+
+class CheckpointError(VsrtError):
+    """A weights file that is missing, unreadable, corrupt or for another architecture."""

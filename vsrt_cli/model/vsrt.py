@@ -1,0 +1,324 @@
+"""Video Super-Resolution Transformer (Cao, Li, Zhang, Van Gool 2021, arXiv:2106.06847).
+
+The network as the official code (caojiezhang/VSR-Transformer @8770126) realises it:
+feature extraction -> SPyNet flows -> 3-D positional encoding -> ``depth`` pre-norm layers of
+spatial-temporal convolutional self-attention (STCSA) and bidirectional optical-flow
+feed-forward (BOFF) -> reconstruction with two x2 pixel-shuffles, plus a bilinear x4 base.
+
+Layout: input ``[B, T, 3, H, W]`` RGB in [0, 1] -> output ``[B, T, 3, 4H, 4W]`` (not clamped).
+Official checkpoint keys are mapped in :mod:`vsrt_cli.model.official`, never here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vsrt_cli.errors import ConfigError, ModelInputError
+from vsrt_cli.model.layers import (
+    ChannelLayerNorm,
+    ResidualBlock,
+    encoding_channels,
+    flow_warp,
+    lrelu,
+    positional_encoding,
+    residual_stack,
+)
+from vsrt_cli.model.spynet import SPyNet, window_flows
+
+SCALE = 4
+
+NormKind = Literal["tile", "channel"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VSRTConfig:
+    """Architecture of one VSRT network. Official presets keep ``norm="tile"``.
+
+    norm: ``"tile"`` is the official LayerNorm over ``[C, tile, tile]`` with per-element affine,
+        which fixes the LR input to ``tile x tile``; ``"channel"`` normalises over C at every
+        pixel, so any size that is a multiple of ``patch_size`` works.
+    num_frame: window length the positional encoding is built for (the input may be shorter).
+    ff_blocks: residual blocks in each direction of the feed-forward (official: 30).
+    use_flow: False replaces SPyNet flows by zeros (the single-frame / no-motion ablation).
+    """
+
+    num_feat: int = 64
+    num_frame: int = 5
+    depth: int = 5
+    heads: int = 1
+    patch_size: int = 8
+    extract_blocks: int = 5
+    reconstruct_blocks: int = 30
+    ff_blocks: int = 30
+    norm: NormKind = "tile"
+    tile: int = 64
+    use_flow: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("num_feat", "num_frame", "depth", "heads", "patch_size", "tile")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("extract_blocks", "reconstruct_blocks", "ff_blocks"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model config: {name} must be >= 0, got {getattr(self, name)}")
+        if self.norm not in ("tile", "channel"):
+            raise ConfigError(f"model config: norm must be 'tile' or 'channel', got {self.norm!r}")
+        if self.num_feat % self.heads:
+            raise ConfigError(
+                f"model config: heads={self.heads} must divide num_feat={self.num_feat}"
+            )
+        if self.norm == "tile" and self.tile % self.patch_size:
+            raise ConfigError(
+                f"model config: tile={self.tile} must be a multiple of patch_size={self.patch_size}"
+            )
+
+    @property
+    def max_frames(self) -> int:
+        """Most frames one call may take (the positional encoding's channel count)."""
+        return 3 * encoding_channels(self.num_frame)
+
+    @property
+    def size_multiple(self) -> int:
+        """LR height and width must be multiples of this (``norm="channel"``)."""
+        return self.patch_size
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise :class:`ModelInputError` naming the allowed sizes if ``height x width`` is not."""
+        if self.norm == "tile":
+            if (height, width) != (self.tile, self.tile):
+                raise ModelInputError(
+                    f"this model takes LR frames of exactly {self.tile}x{self.tile} pixels "
+                    f"(its LayerNorm is fixed to that size), got {height}x{width}; "
+                    f"cut frames into {self.tile}x{self.tile} tiles"
+                )
+        elif height % self.patch_size or width % self.patch_size:
+            raise ModelInputError(
+                f"this model takes LR frames whose height and width are multiples of "
+                f"{self.patch_size}, got {height}x{width}; pad the frame to a multiple of "
+                f"{self.patch_size}"
+            )
+
+
+def _make_norm(config: VSRTConfig) -> nn.Module:
+    if config.norm == "tile":
+        return nn.LayerNorm([config.num_feat, config.tile, config.tile])
+    return ChannelLayerNorm(config.num_feat)
+
+
+class STCSA(nn.Module):
+    """Spatial-temporal convolutional self-attention on ``[B, T, C, H, W]``.
+
+    Depthwise 3x3 q/k convs and a full 3x3 v conv per frame; each map is cut into
+    ``patch x patch`` patches, and every (frame, patch) pair is one token whose vector holds
+    ``C/heads`` channels of that patch. All tokens of all frames attend to each other; the result
+    is folded back and passed through a 3x3 output conv.
+    """
+
+    def __init__(self, config: VSRTConfig) -> None:
+        super().__init__()
+        c = config.num_feat
+        self.heads = config.heads
+        self.patch = config.patch_size
+        self.q = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.k = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.v = nn.Conv2d(c, c, 3, padding=1)
+        self.proj = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = x.shape
+        p = self.patch
+        flat = rearrange(x, "b t c h w -> (b t) c h w")
+
+        def tokens(feat: torch.Tensor) -> torch.Tensor:
+            patches = F.unfold(feat, kernel_size=p, stride=p)  # [(b t), c*p*p, n], channel-major
+            return rearrange(patches, "(b t) (g d) n -> b g (t n) d", b=b, g=self.heads)
+
+        attended = F.scaled_dot_product_attention(
+            tokens(self.q(flat)), tokens(self.k(flat)), tokens(self.v(flat))
+        )
+        patches = rearrange(attended, "b g (t n) d -> (b t) (g d) n", t=t)
+        out = self.proj(F.fold(patches, output_size=(h, w), kernel_size=p, stride=p))
+        return rearrange(out, "(b t) c h w -> b t c h w", b=b)
+
+
+class FlowBranch(nn.Module):
+    """One BOFF direction: ``[lr frame (3), warped neighbour (C)]`` -> conv, LeakyReLU, blocks."""
+
+    def __init__(self, channels: int, blocks: int) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(channels + 3, channels, 3, padding=1)
+        self.blocks = residual_stack(channels, blocks)
+
+    def forward(self, lr: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        return self.blocks(lrelu(self.conv_in(torch.cat([lr, warped], dim=1))))
+
+
+class BOFF(nn.Module):
+    """Bidirectional optical-flow feed-forward on ``[B, T, C, H, W]``.
+
+    Each frame sees its next neighbour warped by flow(f_j -> f_{j+1}) and its previous one
+    warped by flow(f_j -> f_{j-1}) (zero padding; window ends use the frame itself), each with
+    the raw LR frame, through its own conv stack; a 1x1 conv fuses the two directions.
+    """
+
+    def __init__(self, config: VSRTConfig) -> None:
+        super().__init__()
+        c = config.num_feat
+        self.from_next = FlowBranch(c, config.ff_blocks)
+        self.from_prev = FlowBranch(c, config.ff_blocks)
+        self.fuse = nn.Conv2d(2 * c, c, 1)
+
+    def forward(
+        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        b = x.shape[0]
+        to_prev, to_next = flows
+        nxt = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+        prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+
+        def fold_time(t: torch.Tensor) -> torch.Tensor:
+            return rearrange(t, "b t c h w -> (b t) c h w")
+
+        lr = fold_time(lrs)
+        out_next = self.from_next(lr, flow_warp(fold_time(nxt), fold_time(to_next)))
+        out_prev = self.from_prev(lr, flow_warp(fold_time(prev), fold_time(to_prev)))
+        out = lrelu(self.fuse(torch.cat([out_next, out_prev], dim=1)))
+        return rearrange(out, "(b t) c h w -> b t c h w", b=b)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm STCSA then pre-norm BOFF, each with the official residuals.
+
+    Attention: ``x + LN(x) + STCSA(LN(x))`` (the official attention adds its own input, and the
+    residual wrapper adds ``x`` again). Feed-forward: ``x + BOFF(LN(x), lrs, flows)``.
+    """
+
+    def __init__(self, config: VSRTConfig) -> None:
+        super().__init__()
+        self.attn_norm = _make_norm(config)
+        self.attn = STCSA(config)
+        self.ff_norm = _make_norm(config)
+        self.ff = BOFF(config)
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention sub-layer, ``[B, T, C, H, W]`` -> same."""
+        y = self.attn_norm(x)
+        return x + (y + self.attn(y))
+
+    def feed_forward(
+        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """The feed-forward sub-layer, ``[B, T, C, H, W]`` -> same."""
+        return x + self.ff(self.ff_norm(x), lrs, flows)
+
+    def forward(
+        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        return self.feed_forward(self.attend(x), lrs, flows)
+
+
+class VSRT(nn.Module):
+    """The whole network: ``[B, T, 3, H, W]`` in [0, 1] -> ``[B, T, 3, 4H, 4W]``."""
+
+    def __init__(self, config: VSRTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.num_feat
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.extract = residual_stack(c, config.extract_blocks)
+        self.spynet = SPyNet()
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.depth))
+        self.reconstruct = residual_stack(c, config.reconstruct_blocks)
+        self.upsample1 = nn.Conv2d(c, 4 * c, 3, padding=1)
+        self.upsample2 = nn.Conv2d(c, 4 * c, 3, padding=1)
+        self.conv_hr = nn.Conv2d(c, c, 3, padding=1)
+        self.conv_out = nn.Conv2d(c, 3, 3, padding=1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """The official initialisation: residual convs kaiming(fan_in) x 0.1, SPyNet kaiming(fan_out)."""
+        for module in self.modules():
+            if isinstance(module, ResidualBlock):
+                for conv in (module.conv1, module.conv2):
+                    nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+                    conv.weight.data.mul_(0.1)
+                    nn.init.zeros_(conv.bias)
+        for conv in self.spynet.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`ModelInputError` if ``x`` is not a ``[B, T, 3, H, W]`` the model takes."""
+        if x.ndim != 5 or x.shape[2] != 3:
+            raise ModelInputError(
+                f"the model takes a [batch, frames, 3, height, width] tensor, got shape {tuple(x.shape)}"
+            )
+        t = x.shape[1]
+        if not 1 <= t <= self.config.max_frames:
+            raise ModelInputError(
+                f"the model takes 1 to {self.config.max_frames} frames per call, got {t}"
+            )
+        self.config.check_input_size(x.shape[3], x.shape[4])
+
+    def compute_flows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(to_prev, to_next)`` flows ``[B, T, 2, H, W]`` of the LR window (zeros if flow is off)."""
+        if not self.config.use_flow:
+            zeros = x.new_zeros(x.shape[0], x.shape[1], 2, *x.shape[3:])
+            return zeros, zeros
+        return window_flows(self.spynet, x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Extracted features plus the positional encoding: ``[B, T, 3, H, W]`` -> ``[B, T, C, H, W]``."""
+        b, t, _, h, w = x.shape
+        feat = self.extract(lrelu(self.stem(rearrange(x, "b t c h w -> (b t) c h w"))))
+        feat = rearrange(feat, "(b t) c h w -> b t c h w", b=b)
+        pos = positional_encoding(self.config.num_frame, t, self.config.num_feat, h, w)
+        return feat + pos.to(device=feat.device, dtype=feat.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        b = x.shape[0]
+        flows = self.compute_flows(x)
+        feat = self.embed(x)
+        for block in self.blocks:
+            feat = block(feat, x, flows)
+
+        out = self.reconstruct(rearrange(feat, "b t c h w -> (b t) c h w"))
+        out = lrelu(F.pixel_shuffle(self.upsample1(out), 2))
+        out = lrelu(F.pixel_shuffle(self.upsample2(out), 2))
+        out = self.conv_out(lrelu(self.conv_hr(out)))
+        frames = rearrange(x, "b t c h w -> (b t) c h w")
+        base = F.interpolate(frames, scale_factor=SCALE, mode="bilinear", align_corners=False)
+        return rearrange(out + base, "(b t) c h w -> b t c h w", b=b)
+
+
+# --- presets -------------------------------------------------------------------------------
+
+PRESETS: dict[str, VSRTConfig] = {
+    # The official REDS configuration: T=5, depth 5 (32,564,335 parameters).
+    "vsrt-reds": VSRTConfig(num_frame=5, depth=5),
+    # The official Vimeo-90K / Vid4 configuration: T=7, depth 7 (43,845,615 parameters).
+    "vsrt-vimeo": VSRTConfig(num_frame=7, depth=7),
+}
+
+
+def get_config(name: str) -> VSRTConfig:
+    """The preset called ``name``; an unknown name raises and lists the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        valid = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"unknown model preset {name!r}; valid presets: {valid}") from None
+
+
+def build_model(config: VSRTConfig | str) -> VSRT:
+    """A freshly initialised network for a config or a preset name (on CPU, train mode)."""
+    return VSRT(get_config(config) if isinstance(config, str) else config)
