@@ -1,0 +1,118 @@
+"""The training loop on a tiny network and synthetic clips: resume, export, log, settings."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from vsrt_cli.errors import CheckpointError, ConfigError
+from vsrt_cli.model import VSRTConfig, build_model
+from vsrt_cli.model import vsrt as vsrt_module
+from vsrt_cli.model.spynet import SPyNet
+from vsrt_cli.train import loop
+from vsrt_cli.train.config import TrainConfig, stage_defaults
+from vsrt_cli.train.data import Sequence
+from vsrt_cli.train.degrade import bi_degrade
+
+TINY = VSRTConfig(
+    num_feat=8, num_frame=5, depth=1, patch_size=4, extract_blocks=1, reconstruct_blocks=1,
+    ff_blocks=1, norm="channel",
+)
+
+
+def textured(name: str, seed: int) -> Sequence:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(1, 24, 40, 3)).repeat(4, axis=1).repeat(4, axis=2)
+    frames = np.stack([np.roll(base[0], 4 * t, axis=1) for t in range(7)]).astype(np.uint8)
+    return Sequence(name, frames, bi_degrade(frames))
+
+
+@pytest.fixture
+def tiny_world(monkeypatch, tmp_path):
+    monkeypatch.setitem(vsrt_module.PRESETS, "tiny", TINY)
+    train = [textured("a/one", 0), textured("b/two", 1)]
+    val = [textured("v/val", 2)]
+    monkeypatch.setattr(
+        loop, "load_sequences", lambda root, sources, *a: val if sources is loop.VAL_SOURCES else train
+    )
+    flow_dir = tmp_path / "spynet"
+    flow_dir.mkdir()
+    torch.save(SPyNet().state_dict(), flow_dir / loop.SPYNET_FILE)
+    return tmp_path
+
+
+def config(tmp_path, **kw) -> TrainConfig:
+    base = dict(stage="main", minutes=1e6, preset="tiny", batch=2, patch=8, val_size=(8, 16),
+                val_windows=2, spynet_from=str(tmp_path / "spynet"), threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_world):
+    cfg = config(tiny_world)
+    loop.run(cfg, tiny_world / "straight", max_steps=4, echo=lambda _: None)
+    loop.run(cfg, tiny_world / "split", max_steps=2, echo=lambda _: None)
+    loop.run(cfg, tiny_world / "split", max_steps=4, echo=lambda _: None)
+    a = torch.load(tiny_world / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tiny_world / "split" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
+    # the flow is frozen by default: SPyNet weights are still the loaded ones
+    start = torch.load(tiny_world / "spynet" / loop.SPYNET_FILE, weights_only=True)
+    assert all(torch.equal(a["model"][f"spynet.{k}"], v) for k, v in start.items())
+
+
+def test_a_spent_budget_exports_loadable_fp16_weights_and_a_log(tiny_world):
+    out = tiny_world / "run"
+    metrics = loop.run(config(tiny_world, minutes=0.003), out, echo=lambda _: None)
+    assert metrics["val_bicubic_psnr_y"] > 10 and np.isfinite(metrics["val_psnr_y"])
+    blob = torch.load(out / loop.WEIGHTS_FILE, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values())
+    model = build_model(VSRTConfig(**blob["config"]))
+    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    assert blob["quality"]["val_psnr_y"] == pytest.approx(metrics["val_psnr_y"])
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert len(rows) >= 2 and float(rows[-1]["wall_s"]) >= 0.18
+    assert {"val_psnr_y", "val_bicubic_psnr_y", "gain_db_v"} <= set(rows[0])
+
+
+def test_ablation_is_single_frame_without_flow(tiny_world):
+    cfg = config(tiny_world, stage="ablation")
+    assert loop.model_config(cfg) == VSRTConfig(**{**TINY.__dict__, "num_frame": 1, "use_flow": False})
+    metrics = loop.run(cfg, tiny_world / "abl", max_steps=1, echo=lambda _: None)
+    assert np.isfinite(metrics["val_psnr_y"])
+
+
+def test_resume_refuses_other_settings_and_main_needs_the_flow(tiny_world):
+    loop.run(config(tiny_world), tiny_world / "r", max_steps=1, echo=lambda _: None)
+    with pytest.raises(ConfigError, match="patch"):
+        loop.run(config(tiny_world, patch=16), tiny_world / "r", max_steps=1, echo=lambda _: None)
+    with pytest.raises(CheckpointError, match="--stage spynet"):
+        loop.run(config(tiny_world, spynet_from=str(tiny_world / "nope")), tiny_world / "x", max_steps=1)
+
+
+def test_stage_defaults_and_validation():
+    assert stage_defaults("spynet", 5).patch == 64
+    assert stage_defaults("main", 5, batch=None, lr=1e-3).lr == 1e-3
+    with pytest.raises(ConfigError, match="valid stages"):
+        TrainConfig(stage="nope", minutes=1)  # type: ignore[arg-type]
+    assert loop.cosine(config_for_lr(), 0.0) == pytest.approx(2e-4)
+    assert loop.cosine(config_for_lr(), 1.0) == pytest.approx(1e-7)
+
+
+def config_for_lr() -> TrainConfig:
+    return TrainConfig(stage="main", minutes=1)
+
+
+def test_spynet_stage_trains_the_flow_alone(tiny_world, monkeypatch):
+    big = [Sequence(s.name, s.gt.repeat(4, axis=1).repeat(4, axis=2)[:, :400, :400], s.lr) for s in
+           (textured("a/one", 0), textured("v/val", 2))]
+    monkeypatch.setattr(loop, "load_sequences", lambda *a: big)
+    cfg = stage_defaults("spynet", 1e6, batch=2, patch=32, threads=1)
+    metrics = loop.run(cfg, tiny_world / "flow", max_steps=2, echo=lambda _: None)
+    assert metrics["val_epe_zero_flow"] > 0.5 and np.isfinite(metrics["val_epe"])
+    ckpt = torch.load(tiny_world / "flow" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2 and set(ckpt["model"]) == set(SPyNet().state_dict())

@@ -1,0 +1,51 @@
+"""``python -m vsrt_cli.train --stage spynet|main|ablation --out runs/NAME --minutes N``.
+
+Rerunning the same command resumes from ``runs/NAME/last.pt``; the log is ``runs/NAME/log.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vsrt_cli.errors import VsrtError
+from vsrt_cli.train.config import STAGES, stage_defaults
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vsrt_cli.train", description=__doc__)
+    p.add_argument("--stage", choices=STAGES, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log.csv, weights)")
+    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget over all resumes")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--patch", type=int, help="LR crop size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--gt-scale", type=float, help="downscale sources by this for cleaner GT")
+    p.add_argument("--flow-lr-mul", type=float, help="SPyNet lr multiplier in the main stage (0 freezes)")
+    p.add_argument("--spynet-from", help="run folder of the spynet stage (default runs/spynet)")
+    p.add_argument("--preset", help="model preset (default vsrt-cpu-small)")
+    p.add_argument("--threads", type=int)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    from vsrt_cli.train.loop import run  # after argument errors, torch imports are slow
+
+    try:
+        cfg = stage_defaults(
+            args.stage, args.minutes, seed=args.seed, batch=args.batch, patch=args.patch, lr=args.lr,
+            gt_scale=args.gt_scale, flow_lr_mul=args.flow_lr_mul, spynet_from=args.spynet_from,
+            preset=args.preset, threads=args.threads,
+        )
+        run(cfg, args.out, echo=lambda line: print(line, flush=True))
+    except VsrtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

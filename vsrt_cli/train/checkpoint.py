@@ -1,0 +1,66 @@
+"""Atomic checkpoints of a run, the CSV log, and the fp16 export of trained weights."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from vsrt_cli.model.vsrt import VSRTConfig
+
+CHECKPOINT = "last.pt"
+LOG = "log.csv"
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path) -> dict | None:
+    """The run's last checkpoint, or None for a fresh run."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def append_log(run_dir: Path, row: dict[str, object]) -> None:
+    """Append ``row`` to the run's CSV (header written with the first row)."""
+    path = run_dir / LOG
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_weights(
+    model: torch.nn.Module, config: VSRTConfig, path: Path, recipe: dict, quality: dict
+) -> str:
+    """Write ``{"config", "state_dict" (fp16), "recipe", "quality"}`` atomically; returns sha256.
+
+    Everything is a plain dict / tensor so ``torch.load(weights_only=True)`` reads it."""
+    state = {k: v.detach().to(torch.float16).clone() for k, v in model.state_dict().items()}
+    save_atomic(
+        {"config": dataclasses.asdict(config), "state_dict": state, "recipe": recipe, "quality": quality},
+        path,
+    )
+    return sha256(path)

@@ -1,0 +1,73 @@
+"""Typed, frozen training configuration: one :class:`TrainConfig` per run, with stage defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from vsrt_cli.errors import ConfigError
+
+Stage = Literal["spynet", "main", "ablation"]
+STAGES: tuple[str, ...] = ("spynet", "main", "ablation")
+PROJECT_PRESET = "vsrt-cpu-small"
+DATA_ROOT = "../shared/data/train"  # relative to the repository root; referenced, never copied
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that defines a run (stored in its checkpoint; a resume must agree on it).
+
+    minutes: training budget in wall-clock minutes over all resumes; the cosine learning-rate
+        schedule runs over this budget (so a run's quality is a function of its minutes).
+    gt_scale: sources are downscaled by this (antialiased bicubic) before BI, for cleaner GT.
+    flow_lr_mul: learning-rate multiplier for SPyNet in the main stage (0 freezes it).
+    spynet_from: run dir of the ``spynet`` stage whose ``spynet.pt`` initialises the flow.
+    """
+
+    stage: Stage
+    minutes: float
+    preset: str = PROJECT_PRESET
+    seed: int = 0
+    batch: int = 4
+    patch: int = 32
+    lr: float = 2e-4
+    min_lr: float = 1e-7
+    gt_scale: float = 0.5
+    max_frames: int = 480
+    flow_lr_mul: float = 0.0
+    spynet_from: str = "runs/spynet"
+    max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
+    max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
+    data_root: str = DATA_ROOT
+    cache: str = "runs/cache"
+    checkpoint_minutes: float = 5.0
+    val_minutes: float = 4.0
+    val_windows: int = 8  # per held-out sequence
+    val_size: tuple[int, int] = (48, 96)  # LR height, width of the centre crop
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"unknown stage {self.stage!r}; valid stages: {', '.join(STAGES)}")
+        if self.minutes <= 0:
+            raise ConfigError(f"--minutes must be > 0, got {self.minutes}")
+        if self.batch < 1 or self.patch < 8:
+            raise ConfigError(f"batch must be >= 1 and patch >= 8, got {self.batch}, {self.patch}")
+        if not 0 < self.gt_scale <= 1:
+            raise ConfigError(f"gt_scale must be in (0, 1], got {self.gt_scale}")
+
+    def resume_key(self) -> dict:
+        """The fields a resumed run must share with its checkpoint (not budget or cadence)."""
+        loose = {"minutes", "checkpoint_minutes", "val_minutes", "threads", "data_root", "cache"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in loose}
+
+
+def stage_defaults(stage: str, minutes: float, **overrides: object) -> TrainConfig:
+    """The documented recipe of each stage; ``overrides`` (not None) replace single fields."""
+    base: dict[str, object] = {}
+    if stage == "spynet":
+        # LR 64x64 synthetic pairs from the full-resolution sources (first 60 frames each).
+        base = {"batch": 8, "patch": 64, "lr": 1e-4, "gt_scale": 1.0, "max_frames": 60}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(stage=stage, minutes=minutes, **{**base, **given})  # type: ignore[arg-type]

@@ -1,0 +1,210 @@
+"""Training data: which clips, decoding, the cleaned GT / BI LR cache, and sampling.
+
+Every sequence is decoded once (PyAV, RGB24), downscaled by ``gt_scale`` with the antialiased
+MATLAB bicubic to get cleaner ground truth (the sources are lossy), cropped to a multiple of 4,
+and degraded with the BI protocol. GT and LR are cached as uint8 ``.npy`` under the cache dir
+and memory-mapped, so a resumed run starts in seconds. Samples are aligned random crops with
+flips, transposes and temporal reversal, drawn from a numpy Generator the caller seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from vsrt_cli.train.degrade import SCALE, bi_degrade, crop_to_multiple, resize_uint8
+
+# Sources under data/train/ (one folder each). A source is a list of sequences: a video file,
+# or a folder of consecutive PNG frames (".png" glob).
+TRAIN_SOURCES: dict[str, tuple[str, ...]] = {
+    "tos_excerpt": ("clip_01_tears_of_steel.mp4",),
+    "pexels_squirrel": ("squirrel.mp4",),
+    "bbb_0_30s": ("big_buck_bunny_0_30.webm",),
+    "intel_bottles": ("bottle-detection.mp4",),
+    "intel_person_indoor": ("one-by-one-person-detection.mp4",),
+    "intel_asl_gestures": ("*.mkv",),
+    "sintel_raft_frames": ("*.png",),
+    "sintel_cave_mmflow": ("demo.mp4",),  # its two PNGs repeat the video's first frames
+    "sintel_excerpt": ("clip_03_sintel.mp4",),
+    # sintel_ambush1_frames (4 PNGs) is shorter than a 5-frame window; not used.
+}
+
+# Held out for validation and NEVER trained on: one real camera clip and one animation,
+# from productions that appear nowhere else in the training set (no leakage through another
+# excerpt of the same film). The car clip is also the source of data/test/derived/car_3s_*.
+VAL_SOURCES: dict[str, tuple[str, ...]] = {
+    "intel_car_aerial": ("car-detection.mp4",),  # real camera, moving cars, 768x432 12.5 fps
+    "caminandes_excerpt": ("clip_02_caminandes.mp4",),  # 3-D animation, 640x360 24 fps
+}
+
+MAX_FRAMES = 480  # per sequence; the long static surveillance clips would otherwise dominate
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One decoded sequence: ``gt [N, 4h, 4w, 3]`` and ``lr [N, h, w, 3]``, both uint8."""
+
+    name: str
+    gt: np.ndarray
+    lr: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.gt)
+
+
+def decode_video(path: Path, max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """The first ``max_frames`` frames of a video as ``[N, H, W, 3]`` uint8 RGB."""
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) >= max_frames:
+                break
+    return np.stack(frames)
+
+
+def decode_sequence(path: Path, max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """A video file, or a folder of PNG frames in name order, as ``[N, H, W, 3]`` uint8 RGB."""
+    if path.is_dir():
+        files = sorted(path.glob("*.png"))[:max_frames]
+        return np.stack([decode_video(f, 1)[0] for f in files])
+    return decode_video(path, max_frames)
+
+
+def sequence_paths(root: Path, sources: dict[str, tuple[str, ...]]) -> list[tuple[str, Path]]:
+    """``(name, path)`` of every sequence of ``sources`` under ``root`` (a PNG folder is one)."""
+    out = []
+    for source, patterns in sources.items():
+        for pattern in patterns:
+            if pattern == "*.png":
+                out.append((source, root / source))
+                continue
+            matches = sorted((root / source).glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"no {pattern} in {root / source}")
+            out.extend((f"{source}/{m.stem}", m) for m in matches)
+    return out
+
+
+def prepare(frames: np.ndarray, gt_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded frames -> (GT, LR): optional cleaning downscale, crop to a multiple of 4, BI."""
+    gt = frames if gt_scale == 1.0 else resize_uint8(frames, gt_scale)
+    gt = np.ascontiguousarray(crop_to_multiple(gt))
+    return gt, bi_degrade(gt)
+
+
+def load_sequences(
+    root: Path, sources: dict[str, tuple[str, ...]], cache: Path, gt_scale: float,
+    max_frames: int = MAX_FRAMES,
+) -> list[Sequence]:
+    """Decode (or read from ``cache``) every sequence of ``sources``, memory-mapped."""
+    cache.mkdir(parents=True, exist_ok=True)
+    seqs = []
+    for name, path in sequence_paths(root, sources):
+        stem = cache / f"{name.replace('/', '__')}_gt{gt_scale:g}_n{max_frames}"
+        gt_file, lr_file = stem.with_name(stem.name + ".gt.npy"), stem.with_name(stem.name + ".lr.npy")
+        if not (gt_file.exists() and lr_file.exists()):
+            gt, lr = prepare(decode_sequence(path, max_frames), gt_scale)
+            for file, arr in ((gt_file, gt), (lr_file, lr)):
+                tmp = file.with_name(file.name + ".tmp.npy")
+                np.save(tmp, arr)
+                tmp.replace(file)
+        seqs.append(Sequence(name, np.load(gt_file, mmap_mode="r"), np.load(lr_file, mmap_mode="r")))
+    return seqs
+
+
+def source_of(name: str) -> str:
+    return name.split("/")[0]
+
+
+class WindowSampler:
+    """Random aligned ``(lr [T, 3, p, p], gt [T, 3, 4p, 4p])`` float windows in [0, 1].
+
+    Each source (folder) is equally likely; within a source a sequence is picked in proportion
+    to its length. Augmentation: horizontal/vertical flips, transpose, temporal reversal.
+    """
+
+    def __init__(self, seqs: list[Sequence], frames: int, patch: int) -> None:
+        self.frames, self.patch = frames, patch
+        usable = [s for s in seqs if len(s) >= frames and min(s.lr.shape[1:3]) >= patch]
+        if not usable:
+            raise ValueError(f"no sequence has {frames} frames of at least {patch}x{patch} LR")
+        self.sources = sorted({source_of(s.name) for s in usable})
+        self.by_source = {k: [s for s in usable if source_of(s.name) == k] for k in self.sources}
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        group = self.by_source[self.sources[rng.integers(len(self.sources))]]
+        lengths = np.array([len(s) for s in group], dtype=np.float64)
+        seq = group[rng.choice(len(group), p=lengths / lengths.sum())]
+        t0 = rng.integers(len(seq) - self.frames + 1)
+        p = self.patch
+        y = rng.integers(seq.lr.shape[1] - p + 1)
+        x = rng.integers(seq.lr.shape[2] - p + 1)
+        lr = seq.lr[t0 : t0 + self.frames, y : y + p, x : x + p]
+        s = SCALE
+        gt = seq.gt[t0 : t0 + self.frames, s * y : s * (y + p), s * x : s * (x + p)]
+        return augment(np.asarray(lr), np.asarray(gt), rng)
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lr [B, T, 3, p, p], gt [B, T, 3, 4p, 4p])`` float32 in [0, 1]."""
+        pairs = [self.sample(rng) for _ in range(size)]
+        lr = np.stack([p[0] for p in pairs])
+        gt = np.stack([p[1] for p in pairs])
+        return to_tensor(lr), to_tensor(gt)
+
+
+def augment(
+    lr: np.ndarray, gt: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random flips / transpose / time reversal on ``[T, H, W, 3]`` LR and GT."""
+    hflip, vflip, transpose, reverse = rng.integers(2, size=4)
+    out = []
+    for a in (lr, gt):
+        if hflip:
+            a = a[:, :, ::-1]
+        if vflip:
+            a = a[:, ::-1]
+        if transpose:
+            a = a.transpose(0, 2, 1, 3)
+        if reverse:
+            a = a[::-1]
+        out.append(a)
+    return out[0], out[1]
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """``[..., H, W, 3]`` uint8 -> ``[..., 3, H, W]`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class ValWindow:
+    """A fixed validation window: ``lr [T, 3, h, w]``, ``gt [T, 3, 4h, 4w]`` floats in [0, 1]."""
+
+    name: str
+    lr: torch.Tensor
+    gt: torch.Tensor
+
+
+def val_windows(
+    seqs: list[Sequence], frames: int, count: int, size: tuple[int, int], multiple: int
+) -> list[ValWindow]:
+    """``count`` evenly spaced ``frames``-long windows per sequence, centre-cropped LR ``size``
+    (each side rounded down to ``multiple``, and to the frame)."""
+    out = []
+    for seq in seqs:
+        h = min(size[0], seq.lr.shape[1]) // multiple * multiple
+        w = min(size[1], seq.lr.shape[2]) // multiple * multiple
+        y, x = (seq.lr.shape[1] - h) // 2, (seq.lr.shape[2] - w) // 2
+        starts = np.linspace(0, len(seq) - frames, count).round().astype(int)
+        for t0 in starts:
+            lr = seq.lr[t0 : t0 + frames, y : y + h, x : x + w]
+            gt = seq.gt[t0 : t0 + frames, SCALE * y : SCALE * (y + h), SCALE * x : SCALE * (x + w)]
+            out.append(ValWindow(f"{seq.name}@{t0}", to_tensor(np.asarray(lr)), to_tensor(np.asarray(gt))))
+    return out

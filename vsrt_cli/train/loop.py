@@ -1,0 +1,258 @@
+"""The training loop of every stage: resumable, seeded, time-budgeted, validated as it goes.
+
+Stages: ``spynet`` (SPyNet alone on synthetic pairs with known flow, multi-level EPE),
+``main`` (the project preset end to end, Charbonnier loss, SPyNet from the spynet stage) and
+``ablation`` (the same preset with one frame and no flow, the single-frame baseline).
+Adam (0.9, 0.99) with a cosine schedule over the budget. The batch of step ``k`` is drawn from
+``default_rng([seed, k])``, so a resumed run sees the data an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsrt_cli.errors import CheckpointError, ConfigError
+from vsrt_cli.metrics import psnr, ssim
+from vsrt_cli.model.spynet import SPyNet
+from vsrt_cli.model.vsrt import VSRT, VSRTConfig, build_model, get_config
+from vsrt_cli.train import flow as flowlib
+from vsrt_cli.train.checkpoint import (
+    CHECKPOINT, append_log, export_weights, load_checkpoint, save_atomic,
+)
+from vsrt_cli.train.config import TrainConfig
+from vsrt_cli.train.data import (
+    TRAIN_SOURCES, VAL_SOURCES, Sequence, ValWindow, WindowSampler, load_sequences, val_windows,
+)
+from vsrt_cli.train.degrade import SCALE, bicubic_upscale
+
+SPYNET_FILE = "spynet.pt"
+WEIGHTS_FILE = "weights_fp16.pt"
+VAL_FRAMES = 5
+VAL_FLOW_PAIRS = 32
+
+
+def model_config(cfg: TrainConfig) -> VSRTConfig:
+    """The network a main/ablation run trains: the preset, or its single-frame ablation."""
+    config = get_config(cfg.preset)
+    if cfg.stage == "ablation":
+        return dataclasses.replace(config, num_frame=1, use_flow=False)
+    return config
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean ``sqrt((pred - target)^2 + eps^2)`` over all elements."""
+    return torch.sqrt((pred - target).square() + eps * eps).mean()
+
+
+def cosine(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1] of the budget."""
+    progress = min(max(progress, 0.0), 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def load_spynet_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    path = run_dir / SPYNET_FILE
+    if not path.exists():
+        raise CheckpointError(
+            f"{path} not found: train the flow first with "
+            f"`python -m vsrt_cli.train --stage spynet --out {run_dir} --minutes N`"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class FlowStage:
+    """SPyNet pretraining on synthetic pairs; validation: EPE on fixed held-out pairs."""
+
+    def __init__(self, cfg: TrainConfig, fresh: bool) -> None:
+        self.cfg = cfg
+        self.net = SPyNet()
+        if fresh:
+            flowlib.init_spynet(self.net)
+        self.groups = [{"params": list(self.net.parameters()), "lr_mul": 1.0}]
+        cache = Path(cfg.cache)
+        self.train = load_sequences(Path(cfg.data_root), TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames)
+        val = load_sequences(Path(cfg.data_root), VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames)
+        self.val = flowlib.synthetic_batch(
+            val, np.random.default_rng(12345), VAL_FLOW_PAIRS, cfg.patch, cfg.max_shift, cfg.max_local
+        )
+
+    def loss(self, rng: np.random.Generator) -> torch.Tensor:
+        c = self.cfg
+        ref, supp, gt = flowlib.synthetic_batch(self.train, rng, c.batch, c.patch, c.max_shift, c.max_local)
+        return flowlib.multiscale_epe(flowlib.pyramid_flows(self.net, ref, supp), gt)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        ref, supp, gt = self.val
+        self.net.eval()
+        epe = flowlib.end_point_error(self.net(ref, supp), gt).item()
+        self.net.train()
+        return {"val_epe": epe, "val_epe_zero_flow": flowlib.end_point_error(torch.zeros_like(gt), gt).item()}
+
+    def export(self, out: Path, quality: dict) -> str:
+        save_atomic(self.net.state_dict(), out / SPYNET_FILE)
+        return str(out / SPYNET_FILE)
+
+
+class SRStage:
+    """The VSRT network (main or ablation); validation: PSNR/SSIM-Y of the window's centre frame."""
+
+    def __init__(self, cfg: TrainConfig, fresh: bool) -> None:
+        self.cfg = cfg
+        self.config = model_config(cfg)
+        self.net: VSRT = build_model(self.config)
+        if cfg.stage == "main" and fresh:
+            self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
+        flow_params = list(self.net.spynet.parameters())
+        body = [p for n, p in self.net.named_parameters() if not n.startswith("spynet.")]
+        self.groups = [{"params": body, "lr_mul": 1.0}]
+        if cfg.stage == "main" and cfg.flow_lr_mul > 0:
+            self.groups.append({"params": flow_params, "lr_mul": cfg.flow_lr_mul})
+        else:
+            for p in flow_params:
+                p.requires_grad_(False)
+        cache = Path(cfg.cache)
+        train = load_sequences(Path(cfg.data_root), TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames)
+        val = load_sequences(Path(cfg.data_root), VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames)
+        self.sampler = WindowSampler(train, self.config.num_frame, cfg.patch)
+        self.val = val_windows(val, VAL_FRAMES, cfg.val_windows, cfg.val_size, self.config.size_multiple)
+        self.bicubic = [bicubic_upscale(w.lr[VAL_FRAMES // 2]).clamp(0, 1) for w in self.val]
+
+    def loss(self, rng: np.random.Generator) -> torch.Tensor:
+        lr, gt = self.sampler.batch(rng, self.cfg.batch)
+        return charbonnier(self.net(lr), gt)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        return evaluate(self.net, self.val, self.bicubic)
+
+    def export(self, out: Path, quality: dict) -> str:
+        recipe = {k: v for k, v in dataclasses.asdict(self.cfg).items() if not isinstance(v, tuple)}
+        recipe["val_sources"] = ",".join(VAL_SOURCES)
+        digest = export_weights(self.net, self.config, out / WEIGHTS_FILE, recipe, quality)
+        return f"{out / WEIGHTS_FILE} sha256={digest}"
+
+
+def centre_prediction(net: VSRT, lr: torch.Tensor) -> torch.Tensor:
+    """The model's ``[3, 4h, 4w]`` output for the centre frame of ``lr [T, 3, h, w]``; a model
+    with fewer frames than the window gets the centred sub-window."""
+    t, c = lr.shape[0], lr.shape[0] // 2
+    n = min(net.config.num_frame, t)
+    start = c - n // 2
+    return net(lr[start : start + n][None])[0, c - start].clamp(0, 1)
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
+def evaluate(net: VSRT, windows: list[ValWindow], bicubic: list[torch.Tensor]) -> dict[str, float]:
+    """Mean PSNR-Y / SSIM-Y (border ``SCALE``) of model and bicubic, overall and per source."""
+    was_training = net.training
+    net.eval()
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for window, base in zip(windows, bicubic):
+        gt = to_image(window.gt[VAL_FRAMES // 2])
+        pred = to_image(centre_prediction(net, window.lr))
+        score = (
+            psnr(pred, gt, y=True, crop_border=SCALE),
+            psnr(to_image(base), gt, y=True, crop_border=SCALE),
+            ssim(pred, gt, y=True, crop_border=SCALE),
+        )
+        rows.setdefault(window.name.split("/")[0].split("@")[0], []).append(score)
+    net.train(was_training)
+    everything = [s for scores in rows.values() for s in scores]
+    out = {
+        "val_psnr_y": float(np.mean([s[0] for s in everything])),
+        "val_bicubic_psnr_y": float(np.mean([s[1] for s in everything])),
+        "val_ssim_y": float(np.mean([s[2] for s in everything])),
+    }
+    for source, scores in sorted(rows.items()):
+        out[f"gain_db_{source}"] = float(np.mean([s[0] - s[1] for s in scores]))
+    out["val_gain_db"] = out["val_psnr_y"] - out["val_bicubic_psnr_y"]
+    return out
+
+
+def run(
+    cfg: TrainConfig, out: Path, *, max_steps: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Train (or resume) the run in ``out`` until its budget is spent; returns the last
+    validation. ``max_steps`` stops this session early at that step (the budget is unchanged)."""
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(out)
+    if ckpt is not None and ckpt["key"] != cfg.resume_key():
+        diff = sorted(k for k, v in cfg.resume_key().items() if ckpt["key"].get(k) != v)
+        raise ConfigError(f"{out / CHECKPOINT} was trained with other settings ({', '.join(diff)}); use another --out")
+    torch.manual_seed(cfg.seed)
+    stage: FlowStage | SRStage = (FlowStage if cfg.stage == "spynet" else SRStage)(cfg, ckpt is None)
+    net: nn.Module = stage.net
+    opt = torch.optim.Adam([{"params": g["params"]} for g in stage.groups], lr=cfg.lr, betas=(0.9, 0.99))
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        echo(f"resuming {out} at step {step} ({elapsed / 60:.1f} of {cfg.minutes} min)")
+    net.train()
+    budget = cfg.minutes * 60
+    start = time.monotonic() - elapsed
+    last_ckpt, last_val, last_echo = elapsed, -math.inf if step == 0 else elapsed, elapsed
+    losses: list[float] = []
+
+    def checkpoint() -> None:
+        save_atomic(
+            {"key": cfg.resume_key(), "model": net.state_dict(), "optimizer": opt.state_dict(),
+             "step": step, "elapsed": time.monotonic() - start},
+            out / CHECKPOINT,
+        )
+
+    def log(now: float, lr: float) -> dict[str, float]:
+        metrics = stage.validate()
+        row = {"wall_s": round(now, 1), "step": step, "samples": step * cfg.batch, "lr": lr,
+               "train_loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
+        append_log(out, row)
+        losses.clear()
+        echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        return metrics
+
+    metrics: dict[str, float] = {}
+    lr = cosine(cfg, elapsed / budget)
+    while True:
+        now = time.monotonic() - start
+        if now >= budget or (max_steps is not None and step >= max_steps):
+            break
+        if now - last_val >= cfg.val_minutes * 60:
+            metrics, last_val = log(now, lr), now
+        if now - last_ckpt >= cfg.checkpoint_minutes * 60:
+            checkpoint()
+            last_ckpt = now
+        lr = cosine(cfg, now / budget)
+        for group, spec in zip(opt.param_groups, stage.groups):
+            group["lr"] = lr * spec["lr_mul"]
+        loss = stage.loss(np.random.default_rng([cfg.seed, step]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        if now - last_echo >= 60:
+            echo(f"step {step} {now / 60:.1f} min {step * cfg.batch / max(now, 1e-9):.2f} samples/s "
+                 f"loss {np.mean(losses[-50:]):.4g}")
+            last_echo = now
+    checkpoint()
+    now = time.monotonic() - start
+    if now >= budget:  # the budget is spent: final validation and the exported weights
+        metrics = log(now, lr)
+        echo(f"exported {stage.export(out, metrics)}")
+    return metrics
