@@ -17,7 +17,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m vsrt_cli.train", description=__doc__)
     p.add_argument("--stage", choices=STAGES, required=True)
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log.csv, weights)")
-    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget over all resumes")
+    p.add_argument("--minutes", type=float, required=True, help="compute budget (CPU time / threads) over all resumes")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--patch", type=int, help="LR crop size")

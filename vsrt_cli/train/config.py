@@ -18,8 +18,8 @@ DATA_ROOT = "../shared/data/train"  # relative to the repository root; reference
 class TrainConfig:
     """Everything that defines a run (stored in its checkpoint; a resume must agree on it).
 
-    minutes: training budget in wall-clock minutes over all resumes; the cosine learning-rate
-        schedule runs over this budget (so a run's quality is a function of its minutes).
+    minutes: training budget in compute minutes (process CPU time / threads) over all resumes;
+        the cosine learning-rate schedule runs over it (a run's quality is a function of it).
     gt_scale: sources are downscaled by this (antialiased bicubic) before BI, for cleaner GT.
     flow_lr_mul: learning-rate multiplier for SPyNet in the main stage (0 freezes it).
     spynet_from: run dir of the ``spynet`` stage whose ``spynet.pt`` initialises the flow.
@@ -68,6 +68,6 @@ def stage_defaults(stage: str, minutes: float, **overrides: object) -> TrainConf
     base: dict[str, object] = {}
     if stage == "spynet":
         # LR 64x64 synthetic pairs from the full-resolution sources (first 60 frames each).
-        base = {"batch": 8, "patch": 64, "lr": 1e-4, "gt_scale": 1.0, "max_frames": 60}
+        base = {"batch": 8, "patch": 64, "lr": 1e-3, "gt_scale": 1.0, "max_frames": 60}
     given = {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig(stage=stage, minutes=minutes, **{**base, **given})  # type: ignore[arg-type]

@@ -5,6 +5,10 @@ Stages: ``spynet`` (SPyNet alone on synthetic pairs with known flow, multi-level
 ``ablation`` (the same preset with one frame and no flow, the single-frame baseline).
 Adam (0.9, 0.99) with a cosine schedule over the budget. The batch of step ``k`` is drawn from
 ``default_rng([seed, k])``, so a resumed run sees the data an uninterrupted one would.
+
+The budget is *compute* time: the process's CPU time divided by its thread count, summed over
+resumes. On an idle machine that is about wall time; on a shared one it stays fair, so the
+main run and its ablation get the same compute whatever else runs beside them. The log has both.
 """
 
 from __future__ import annotations
@@ -198,28 +202,37 @@ def run(
     stage: FlowStage | SRStage = (FlowStage if cfg.stage == "spynet" else SRStage)(cfg, ckpt is None)
     net: nn.Module = stage.net
     opt = torch.optim.Adam([{"params": g["params"]} for g in stage.groups], lr=cfg.lr, betas=(0.9, 0.99))
-    step, elapsed = 0, 0.0
+    step, compute0, wall0 = 0, 0.0, 0.0
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        step, elapsed = ckpt["step"], ckpt["elapsed"]
-        echo(f"resuming {out} at step {step} ({elapsed / 60:.1f} of {cfg.minutes} min)")
+        step, compute0, wall0 = ckpt["step"], ckpt["compute"], ckpt["wall"]
+        echo(f"resuming {out} at step {step} ({compute0 / 60:.1f} of {cfg.minutes} compute min)")
     net.train()
     budget = cfg.minutes * 60
-    start = time.monotonic() - elapsed
-    last_ckpt, last_val, last_echo = elapsed, -math.inf if step == 0 else elapsed, elapsed
+    cpu_start, wall_start = time.process_time(), time.monotonic()
+
+    def compute() -> float:
+        return compute0 + (time.process_time() - cpu_start) / cfg.threads
+
+    def wall() -> float:
+        return wall0 + time.monotonic() - wall_start
+
+    last_ckpt, last_echo = time.monotonic(), time.monotonic()
+    last_val = -math.inf if step == 0 else compute0
     losses: list[float] = []
 
     def checkpoint() -> None:
         save_atomic(
             {"key": cfg.resume_key(), "model": net.state_dict(), "optimizer": opt.state_dict(),
-             "step": step, "elapsed": time.monotonic() - start},
+             "step": step, "compute": compute(), "wall": wall()},
             out / CHECKPOINT,
         )
 
     def log(now: float, lr: float) -> dict[str, float]:
         metrics = stage.validate()
-        row = {"wall_s": round(now, 1), "step": step, "samples": step * cfg.batch, "lr": lr,
+        row = {"compute_s": round(now, 1), "wall_s": round(wall(), 1), "step": step,
+               "samples": step * cfg.batch, "lr": lr,
                "train_loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
         append_log(out, row)
         losses.clear()
@@ -227,16 +240,16 @@ def run(
         return metrics
 
     metrics: dict[str, float] = {}
-    lr = cosine(cfg, elapsed / budget)
+    lr = cosine(cfg, compute0 / budget)
     while True:
-        now = time.monotonic() - start
+        now = compute()
         if now >= budget or (max_steps is not None and step >= max_steps):
             break
         if now - last_val >= cfg.val_minutes * 60:
             metrics, last_val = log(now, lr), now
-        if now - last_ckpt >= cfg.checkpoint_minutes * 60:
+        if time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60:  # wall clock: safety
             checkpoint()
-            last_ckpt = now
+            last_ckpt = time.monotonic()
         lr = cosine(cfg, now / budget)
         for group, spec in zip(opt.param_groups, stage.groups):
             group["lr"] = lr * spec["lr_mul"]
@@ -246,12 +259,13 @@ def run(
         opt.step()
         losses.append(loss.item())
         step += 1
-        if now - last_echo >= 60:
-            echo(f"step {step} {now / 60:.1f} min {step * cfg.batch / max(now, 1e-9):.2f} samples/s "
+        if time.monotonic() - last_echo >= 60:
+            echo(f"step {step} compute {now / 60:.1f} min wall {wall() / 60:.1f} min "
+                 f"{step * cfg.batch / max(now, 1e-9):.2f} samples per compute s "
                  f"loss {np.mean(losses[-50:]):.4g}")
-            last_echo = now
+            last_echo = time.monotonic()
     checkpoint()
-    now = time.monotonic() - start
+    now = compute()
     if now >= budget:  # the budget is spent: final validation and the exported weights
         metrics = log(now, lr)
         echo(f"exported {stage.export(out, metrics)}")
