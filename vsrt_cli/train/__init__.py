@@ -2,9 +2,14 @@
 
 One command per stage, resumable (rerun it to continue from the last checkpoint)::
 
-    python -m vsrt_cli.train --stage spynet   --out runs/spynet   --minutes 12
-    python -m vsrt_cli.train --stage main     --out runs/main     --minutes 45
-    python -m vsrt_cli.train --stage ablation --out runs/ablation --minutes 45
+    python -m vsrt_cli.train --stage spynet   --out runs/spynet   --minutes 15
+    python -m vsrt_cli.train --stage main     --out runs/main     --minutes 40 --threads 1
+    python -m vsrt_cli.train --stage ablation --out runs/ablation --minutes 40 --threads 1
+
+``--minutes`` is compute time (CPU time / threads), so a busy machine only slows a run down.
+main and ablation run side by side with one thread each (same compute, comparable curves).
+Each run folder holds ``last.pt`` (checkpoint), ``log.csv`` (validation over compute and wall
+time) and, once the budget is spent, ``spynet.pt`` or ``weights_fp16.pt``.
 
 Modules: degrade (MATLAB bicubic, BI), data (clips, split, cache, sampling), flow (SPyNet
 pretraining), config, checkpoint, loop.
