@@ -25,3 +25,15 @@ class ModelInputError(VsrtError):
 
 class CheckpointError(VsrtError):
     """A weights file that is missing, unreadable, corrupt or for another architecture."""
+
+
+class InputError(VsrtError):
+    """An input path that is missing, unreadable, not a video, or holds no usable frames."""
+
+
+class DecodeError(InputError):
+    """A video that breaks part-way through decoding (truncated or corrupt data)."""
+
+
+class OutputError(VsrtError):
+    """An output that cannot be written: bad path, no encoder for it, disk full, permissions."""

@@ -136,15 +136,18 @@ class STCSA(nn.Module):
         p = self.patch
         flat = rearrange(x, "b t c h w -> (b t) c h w")
 
+        # A token is one (frame, patch) pair; its vector is channel-major, then patch row, then
+        # patch column -- the layout of the official Unfold(kernel=p, stride=p), as a reshape.
+        pattern = "(b t) (g c) (y p1) (x p2) -> b g (t y x) (c p1 p2)"
+
         def tokens(feat: torch.Tensor) -> torch.Tensor:
-            patches = F.unfold(feat, kernel_size=p, stride=p)  # [(b t), c*p*p, n], channel-major
-            return rearrange(patches, "(b t) (g d) n -> b g (t n) d", b=b, g=self.heads)
+            return rearrange(feat, pattern, b=b, g=self.heads, p1=p, p2=p)
 
         attended = F.scaled_dot_product_attention(
             tokens(self.q(flat)), tokens(self.k(flat)), tokens(self.v(flat))
         )
-        patches = rearrange(attended, "b g (t n) d -> (b t) (g d) n", t=t)
-        out = self.proj(F.fold(patches, output_size=(h, w), kernel_size=p, stride=p))
+        inverse = "b g (t y x) (c p1 p2) -> (b t) (g c) (y p1) (x p2)"
+        out = self.proj(rearrange(attended, inverse, t=t, y=h // p, p1=p, p2=p))
         return rearrange(out, "(b t) c h w -> b t c h w", b=b)
 
 
@@ -283,10 +286,15 @@ class VSRT(nn.Module):
         pos = positional_encoding(self.config.num_frame, t, self.config.num_feat, h, w)
         return feat + pos.to(device=feat.device, dtype=feat.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """``x`` ``[B, T, 3, H, W]``; ``flows`` optionally precomputed ``(to_prev, to_next)``
+        ``[B, T, 2, H, W]`` (e.g. on whole frames, then cropped per tile)."""
         self.check_input(x)
         b = x.shape[0]
-        flows = self.compute_flows(x)
+        if flows is None:
+            flows = self.compute_flows(x)
         feat = self.embed(x)
         for block in self.blocks:
             feat = block(feat, x, flows)

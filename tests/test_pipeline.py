@@ -1,0 +1,213 @@
+"""End to end: real clips in, 4x video out with the same frames, timestamps and audio."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import shared_path
+from vsrt_cli.errors import ConfigError, InputError, OutputError
+from vsrt_cli.io.frames import encode_png, list_frames, read_image
+from vsrt_cli.model import VSRTConfig, build_model
+from vsrt_cli.pipeline import Finished, Progress, Schedule, Started, TileRunner, UpscaleJob, upscale
+from vsrt_cli.schedule import plan_tiles
+from vsrt_cli.weights import save_weights
+
+TINY = VSRTConfig(
+    num_feat=8, num_frame=5, depth=1, heads=1, patch_size=8, extract_blocks=1,
+    reconstruct_blocks=1, ff_blocks=1, norm="channel",
+)
+# The file-level tests check containers, timestamps and audio; SPyNet (the costliest part of a
+# tiny model) is switched off there and exercised by the image-folder and tiling tests instead.
+NO_FLOW = VSRTConfig(**{**TINY.__dict__, "use_flow": False})
+FAST = Schedule(tile=64, overlap=8, window=5, stride=5, batch=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(NO_FLOW).eval()
+
+
+@pytest.fixture(scope="module")
+def flow_model():
+    torch.manual_seed(0)
+    return build_model(TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory, tiny_model):
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    save_weights(tiny_model, path)
+    return path
+
+
+def stream_facts(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        times = [f.pts * f.time_base for f in c.decode(v)]
+    with av.open(str(path)) as c:
+        audio = [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size] if c.streams.audio else []
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return {"size": (v.width, v.height), "times": times, "audio": audio, "pix_fmt": v.codec_context.pix_fmt}
+
+
+def run_job(model, source: Path, output: Path, schedule: Schedule = FAST, **kw) -> list:
+    job = UpscaleJob(source=source, output=output, schedule=schedule, device=torch.device("cpu"), precision="fp32", **kw)
+    return list(upscale(model, job))
+
+
+@pytest.mark.parametrize("clip", ["bbb_1s_320x180_h264_aac.mp4", "car_3s_384x216_h264_aac.mp4"])
+def test_video_to_video_keeps_frames_timestamps_and_audio(tiny_model, tmp_path, clip):
+    source = shared_path("data", "test", "derived", clip)
+    out = tmp_path / "out.mp4"
+    events = run_job(tiny_model, source, out)
+    src, dst = stream_facts(source), stream_facts(out)
+    assert dst["size"] == (src["size"][0] * 4, src["size"][1] * 4)
+    assert dst["times"] == src["times"]
+    assert len(dst["audio"]) > 0 and dst["audio"] == src["audio"]
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+    progress = [e.done for e in events if isinstance(e, Progress)]
+    assert progress == list(range(1, len(src["times"]) + 1))
+    assert events[-1].frames == len(src["times"]) and events[-1].bytes == out.stat().st_size
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary left
+
+
+def test_cli_end_to_end_with_stride_one(tiny_weights, tmp_path):
+    source = shared_path("data", "test", "derived", "bbb_1s_320x180_h264_aac.mp4")
+    out = tmp_path / "cli.mkv"
+    cmd = [sys.executable, "-m", "vsrt_cli", "upscale", str(source), "-o", str(out), "--weights", str(tiny_weights),
+           "--tile", "0", "--window", "3", "--window-stride", "1", "--batch", "6", "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "done: 24 frames" in result.stderr
+    facts = stream_facts(out)
+    assert facts["size"] == (1280, 720) and len(facts["times"]) == 24
+    quiet = subprocess.run(cmd + ["--overwrite", "--quiet"], capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_image_folder_in_and_out(flow_model, tmp_path):
+    frames = tmp_path / "in"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 65535, (40, 52, 3), dtype=np.uint16)
+    for i in (1, 2, 10):  # natural order: 1, 2, 10
+        (frames / f"f{i}.png").write_bytes(encode_png(np.roll(base, i, axis=1)))
+    out = tmp_path / "out"
+    run_job(flow_model, frames, out)
+    written = list_frames(out)
+    assert [p.name for p in written] == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
+    image, depth, _ = read_image(written[0])
+    assert image.shape == (160, 208, 3) and depth == 16  # 16-bit in, 16-bit PNG out
+
+    video = tmp_path / "from_frames.mp4"
+    run_job(flow_model, frames, video, fps=Fraction(30000, 1001))
+    facts = stream_facts(video)
+    assert facts["size"] == (208, 160)
+    assert facts["times"] == [Fraction(i * 1001, 30000) for i in range(3)]
+
+
+class ShiftInvariant(torch.nn.Module):
+    """A stand-in model: a 3x3 blur (receptive radius 1) then nearest x4. Translation-consistent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = TINY
+
+    def compute_flows(self, x):
+        z = x.new_zeros(x.shape[0], x.shape[1], 2, *x.shape[3:])
+        return z, z
+
+    def forward(self, x, flows=None):
+        b, t = x.shape[:2]
+        frames = x.flatten(0, 1)
+        kernel = torch.full((3, 1, 3, 3), 1 / 9)
+        blurred = torch.nn.functional.conv2d(frames, kernel, padding=1, groups=3)
+        up = torch.nn.functional.interpolate(blurred, scale_factor=4, mode="nearest")
+        return up.view(b, t, 3, *up.shape[-2:])
+
+
+@pytest.mark.parametrize("h,w,tile,overlap", [(40, 56, 16, 8), (37, 61, 24, 8), (64, 64, 32, 16)])
+def test_tiled_equals_untiled_away_from_borders(h, w, tile, overlap):
+    model = ShiftInvariant()
+    frames = torch.rand(3, 3, h, w)
+    whole = TileRunner(model, plan_tiles(h, w, tile=0, overlap=0, multiple=8), batch=4, device=torch.device("cpu"), precision="fp32")
+    tiled = TileRunner(model, plan_tiles(h, w, tile=tile, overlap=overlap, multiple=8), batch=3, device=torch.device("cpu"), precision="fp32")
+    a, b = whole(frames, [0, 2]), tiled(frames, [0, 2])
+    assert a.shape == b.shape == (2, 3, 4 * h, 4 * w)
+    m = 4 * 2  # two LR pixels from the frame border (padding differs there)
+    torch.testing.assert_close(a[..., m:-m, m:-m], b[..., m:-m, m:-m], atol=1e-5, rtol=0)
+
+
+# --- refused before any work, nothing left behind ------------------------------------------------
+
+
+def test_bad_schedules_are_refused_before_any_output(tiny_model, tmp_path):
+    source = shared_path("data", "test", "derived", "bbb_1s_320x180_h264_aac.mp4")
+    out = tmp_path / "o.mp4"
+    bad = [
+        (Schedule(tile=60, overlap=8, window=5, stride=5), "multiple of 8"),
+        (Schedule(tile=64, overlap=64, window=5, stride=5), "below the tile size"),
+        (Schedule(tile=64, overlap=8, window=9, stride=5), "1 to 6 frames"),
+        (Schedule(tile=64, overlap=8, window=4, stride=1), "odd window"),
+        (Schedule(tile=64, overlap=8, window=5, stride=6), "must be 1 to 5"),
+    ]
+    for schedule, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            run_job(tiny_model, source, out, schedule)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "make,error,message",
+    [
+        (lambda d: d / "missing.mp4", InputError, "no such file"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", InputError, "holds no PNG or JPEG"),
+        (lambda d: (d / "text.mp4").write_text("hello") and d / "text.mp4", InputError, "cannot be opened as a video"),
+        (lambda d: (d / "zero.mp4").write_bytes(b"") or d / "zero.mp4", InputError, "empty"),
+    ],
+)
+def test_bad_inputs_get_one_clear_error(tiny_model, tmp_path, make, error, message):
+    source = make(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(error, match=message):
+        run_job(tiny_model, source, tmp_path / "out.mp4")
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_audio_only_file_is_refused(tiny_model, tmp_path):
+    audio = tmp_path / "tone.m4a"
+    with av.open(str(audio), "w") as c:
+        s = c.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in s.encode(frame):
+            c.mux(packet)
+        c.mux(s.encode(None))
+    with pytest.raises(InputError, match="no video stream"):
+        run_job(tiny_model, audio, tmp_path / "out.mp4")
+
+
+def test_outputs_that_would_lose_data_are_refused(tiny_model, tmp_path):
+    source = shared_path("data", "test", "derived", "bbb_1s_320x180_h264_aac.mp4")
+    with pytest.raises(OutputError, match="is the input"):
+        run_job(tiny_model, source, source, overwrite=True)
+    existing = tmp_path / "exists.mp4"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="--overwrite"):
+        run_job(tiny_model, source, existing)
+    assert existing.read_bytes() == b"keep me"
+    with pytest.raises(OutputError, match="cannot create"):
+        run_job(tiny_model, source, tmp_path / "out.xyz")
+    with pytest.raises(OutputError, match="does not exist"):
+        run_job(tiny_model, source, tmp_path / "nope" / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.mp4"]

@@ -1,0 +1,110 @@
+"""Folders of image frames: natural-order reading and lossless PNG writing, renamed into place."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vsrt_cli.errors import InputError, OutputError
+from vsrt_cli.io.probe import has_alpha
+from vsrt_cli.io.reader import Frame, to_rgb
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def natural_key(path: Path) -> list[object]:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def list_frames(folder: Path) -> list[Path]:
+    """The PNG/JPEG files directly in ``folder``, in natural order; raises if there are none."""
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=natural_key)
+    if not files:
+        raise InputError(f"{folder} holds no PNG or JPEG frames; give a video file or a folder of images")
+    return files
+
+
+def read_image(path: Path) -> tuple[np.ndarray, int, bool]:
+    """``(rgb, bit_depth, had_alpha)`` of one image file."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+    except (av.FFmpegError, StopIteration) as exc:
+        raise InputError(f"{path} cannot be read as an image ({exc}); is it a PNG or JPEG?") from exc
+    depth = max(c.bits for c in frame.format.components)
+    return to_rgb(frame, depth, 0), depth, has_alpha(frame.format)
+
+
+def iter_folder(files: list[Path], rate: Fraction) -> Iterator[Frame]:
+    """Frames of an image folder with timestamps ``i / rate`` (time base ``1 / rate``)."""
+    time_base = 1 / rate
+    shape = None
+    for index, path in enumerate(files):
+        image, _, _ = read_image(path)
+        if shape is None:
+            shape = image.shape
+        elif image.shape != shape:
+            raise InputError(f"{path} is {image.shape[1]}x{image.shape[0]}, the first frame is {shape[1]}x{shape[0]}; all frames must have one size")
+        yield Frame(index, index, time_base, image)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of ``[H, W, 3]`` RGB uint8 (8-bit PNG) or uint16 (16-bit PNG)."""
+    deep = image.dtype == np.uint16
+    frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if deep else "rgb24")
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height = image.shape[1], image.shape[0]
+    codec.pix_fmt = "rgb48be" if deep else "rgb24"
+    codec.time_base = Fraction(1, 1)
+    frame.pts = 0
+    packets = codec.encode(frame.reformat(format=codec.pix_fmt)) + codec.encode(None)
+    return b"".join(bytes(p) for p in packets)
+
+
+class FolderWriter:
+    """Writes ``frame_000001.png`` ... into a hidden sibling folder, renamed into place on success."""
+
+    def __init__(self, folder: Path, *, overwrite: bool) -> None:
+        self.folder = folder
+        self.tmp = folder.with_name(f".{folder.name}.vsrt-partial-{os.getpid()}")
+        self.overwrite = overwrite
+        self.frames_written = 0
+
+    def __enter__(self) -> FolderWriter:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        try:
+            self.tmp.mkdir(parents=False)
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.folder}: {exc}; check the parent folder exists and is writable") from exc
+        return self
+
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:
+        self.frames_written += 1
+        path = self.tmp / f"frame_{self.frames_written:06d}.png"
+        try:
+            path.write_bytes(encode_png(image))
+        except OSError as exc:
+            raise OutputError(f"writing {self.folder} failed: {exc}") from exc
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.folder.exists():
+            old = self.folder.with_name(f".{self.folder.name}.vsrt-old-{os.getpid()}")
+            os.replace(self.folder, old)
+        os.replace(self.tmp, self.folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

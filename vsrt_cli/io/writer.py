@@ -1,0 +1,226 @@
+"""Encode frames into a container next to the output, copy audio and subtitles packet for
+packet, and rename into place only when everything succeeded."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vsrt_cli.errors import OutputError
+from vsrt_cli.io.probe import BT709
+
+# Encoders that take x264-style quality settings.
+_CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
+_PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+CODEC_ALIASES = {"h264": "libx264", "hevc": "libx265", "h265": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How the output video is encoded. ``pix_fmt`` None means 8-bit 4:2:0 for 8-bit sources
+    and 10-bit 4:2:0 for deeper ones."""
+
+    codec: str = "libx264"
+    crf: int = 16
+    preset: str = "medium"
+    pix_fmt: str | None = None
+    copy_streams: bool = True
+    threads: int = 0
+
+
+def temporary_path(final: Path) -> Path:
+    """A hidden sibling of ``final`` with the same extension (so the container type is kept)."""
+    return final.with_name(f".{final.stem}.vsrt-partial-{os.getpid()}{final.suffix}")
+
+
+def default_pix_fmt(codec: str, bit_depth: int) -> str:
+    """The input's bit depth, 4:2:0 for delivery codecs, 4:4:4 or RGB for lossless ones."""
+    deep = bit_depth > 8
+    if codec == "png":
+        return "rgb48be" if deep else "rgb24"
+    if codec == "ffv1":
+        return "yuv444p10le" if deep else "yuv444p"
+    if codec.startswith("prores"):
+        return "yuv422p10le"
+    return "yuv420p10le" if deep else "yuv420p"
+
+
+class VideoWriter:
+    """``with VideoWriter(path, ...) as w: w.write(image, pts)``; renamed into place on success.
+
+    ``source`` is the input container whose audio and subtitle streams are copied. Streams the
+    output container cannot hold are dropped and listed in :attr:`dropped`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        rate: Fraction | None,
+        bit_depth: int,
+        settings: EncodeSettings,
+        source: Path | None = None,
+    ) -> None:
+        self.path = path
+        self.tmp = temporary_path(path)
+        self.width, self.height = width, height
+        self.time_base = time_base
+        self.rate = rate
+        self.settings = settings
+        self.codec = CODEC_ALIASES.get(settings.codec, settings.codec)
+        self.pix_fmt = settings.pix_fmt or default_pix_fmt(self.codec, bit_depth)
+        self.source = source
+        self.dropped: list[str] = []
+        self.frames_written = 0
+        self._out: av.container.OutputContainer | None = None
+        self._src: av.container.InputContainer | None = None
+        self._copy: Iterator[av.Packet] | None = None
+        self._pending: av.Packet | None = None
+        self._stream_map: dict[int, av.stream.Stream] = {}
+
+    # -- opening --------------------------------------------------------------------------
+    def __enter__(self) -> VideoWriter:
+        try:
+            self._out = av.open(str(self.tmp), "w")
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            raise OutputError(f"cannot create {self.path}: {exc}; check the folder exists, is writable, and the extension is a video container (.mp4, .mkv, .mov, .webm)") from exc
+        try:
+            self._add_video()
+            if self.settings.copy_streams and self.source is not None:
+                self._add_copies()
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def _add_video(self) -> None:
+        assert self._out is not None
+        try:
+            stream = self._out.add_stream(self.codec, rate=self.rate or Fraction(25))
+        except (av.FFmpegError, ValueError) as exc:
+            raise OutputError(f"no encoder {self.codec!r} here ({exc}); try --codec libx264") from exc
+        stream.width, stream.height = self.width, self.height
+        try:
+            stream.pix_fmt = self.pix_fmt
+        except (ValueError, av.FFmpegError) as exc:
+            raise OutputError(f"pixel format {self.pix_fmt!r} is unknown; try --pix-fmt yuv420p") from exc
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
+        cc = stream.codec_context
+        cc.colorspace = BT709
+        cc.color_primaries = BT709
+        cc.color_trc = BT709
+        cc.color_range = 1  # limited (MPEG) range, what players expect
+        cc.thread_count = self.settings.threads
+        options = {}
+        if self.codec in _CRF_CODECS:
+            options["crf"] = str(self.settings.crf)
+            if self.codec == "libvpx-vp9":
+                options["b"] = "0"
+        if self.codec in _PRESET_CODECS:
+            options["preset"] = str(self.settings.preset)
+        if self.codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        cc.options = options
+        self._video = stream
+
+    def _add_copies(self) -> None:
+        assert self._out is not None and self.source is not None
+        self._src = av.open(str(self.source), metadata_errors="ignore")
+        wanted = []
+        for stream in self._src.streams:
+            if stream.type not in ("audio", "subtitle"):
+                continue
+            try:
+                out_stream = self._out.add_stream_from_template(stream)
+            except (av.FFmpegError, ValueError) as exc:
+                self.dropped.append(f"{stream.type} stream {stream.index} ({stream.codec_context.name}): {exc}")
+                continue
+            self._stream_map[stream.index] = out_stream
+            wanted.append(stream)
+        if wanted:
+            self._copy = iter(self._src.demux(*wanted))
+
+    # -- writing --------------------------------------------------------------------------
+    def write(self, image: np.ndarray, pts: int | None) -> None:
+        """Encode one ``[H, W, 3]`` RGB uint8/uint16 frame with its source timestamp."""
+        assert self._out is not None
+        fmt = "rgb48le" if image.dtype == np.uint16 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(image, format=fmt)
+        if self.pix_fmt.startswith(("rgb", "bgr", "gbr")):
+            frame = frame.reformat(format=self.pix_fmt)
+        else:
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=BT709, dst_color_range="MPEG")
+        frame.pts = pts if pts is not None else self.frames_written
+        frame.time_base = self.time_base
+        time = float(frame.pts * self.time_base)
+        self._mux_copies(until=time)
+        self._mux(self._video.encode(frame))
+        self.frames_written += 1
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        assert self._out is not None
+        try:
+            self._out.mux(packets)
+        except OSError as exc:
+            raise OutputError(f"writing {self.path} failed: {exc}") from exc
+        except av.FFmpegError as exc:
+            raise OutputError(f"writing {self.path} failed: {exc}") from exc
+
+    def _mux_copies(self, until: float | None) -> None:
+        """Copy audio/subtitle packets up to ``until`` seconds (all of them if None)."""
+        if self._copy is None:
+            return
+        while True:
+            packet = self._pending
+            self._pending = None
+            if packet is None:
+                packet = next(self._copy, None)
+                if packet is None:
+                    self._copy = None
+                    return
+            if packet.dts is None and packet.pts is None:
+                continue
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if until is not None and float(stamp * packet.time_base) > until:
+                self._pending = packet
+                return
+            packet.stream = self._stream_map[packet.stream.index]
+            self._mux([packet])
+
+    # -- closing --------------------------------------------------------------------------
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            self._mux(self._video.encode(None))
+            self._mux_copies(until=None)
+            assert self._out is not None
+            self._out.close()
+            self._out = None
+            if self._src is not None:
+                self._src.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        for container in (self._out, self._src):
+            if container is not None:
+                try:
+                    container.close()
+                except Exception:
+                    pass
+        self._out = self._src = None
+        self.tmp.unlink(missing_ok=True)

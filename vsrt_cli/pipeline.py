@@ -1,0 +1,296 @@
+"""reader -> temporal windows -> tiles -> model -> blend -> writer, yielding progress events.
+
+The pipeline never prints: the CLI draws what it yields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsrt_cli.errors import ConfigError, InputError, OutputError
+from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
+from vsrt_cli.io.probe import VideoInfo, probe
+from vsrt_cli.io.reader import Frame, VideoReader
+from vsrt_cli.io.writer import EncodeSettings, VideoWriter
+from vsrt_cli.model.vsrt import SCALE, VSRT
+from vsrt_cli.runtime import Precision, autocast
+from vsrt_cli.schedule import TileGrid, WindowPlanner, normalised_weights, plan_tiles
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How frames are cut for the model. ``tile`` 0 = whole frame; sizes in LR pixels."""
+
+    tile: int
+    overlap: int
+    window: int
+    stride: int
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class UpscaleJob:
+    source: Path
+    output: Path
+    schedule: Schedule
+    device: torch.device
+    precision: Precision
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    overwrite: bool = False
+    fps: Fraction = Fraction(25)  # for image-folder inputs
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    source: Path
+    output: Path
+    width: int
+    height: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Notice:
+    message: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    output: Path
+    frames: int
+    seconds: float
+    bytes: int
+
+
+Event = Started | Progress | Notice | Finished
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def check_schedule(model: VSRT, schedule: Schedule) -> None:
+    """Refuse, before any work, what the model cannot take; messages name the valid values."""
+    config = model.config
+    fixed = config.norm == "tile"
+    if fixed and schedule.tile != config.tile:
+        raise ConfigError(f"--tile {schedule.tile}: this model takes only {config.tile}x{config.tile} LR tiles; use --tile {config.tile}")
+    if schedule.tile < 0 or (schedule.tile and schedule.tile % config.size_multiple):
+        raise ConfigError(
+            f"--tile {schedule.tile}: tiles must be a multiple of {config.size_multiple} LR pixels "
+            f"(or 0 for whole frames)"
+        )
+    if schedule.tile and not 0 <= schedule.overlap < schedule.tile:
+        raise ConfigError(f"--tile-overlap {schedule.overlap}: must be 0 to {schedule.tile - 1} (below the tile size)")
+    if not 1 <= schedule.window <= config.max_frames:
+        raise ConfigError(f"--window {schedule.window}: this model takes 1 to {config.max_frames} frames per call")
+    if not 1 <= schedule.stride <= schedule.window:
+        raise ConfigError(f"--window-stride {schedule.stride}: must be 1 to {schedule.window} (the window)")
+    if schedule.stride == 1 and schedule.window % 2 == 0:
+        raise ConfigError(f"--window {schedule.window} with --window-stride 1 needs an odd window (centred frames)")
+    if schedule.batch < 1:
+        raise ConfigError(f"--batch {schedule.batch}: must be at least 1")
+
+
+def check_paths(job: UpscaleJob) -> None:
+    if job.output.resolve() == job.source.resolve():
+        raise OutputError(f"the output {job.output} is the input; choose another output path")
+    if job.output.exists() and not job.overwrite:
+        raise OutputError(f"{job.output} already exists; pass --overwrite to replace it")
+    if not job.output.parent.is_dir():
+        raise OutputError(f"folder {job.output.parent} does not exist; create it first")
+
+
+# --- the model over one window ------------------------------------------------------------------
+
+
+class TileRunner:
+    """Runs the model over the tiles of one window and blends the HR tiles back together."""
+
+    def __init__(self, model: VSRT, grid: TileGrid, *, batch: int, device: torch.device, precision: Precision) -> None:
+        self.model = model
+        self.grid = grid
+        self.batch = batch
+        self.device = device
+        self.precision = precision
+        self.weights = [torch.from_numpy(w).to(device) for w in normalised_weights(grid, SCALE)]
+
+    def pad(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[T, 3, H, W]`` -> ``[T, 3, Hp, Wp]``, mirrored where the frame is big enough."""
+        ph, pw = self.grid.padded[0] - frames.shape[-2], self.grid.padded[1] - frames.shape[-1]
+        if ph == 0 and pw == 0:
+            return frames
+        mode = "reflect" if ph < frames.shape[-2] and pw < frames.shape[-1] else "replicate"
+        return F.pad(frames, (0, pw, 0, ph), mode=mode)
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, positions: list[int]) -> torch.Tensor:
+        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1]."""
+        h, w = frames.shape[-2:]
+        padded = self.pad(frames.to(self.device))
+        th, tw = self.grid.tile
+        out = torch.zeros(len(positions), 3, self.grid.padded[0] * SCALE, self.grid.padded[1] * SCALE, device=self.device)
+        origins = self.grid.origins
+        with autocast(self.device, self.precision):
+            # Flows once per window on the whole (padded) frames, then cropped per tile: more
+            # context for SPyNet and no repeated work in the tile overlaps.
+            to_prev, to_next = self.model.compute_flows(padded[None])
+        for start in range(0, len(origins), self.batch):
+            chunk = origins[start : start + self.batch]
+            tiles = torch.stack([padded[:, :, y : y + th, x : x + tw] for y, x in chunk])
+            flows = tuple(
+                torch.cat([f[:, :, :, y : y + th, x : x + tw] for y, x in chunk]) for f in (to_prev, to_next)
+            )
+            with autocast(self.device, self.precision):
+                hr = self.model(tiles, flows)[:, positions].float()
+            for i, (y, x) in enumerate(chunk):
+                region = out[:, :, y * SCALE : (y + th) * SCALE, x * SCALE : (x + tw) * SCALE]
+                region += hr[i] * self.weights[start + i]
+        return out[:, :, : h * SCALE, : w * SCALE].clamp_(0, 1)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` uint8/uint16 -> ``[3, H, W]`` float32 in [0, 1]."""
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / scale
+
+
+def to_image(frame: torch.Tensor, deep: bool) -> np.ndarray:
+    """``[3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint16 (deep) or uint8, rounded."""
+    peak = 65535.0 if deep else 255.0
+    array = (frame.float() * peak).round_().permute(1, 2, 0).cpu().numpy()
+    return array.astype(np.uint16 if deep else np.uint8)
+
+
+# --- the whole job ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    width: int
+    height: int
+    total: int | None
+    bit_depth: int
+    alpha: bool
+    info: VideoInfo | None  # None for image folders
+    files: list[Path] | None
+
+
+def _open_source(job: UpscaleJob) -> _Source:
+    if job.source.is_dir():
+        files = list_frames(job.source)
+        image, depth, alpha = read_image(files[0])
+        return _Source(image.shape[1], image.shape[0], len(files), depth, alpha, None, files)
+    info = probe(job.source)
+    return _Source(info.width, info.height, info.frames, info.bit_depth, info.has_alpha, info, None)
+
+
+@contextlib.contextmanager
+def _frames(job: UpscaleJob, source: _Source) -> Iterator[Iterator[Frame]]:
+    if source.info is None:
+        yield iter_folder(source.files or [], job.fps)
+        return
+    with VideoReader(source.info) as reader:
+        yield iter(reader)
+
+
+def _is_folder_output(path: Path) -> bool:
+    return path.suffix == "" or path.is_dir()
+
+
+def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
+    """Upscale ``job.source`` into ``job.output``; yields :data:`Event` s as it goes."""
+    check_schedule(model, job.schedule)
+    check_paths(job)
+    source = _open_source(job)
+    sched = job.schedule
+    config = model.config
+    grid = plan_tiles(
+        source.height, source.width, tile=sched.tile, overlap=sched.overlap if sched.tile else 0,
+        multiple=config.size_multiple, fixed=config.norm == "tile",
+    )
+    runner = TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision)
+    deep = source.bit_depth > 8
+    started = time.perf_counter()
+    yield Started(job.source, job.output, source.width, source.height, source.total)
+    if source.alpha:
+        yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
+
+    if _is_folder_output(job.output):
+        writer: FolderWriter | VideoWriter = FolderWriter(job.output, overwrite=job.overwrite)
+    else:
+        info = source.info
+        writer = VideoWriter(
+            job.output,
+            width=source.width * SCALE,
+            height=source.height * SCALE,
+            time_base=info.time_base if info else 1 / job.fps,
+            rate=(info.rate if info else job.fps),
+            bit_depth=source.bit_depth,
+            settings=job.encode,
+            source=job.source if info else None,
+        )
+    with writer, _frames(job, source) as frames:
+        if isinstance(writer, VideoWriter):
+            for dropped in writer.dropped:
+                yield Notice(f"not copied, the output container cannot hold it: {dropped}")
+        done = 0
+        for event in _run(runner, frames, writer, sched, deep, source.total):
+            done = event.done
+            yield event
+        if done == 0:
+            raise InputError(f"{job.source}: no frames could be decoded")
+    seconds = time.perf_counter() - started
+    size = sum(p.stat().st_size for p in job.output.rglob("*")) if job.output.is_dir() else job.output.stat().st_size
+    yield Finished(job.output, done, seconds, size)
+
+
+def _run(
+    runner: TileRunner,
+    frames: Iterator[Frame],
+    writer: FolderWriter | VideoWriter,
+    sched: Schedule,
+    deep: bool,
+    total: int | None,
+) -> Iterator[Progress]:
+    planner = WindowPlanner(sched.window, sched.stride)
+    buffer: dict[int, torch.Tensor] = {}
+    stamps: dict[int, int | None] = {}
+    done = 0
+    available = 0
+
+    def run_windows(eof: bool) -> Iterator[Progress]:
+        nonlocal done
+        for win in planner.ready(available, eof):
+            batch = torch.stack([buffer[i] for i in win.frames])
+            hr = runner(batch, [pos for pos, _ in win.outputs])
+            for k, (_, index) in enumerate(win.outputs):
+                writer.write(to_image(hr[k], deep), stamps.pop(index))
+                done += 1
+                yield Progress(done, total)
+        for index in [i for i in buffer if i < planner.keep_from]:
+            del buffer[index]
+
+    for frame in frames:
+        buffer[frame.index] = to_tensor(frame.image)
+        stamps[frame.index] = frame.pts
+        available = frame.index + 1
+        yield from run_windows(eof=False)
+    yield from run_windows(eof=True)
