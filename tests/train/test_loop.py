@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 
 import numpy as np
 import pytest
@@ -116,3 +117,14 @@ def test_spynet_stage_trains_the_flow_alone(tiny_world, monkeypatch):
     assert metrics["val_epe_zero_flow"] > 0.5 and np.isfinite(metrics["val_epe"])
     ckpt = torch.load(tiny_world / "flow" / "last.pt", weights_only=True)
     assert ckpt["step"] == 2 and set(ckpt["model"]) == set(SPyNet().state_dict())
+
+
+def test_sigterm_ends_the_session_with_a_checkpoint(tiny_world):
+    def echo(line: str) -> None:
+        if line.startswith("compute_s=0 "):  # the first validation, before step 1
+            signal.raise_signal(signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    loop.run(config(tiny_world), tiny_world / "term", max_steps=50, echo=echo)
+    assert torch.load(tiny_world / "term" / "last.pt", weights_only=True)["step"] == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored

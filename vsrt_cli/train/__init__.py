@@ -3,8 +3,8 @@
 One command per stage, resumable (rerun it to continue from the last checkpoint)::
 
     python -m vsrt_cli.train --stage spynet   --out runs/spynet   --minutes 15
-    python -m vsrt_cli.train --stage main     --out runs/main     --minutes 40 --threads 1
-    python -m vsrt_cli.train --stage ablation --out runs/ablation --minutes 40 --threads 1
+    python -m vsrt_cli.train --stage main     --out runs/main     --minutes 30 --threads 1
+    python -m vsrt_cli.train --stage ablation --out runs/ablation --minutes 30 --threads 1
 
 ``--minutes`` is compute time (CPU time / threads), so a busy machine only slows a run down.
 main and ablation run side by side with one thread each (same compute, comparable curves).

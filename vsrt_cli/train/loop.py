@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -191,7 +192,22 @@ def run(
     echo: Callable[[str], None] = print,
 ) -> dict[str, float]:
     """Train (or resume) the run in ``out`` until its budget is spent; returns the last
-    validation. ``max_steps`` stops this session early at that step (the budget is unchanged)."""
+    validation. ``max_steps`` stops this session early at that step (the budget is unchanged).
+    SIGTERM / SIGINT end the session after the current step, with a checkpoint."""
+    stop: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, _: stop.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(cfg, out, max_steps, echo, stop)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    cfg: TrainConfig, out: Path, max_steps: int | None, echo: Callable[[str], None],
+    stop: list[int],
+) -> dict[str, float]:
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(out)
@@ -243,7 +259,7 @@ def run(
     lr = cosine(cfg, compute0 / budget)
     while True:
         now = compute()
-        if now >= budget or (max_steps is not None and step >= max_steps):
+        if now >= budget or (max_steps is not None and step >= max_steps) or stop:
             break
         if now - last_val >= cfg.val_minutes * 60:
             metrics, last_val = log(now, lr), now
