@@ -16,8 +16,9 @@ from tests.conftest import shared_path
 from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.frames import encode_png, list_frames, read_image
 from vsrt_cli.model import VSRTConfig, build_model
-from vsrt_cli.pipeline import Finished, Progress, Schedule, Started, TileRunner, UpscaleJob, upscale
-from vsrt_cli.schedule import plan_tiles
+from vsrt_cli.model.spynet import window_flows
+from vsrt_cli.pipeline import FlowCache, Finished, Progress, Schedule, Started, TileRunner, UpscaleJob, upscale
+from vsrt_cli.schedule import plan_tiles, plan_windows
 from vsrt_cli.weights import save_weights
 
 TINY = VSRTConfig(
@@ -27,7 +28,7 @@ TINY = VSRTConfig(
 # The file-level tests check containers, timestamps and audio; SPyNet (the costliest part of a
 # tiny model) is switched off there and exercised by the image-folder and tiling tests instead.
 NO_FLOW = VSRTConfig(**{**TINY.__dict__, "use_flow": False})
-FAST = Schedule(tile=64, overlap=8, window=5, stride=5, batch=8)
+FAST = Schedule(tile=96, overlap=8, window=5, stride=5, batch=8)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,15 @@ def test_cli_end_to_end_with_stride_one(tiny_weights, tmp_path):
     assert "done: 24 frames" in result.stderr
     facts = stream_facts(out)
     assert facts["size"] == (1280, 720) and len(facts["times"]) == 24
-    quiet = subprocess.run(cmd + ["--overwrite", "--quiet"], capture_output=True, text=True, timeout=600)
-    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        (frames / f"{i}.png").write_bytes(encode_png(np.full((16, 24, 3), 60 * i, np.uint8)))
+    quiet = [sys.executable, "-m", "vsrt_cli", "upscale", str(frames), "-o", str(tmp_path / "up"),
+             "--weights", str(tiny_weights), "--quiet"]
+    result = subprocess.run(quiet, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == ""
+    assert len(list_frames(tmp_path / "up")) == 2
 
 
 def test_image_folder_in_and_out(flow_model, tmp_path):
@@ -121,11 +129,7 @@ class ShiftInvariant(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config = TINY
-
-    def compute_flows(self, x):
-        z = x.new_zeros(x.shape[0], x.shape[1], 2, *x.shape[3:])
-        return z, z
+        self.config = NO_FLOW
 
     def forward(self, x, flows=None):
         b, t = x.shape[:2]
@@ -146,6 +150,23 @@ def test_tiled_equals_untiled_away_from_borders(h, w, tile, overlap):
     assert a.shape == b.shape == (2, 3, 4 * h, 4 * w)
     m = 4 * 2  # two LR pixels from the frame border (padding differs there)
     torch.testing.assert_close(a[..., m:-m, m:-m], b[..., m:-m, m:-m], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_flow_cache_gives_the_per_window_flows(flow_model):
+    clip = torch.rand(7, 3, 16, 24)
+    cache = FlowCache(flow_model)
+    for window in plan_windows(7, 5, 1):
+        frames = clip[list(window.frames)]
+        cached = cache.window(frames, window.frames)
+        direct = window_flows(flow_model.spynet, frames[None])
+        for a, b in zip(cached, direct):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    # 7 frames: 6 forward + 6 backward neighbour pairs and the 2 end self-pairs, plus the pairs
+    # the reflected end windows form (e.g. frame 0's window [4, 3, 0, 1, 2] pairs 4 with 3)
+    assert len(cache.flows) < 2 * 5 * 7  # far fewer than computing every window afresh
+    cache.forget_before(3)
+    assert all(ref >= 3 for ref, _ in cache.flows)
 
 
 # --- refused before any work, nothing left behind ------------------------------------------------

@@ -21,6 +21,7 @@ from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_imag
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
+from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
 from vsrt_cli.runtime import Precision, autocast
 from vsrt_cli.schedule import TileGrid, WindowPlanner, normalised_weights, plan_tiles
@@ -121,6 +122,42 @@ def check_paths(job: UpscaleJob) -> None:
 # --- the model over one window ------------------------------------------------------------------
 
 
+class FlowCache:
+    """SPyNet flows between source frames, computed once per frame pair on whole (padded) frames
+    and reused by every window and tile that needs them."""
+
+    def __init__(self, model: VSRT, chunk: int = 4) -> None:
+        self.model = model
+        self.chunk = chunk
+        self.flows: dict[tuple[int, int], torch.Tensor] = {}
+
+    def window(self, frames: torch.Tensor, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``frames`` ``[T, 3, H, W]`` holding source frames ``indices`` -> ``(to_prev, to_next)``
+        ``[1, T, 2, H, W]``, as :func:`~vsrt_cli.model.spynet.window_flows` computes them."""
+        t, _, h, w = frames.shape
+        if not self.model.config.use_flow:
+            zeros = frames.new_zeros(1, t, 2, h, w)
+            return zeros, zeros
+        prev, nxt = neighbours(t)
+        position = {index: j for j, index in enumerate(indices)}
+        wanted = [(indices[j], indices[k]) for j, k in zip(range(t), prev)]
+        wanted += [(indices[j], indices[k]) for j, k in zip(range(t), nxt)]
+        missing = [pair for pair in dict.fromkeys(wanted) if pair not in self.flows]
+        for start in range(0, len(missing), self.chunk):
+            pairs = missing[start : start + self.chunk]
+            ref = torch.stack([frames[position[a]] for a, _ in pairs])
+            supp = torch.stack([frames[position[b]] for _, b in pairs])
+            for pair, flow in zip(pairs, self.model.spynet(ref, supp)):
+                self.flows[pair] = flow
+        stacked = torch.stack([self.flows[pair] for pair in wanted]).unsqueeze(0)
+        return stacked[:, :t], stacked[:, t:]
+
+    def forget_before(self, first: int) -> None:
+        """Drop flows whose reference frame is before ``first`` (no window needs them again)."""
+        for pair in [p for p in self.flows if p[0] < first]:
+            del self.flows[pair]
+
+
 class TileRunner:
     """Runs the model over the tiles of one window and blends the HR tiles back together."""
 
@@ -131,6 +168,7 @@ class TileRunner:
         self.device = device
         self.precision = precision
         self.weights = [torch.from_numpy(w).to(device) for w in normalised_weights(grid, SCALE)]
+        self.flow_cache = FlowCache(model)
 
     def pad(self, frames: torch.Tensor) -> torch.Tensor:
         """``[T, 3, H, W]`` -> ``[T, 3, Hp, Wp]``, mirrored where the frame is big enough."""
@@ -141,17 +179,22 @@ class TileRunner:
         return F.pad(frames, (0, pw, 0, ph), mode=mode)
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, positions: list[int]) -> torch.Tensor:
-        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1]."""
+    def __call__(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None) -> torch.Tensor:
+        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1].
+
+        ``indices`` name the source frames so their flows are cached across windows."""
         h, w = frames.shape[-2:]
         padded = self.pad(frames.to(self.device))
         th, tw = self.grid.tile
         out = torch.zeros(len(positions), 3, self.grid.padded[0] * SCALE, self.grid.padded[1] * SCALE, device=self.device)
         origins = self.grid.origins
+        if indices is None:  # no cache: number the window's frames afresh
+            self.flow_cache.flows.clear()
+            indices = tuple(range(len(frames)))
         with autocast(self.device, self.precision):
-            # Flows once per window on the whole (padded) frames, then cropped per tile: more
-            # context for SPyNet and no repeated work in the tile overlaps.
-            to_prev, to_next = self.model.compute_flows(padded[None])
+            # Flows on the whole (padded) frames, then cropped per tile: more context for SPyNet
+            # and no repeated work in tile overlaps or overlapping windows.
+            to_prev, to_next = self.flow_cache.window(padded, indices)
         for start in range(0, len(origins), self.batch):
             chunk = origins[start : start + self.batch]
             tiles = torch.stack([padded[:, :, y : y + th, x : x + tw] for y, x in chunk])
@@ -280,13 +323,14 @@ def _run(
         nonlocal done
         for win in planner.ready(available, eof):
             batch = torch.stack([buffer[i] for i in win.frames])
-            hr = runner(batch, [pos for pos, _ in win.outputs])
+            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
             for k, (_, index) in enumerate(win.outputs):
                 writer.write(to_image(hr[k], deep), stamps.pop(index))
                 done += 1
                 yield Progress(done, total)
         for index in [i for i in buffer if i < planner.keep_from]:
             del buffer[index]
+        runner.flow_cache.forget_before(planner.keep_from)
 
     for frame in frames:
         buffer[frame.index] = to_tensor(frame.image)

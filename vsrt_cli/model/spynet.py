@@ -76,6 +76,12 @@ class SPyNet(nn.Module):
         return flow * scale.view(1, 2, 1, 1)
 
 
+def neighbours(t: int) -> tuple[list[int], list[int]]:
+    """For each position of a ``t``-frame window: its previous and its next neighbour's
+    position. At the window ends the missing neighbour is the frame itself."""
+    return [max(j - 1, 0) for j in range(t)], [min(j + 1, t - 1) for j in range(t)]
+
+
 def window_flows(spynet: SPyNet, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flows between each frame of a window and its neighbours, in one batched SPyNet call.
 
@@ -86,9 +92,8 @@ def window_flows(spynet: SPyNet, frames: torch.Tensor) -> tuple[torch.Tensor, to
     (The official code names these ``flows_forward`` and ``flows_backward``.)
     """
     b, t, c, h, w = frames.shape
-    prev = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
-    nxt = torch.cat([frames[:, 1:], frames[:, -1:]], dim=1)
+    prev, nxt = neighbours(t)
     ref = torch.cat([frames, frames], dim=1).reshape(-1, c, h, w)
-    supp = torch.cat([prev, nxt], dim=1).reshape(-1, c, h, w)
+    supp = torch.cat([frames[:, prev], frames[:, nxt]], dim=1).reshape(-1, c, h, w)
     flows = spynet(ref, supp).view(b, 2 * t, 2, h, w)
     return flows[:, :t], flows[:, t:]
