@@ -41,6 +41,13 @@ VAL_SOURCES: dict[str, tuple[str, ...]] = {
     "caminandes_excerpt": ("clip_02_caminandes.mp4",),  # 3-D animation, 640x360 24 fps
 }
 
+# What the trained weights were made from (see each PROVENANCE.json under data/train/).
+DATA_LICENCES = (
+    "Blender open movies (Big Buck Bunny, Sintel incl. MPI-Sintel frames, Tears of Steel): "
+    "CC-BY 3.0, Blender Foundation; Intel IoT sample videos: CC-BY 4.0; "
+    "Pexels squirrel clip (Nathan J Hilton): Pexels License"
+)
+
 MAX_FRAMES = 480  # per sequence; the long static surveillance clips would otherwise dominate
 
 

@@ -34,7 +34,7 @@ from vsrt_cli.train.checkpoint import (
 )
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.data import (
-    TRAIN_SOURCES, VAL_SOURCES, Sequence, ValWindow, WindowSampler, load_sequences, val_windows,
+    DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES, Sequence, ValWindow, WindowSampler, load_sequences, val_windows,
 )
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
 
@@ -142,6 +142,8 @@ class SRStage:
     def export(self, out: Path, quality: dict) -> str:
         recipe = {k: v for k, v in dataclasses.asdict(self.cfg).items() if not isinstance(v, tuple)}
         recipe["val_sources"] = ",".join(VAL_SOURCES)
+        recipe["train_sources"] = ",".join(TRAIN_SOURCES)
+        recipe["data_licences"] = DATA_LICENCES
         digest = export_weights(self.net, self.config, out / WEIGHTS_FILE, recipe, quality)
         return f"{out / WEIGHTS_FILE} sha256={digest}"
 
