@@ -60,3 +60,20 @@ def test_vsrt_error_becomes_one_line_without_traceback(monkeypatch, capsys):
             main(["explode", "--debug"])
     finally:
         cli.app.registered_commands = [c for c in cli.app.registered_commands if c.name != "explode"]
+
+
+def test_upscale_errors_are_one_line_with_the_right_exit_code(tmp_path):
+    missing = run("upscale", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o.mp4"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.mp4'}: no such file or folder; check the path"]
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"x")
+    no_weights = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"))
+    assert no_weights.returncode == 2 and "pass --weights PATH" in no_weights.stderr
+    unknown = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "nope")
+    assert unknown.returncode == 2 and "valid presets:" in unknown.stderr and "vsrt-reds" in unknown.stderr
+    bad_device = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"), "--device", "tpu")
+    assert bad_device.returncode == 2 and "unknown device 'tpu'" in bad_device.stderr
+    for result in (missing, no_weights, unknown, bad_device):
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

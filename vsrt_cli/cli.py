@@ -109,7 +109,7 @@ def upscale(
     window: Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's).")] = None,
     window_stride: Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest).")] = None,
     batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
-    codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1, ...")] = "libx264",
+    codec: Annotated[Optional[str], typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1, ... (default: libx264; libvpx-vp9 for .webm).")] = None,
     crf: Annotated[int, typer.Option(help="Encoder quality (lower = better; 16 is visually lossless for x264).")] = 16,
     preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "medium",
     pix_fmt: Annotated[Optional[str], typer.Option(help="Output pixel format (default: 4:2:0 at the input's bit depth).")] = None,

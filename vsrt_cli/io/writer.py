@@ -26,7 +26,7 @@ class EncodeSettings:
     """How the output video is encoded. ``pix_fmt`` None means 8-bit 4:2:0 for 8-bit sources
     and 10-bit 4:2:0 for deeper ones."""
 
-    codec: str = "libx264"
+    codec: str | None = None  # None: libvpx-vp9 for .webm, libx264 otherwise
     crf: int = 16
     preset: str = "medium"
     pix_fmt: str | None = None
@@ -76,7 +76,8 @@ class VideoWriter:
         self.time_base = time_base
         self.rate = rate
         self.settings = settings
-        self.codec = CODEC_ALIASES.get(settings.codec, settings.codec)
+        codec = settings.codec or ("libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264")
+        self.codec = CODEC_ALIASES.get(codec, codec)
         self.pix_fmt = settings.pix_fmt or default_pix_fmt(self.codec, bit_depth)
         self.source = source
         self.dropped: list[str] = []
@@ -97,6 +98,7 @@ class VideoWriter:
             self._add_video()
             if self.settings.copy_streams and self.source is not None:
                 self._add_copies()
+            self._start()
         except BaseException:
             self._abort()
             raise
@@ -104,10 +106,15 @@ class VideoWriter:
 
     def _add_video(self) -> None:
         assert self._out is not None
+        if self.codec not in av.codecs_available:
+            raise OutputError(f"no encoder {self.codec!r} here; try --codec libx264, libx265, libvpx-vp9 or ffv1")
         try:
             stream = self._out.add_stream(self.codec, rate=self.rate or Fraction(25))
         except (av.FFmpegError, ValueError) as exc:
-            raise OutputError(f"no encoder {self.codec!r} here ({exc}); try --codec libx264") from exc
+            raise OutputError(
+                f"cannot write {self.codec} video into {self.path.name} ({exc}); try another --codec "
+                "(libx264 for .mp4/.mkv/.mov, libvpx-vp9 for .webm) or another extension"
+            ) from exc
         stream.width, stream.height = self.width, self.height
         try:
             stream.pix_fmt = self.pix_fmt
@@ -132,6 +139,19 @@ class VideoWriter:
             options["x265-params"] = "log-level=error"
         cc.options = options
         self._video = stream
+
+    def _start(self) -> None:
+        """Open the encoder and write the header now, so a codec the container cannot hold fails
+        before any frame is computed."""
+        assert self._out is not None
+        try:
+            self._video.codec_context.open()
+            self._out.start_encoding()
+        except (av.FFmpegError, ValueError) as exc:
+            raise OutputError(
+                f"cannot write {self.codec} video into {self.path.name} ({exc}); "
+                "try another --codec (libx264 for .mp4/.mkv/.mov, libvpx-vp9 for .webm) or another extension"
+            ) from exc
 
     def _add_copies(self) -> None:
         assert self._out is not None and self.source is not None
