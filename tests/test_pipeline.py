@@ -232,3 +232,26 @@ def test_outputs_that_would_lose_data_are_refused(tiny_model, tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
         run_job(tiny_model, source, tmp_path / "nope" / "out.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.mp4"]
+
+
+def test_ctrl_c_removes_the_partial_output(tiny_weights, tmp_path):
+    import signal
+    import time
+
+    source = shared_path("data", "test", "derived", "car_3s_384x216_h264_aac.mp4")
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "vsrt_cli", "upscale", str(source), "-o", str(out), "--weights",
+           str(tiny_weights), "--window", "3", "--window-stride", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.vsrt-partial-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.vsrt-partial-*")), "the temporary output never appeared"
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 10
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
