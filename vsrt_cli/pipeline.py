@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vsrt_cli.errors import ConfigError, InputError, OutputError
+from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame, VideoReader
@@ -290,12 +291,12 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
             settings=job.encode,
             source=job.source if info else None,
         )
-    with writer, _frames(job, source) as frames:
+    with BackgroundWriter(writer) as sink, _frames(job, source) as frames:
         if isinstance(writer, VideoWriter):
             for dropped in writer.dropped:
                 yield Notice(f"not copied, the output container cannot hold it: {dropped}")
         done = 0
-        for event in _run(runner, frames, writer, sched, deep, source.total):
+        for event in _run(runner, frames, sink, sched, deep, source.total):
             done = event.done
             yield event
         if done == 0:
@@ -308,7 +309,7 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
 def _run(
     runner: TileRunner,
     frames: Iterator[Frame],
-    writer: FolderWriter | VideoWriter,
+    writer: BackgroundWriter,
     sched: Schedule,
     deep: bool,
     total: int | None,
