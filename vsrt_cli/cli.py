@@ -19,7 +19,8 @@ from vsrt_cli.errors import ConfigError, InputError, VsrtError
 if TYPE_CHECKING:
     import torch
 
-    from vsrt_cli.model import VSRT
+    from vsrt_cli.model import VSRT, VSRTConfig
+    from vsrt_cli.registry import ModelEntry
 
 app = typer.Typer(
     name="vsrt",
@@ -51,20 +52,129 @@ def root(
     """x4 video super-resolution with the Video Super-Resolution Transformer (VSRT)."""
 
 
-@models_app.command("list")
-def models_list() -> None:
-    """List the model presets."""
+def _n_params(config: "VSRTConfig") -> int:
     import torch
 
-    from vsrt_cli.model import PRESETS, build_model
+    from vsrt_cli.model import build_model
 
-    table = Table("name", "frames", "depth", "channels", "LR size", "parameters")
-    for name, config in PRESETS.items():
-        with torch.device("meta"):
-            n_params = sum(p.numel() for p in build_model(config).parameters())
-        size = f"{config.tile}x{config.tile}" if config.norm == "tile" else f"multiple of {config.size_multiple}"
-        table.add_row(name, str(config.num_frame), str(config.depth), str(config.num_feat), size, f"{n_params:,}")
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(config).parameters())
+
+
+def _weights_status(entry: "ModelEntry") -> str:
+    from vsrt_cli.registry import local_path
+
+    path = local_path(entry)
+    if entry.bundled:
+        return "bundled" if path else "bundled (missing!)"
+    return "downloaded" if path else "not downloaded"
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the named models and whether their weights are here."""
+    from vsrt_cli.registry import default_name, entries
+
+    table = Table("name", "frames", "depth", "channels", "LR size", "parameters", "weights")
+    default = default_name()
+    for name, entry in entries().items():
+        config = entry.config
+        size = f"{config.tile}x{config.tile}" if config.norm == "tile" else f"any (multiple of {config.size_multiple})"
+        label = f"{name} (default)" if name == default else name
+        table.add_row(label, str(config.num_frame), str(config.depth), str(config.num_feat), size,
+                      f"{_n_params(config):,}", _weights_status(entry))
     out.print(table)
+
+
+@models_app.command("info")
+def models_info(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Show a model's configuration, weights source and measured quality."""
+    import dataclasses
+    import json
+
+    from vsrt_cli.registry import get_entry, local_path
+
+    entry = get_entry(name)
+    path = local_path(entry)
+    out.print(f"[bold]{entry.name}[/]: {entry.description}", highlight=False)
+    out.print(f"parameters: {_n_params(entry.config):,}")
+    out.print(f"config: {json.dumps(dataclasses.asdict(entry.config))}", highlight=False)
+    out.print(f"weights: {_weights_status(entry)}{f' at {path}' if path else ''}", highlight=False)
+    if entry.sha256:
+        out.print(f"sha256: {entry.sha256}")
+    if entry.license:
+        out.print(f"licence: {entry.license}", highlight=False)
+    for key in ("training", "quality"):
+        if key in entry.details:
+            out.print(f"{key}: {json.dumps(entry.details[key], indent=2)}", highlight=False)
+
+
+@models_app.command("path")
+def models_path(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Print the local path of a model's weights (fails if they are not here)."""
+    from vsrt_cli.registry import get_entry, require_path
+
+    out.print(str(require_path(get_entry(name))), highlight=False, soft_wrap=True)
+
+
+@models_app.command("download")
+def models_download(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    url: Annotated[Optional[str], typer.Option(help="Where to fetch the weights (needed for the authors' models).")] = None,
+    sha256: Annotated[Optional[str], typer.Option(help="Expected sha256 of the file (checked before it is installed).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download a model's weights into the user cache (resumes an interrupted download)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from vsrt_cli.download import download, sha256_file
+    from vsrt_cli.registry import cache_dir, get_entry, local_path
+
+    entry = get_entry(name)
+    if entry.bundled:
+        out.print(f"{name} is bundled with vsrt; nothing to download ({local_path(entry)})", highlight=False)
+        return
+    source = url or entry.url
+    if source is None:
+        raise ConfigError(f"{name} has no public download address; pass --url URL (and --sha256 if you know it)")
+    assert entry.filename is not None
+    dest = cache_dir() / entry.filename
+    expected = sha256 or entry.sha256
+    with Progress("[bold]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err, transient=True, disable=quiet) as bar:
+        task = bar.add_task(name, total=None)
+        for step in download(source, dest, expected):
+            bar.update(task, completed=step.done, total=step.total)
+    digest = expected or sha256_file(dest)
+    dest.with_name(dest.name + ".sha256").write_text(digest + "\n")
+    if not quiet:
+        err.print(f"[green]done:[/] {dest} (sha256 {digest})", highlight=False, soft_wrap=True)
+
+
+@app.command("eval")
+def eval_command(
+    output: Annotated[Path, typer.Argument(help="Upscaled video or frame folder (or a folder of them).", show_default=False)],
+    truth: Annotated[Path, typer.Argument(help="Ground truth of the same size (or a folder of clips with the same names).", show_default=False)],
+    crop_border: Annotated[int, typer.Option(help="Pixels ignored at every edge.")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
+) -> None:
+    """PSNR and SSIM (RGB and Y, BT.601) of an output against ground truth, per clip and mean."""
+    import dataclasses
+    import json
+
+    from vsrt_cli.evaluate import clip_pairs, score_clip
+
+    scores = [score_clip(p, t, crop_border=crop_border, name=n) for n, p, t in clip_pairs(output, truth)]
+    table = Table("clip", "frames", "PSNR RGB", "PSNR Y", "SSIM RGB", "SSIM Y")
+    for s in scores:
+        table.add_row(s.name, str(s.frames), f"{s.psnr_rgb:.3f}", f"{s.psnr_y:.3f}", f"{s.ssim_rgb:.4f}", f"{s.ssim_y:.4f}")
+    means = {k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")}
+    if len(scores) > 1:
+        table.add_row("mean", str(sum(s.frames for s in scores)), f"{means['psnr_rgb']:.3f}", f"{means['psnr_y']:.3f}",
+                      f"{means['ssim_rgb']:.4f}", f"{means['ssim_y']:.4f}")
+    out.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"clips": [dataclasses.asdict(s) for s in scores], "mean": means}, indent=2))
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -83,24 +193,29 @@ def _pick_precision(precision: str, device: "torch.device") -> str:
 
 
 def _load_model(model_name: str | None, weights: Path | None) -> "VSRT":
-    from vsrt_cli.model import get_config
+    """The network for ``--model``/``--weights``: a given file (vsrt's format or the authors'
+    checkpoint for an official preset), else the named (or default) model's hash-checked weights."""
+    from vsrt_cli.download import verify
+    from vsrt_cli.registry import default_name, get_entry, require_path
     from vsrt_cli.weights import load_weights
 
-    if model_name is not None:
-        get_config(model_name)  # unknown names raise and list the valid ones
-    if weights is None:
-        raise ConfigError(
-            f"no weights for {model_name or 'the default model'}: this build bundles none yet; "
-            "pass --weights PATH (a vsrt weights file or the authors' checkpoint)"
-        )
-    return load_weights(weights, preset=model_name)
+    name = model_name or default_name()
+    entry = get_entry(name) if name is not None else None
+    if weights is not None:
+        return load_weights(weights, preset=entry.preset if entry is not None and entry.official_format else None)
+    if entry is None:
+        raise ConfigError("this build bundles no weights; pass --weights PATH (a vsrt weights file or the authors' checkpoint)")
+    path = require_path(entry)
+    sidecar = path.with_name(path.name + ".sha256")
+    verify(path, entry.sha256 or (sidecar.read_text().strip() if sidecar.is_file() else None))
+    return load_weights(path, preset=entry.preset if entry.official_format else None)
 
 
 @app.command()
 def upscale(
     input: Annotated[Path, typer.Argument(help="A video file, or a folder of PNG/JPEG frames.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output video (container from its extension) or a folder for PNG frames.", show_default=False)],
-    model: Annotated[Optional[str], typer.Option(help="Model preset name (see `vsrt models list`).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (see `vsrt models list`); default: the bundled model.")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on CPU).")] = "auto",

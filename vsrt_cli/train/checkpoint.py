@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from vsrt_cli.model.vsrt import VSRTConfig
+from vsrt_cli.weights import FORMAT as WEIGHTS_FORMAT
 
 CHECKPOINT = "last.pt"
 LOG = "log.csv"
@@ -55,12 +56,13 @@ def sha256(path: Path) -> str:
 def export_weights(
     model: torch.nn.Module, config: VSRTConfig, path: Path, recipe: dict, quality: dict
 ) -> str:
-    """Write ``{"config", "state_dict" (fp16), "recipe", "quality"}`` atomically; returns sha256.
+    """Write vsrt's weights format (``{"format", "config", "state_dict" (fp16), "recipe",
+    "quality"}``, see :mod:`vsrt_cli.weights`) atomically; returns sha256.
 
     Everything is a plain dict / tensor so ``torch.load(weights_only=True)`` reads it."""
     state = {k: v.detach().to(torch.float16).clone() for k, v in model.state_dict().items()}
     save_atomic(
-        {"config": dataclasses.asdict(config), "state_dict": state, "recipe": recipe, "quality": quality},
+        {"format": WEIGHTS_FORMAT, "config": dataclasses.asdict(config), "state_dict": state, "recipe": recipe, "quality": quality},
         path,
     )
     return sha256(path)

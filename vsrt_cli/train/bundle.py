@@ -1,0 +1,106 @@
+"""Ship a trained run: copy its weights into ``weights/`` and record them in the manifest.
+
+    python -m vsrt_cli.train.bundle --run runs/main --ablation runs/ablation \
+        --name vsrt-cpu-small --out weights
+
+The manifest entry holds what a user (and the registry) needs: file, sha256, preset, parameter
+count, training data and recipe, steps and time, the validation curve over training time, and
+the measured quality next to bicubic and the single-frame ablation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from vsrt_cli.download import sha256_file
+from vsrt_cli.model import VSRT, VSRTConfig, get_config
+from vsrt_cli.registry import MANIFEST
+from vsrt_cli.weights import FORMAT
+from vsrt_cli.train.loop import WEIGHTS_FILE
+
+
+def read_curve(run: Path) -> list[dict[str, float]]:
+    """Validation rows of a run's ``log.csv`` (compute/wall seconds, step, PSNR-Y, gain)."""
+    with open(run / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db")
+    return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
+
+
+def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, description: str) -> dict:
+    payload = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    config = VSRTConfig(**payload["config"])
+    if config != get_config(preset):
+        raise SystemExit(f"{run} was trained with {config}, not the {preset} preset")
+    model = VSRT(config)
+    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()}, strict=True)
+    target = out / f"{name}.pth"
+    tmp = target.with_name(f".{target.name}.partial")
+    torch.save({**payload, "format": FORMAT}, tmp)
+    tmp.replace(target)
+
+    curve = read_curve(run)
+    final = curve[-1]
+    quality: dict[str, object] = {
+        "protocol": "held-out clips (see training.recipe.val_sources), centre frame of 5-frame windows, "
+        "PSNR/SSIM on Y (BT.601), 4-pixel border crop",
+        "psnr_y": final.get("val_psnr_y"),
+        "ssim_y": final.get("val_ssim_y"),
+        "bicubic_psnr_y": final.get("val_bicubic_psnr_y"),
+        "gain_over_bicubic_db": final.get("val_gain_db"),
+    }
+    if ablation is not None:
+        ab = read_curve(ablation)[-1]
+        quality["single_frame_ablation"] = {
+            "preset": f"{preset} with num_frame=1 and use_flow=False, same compute budget",
+            "psnr_y": ab.get("val_psnr_y"),
+            "gain_over_bicubic_db": ab.get("val_gain_db"),
+        }
+        if "val_psnr_y" in final and "val_psnr_y" in ab:
+            quality["gain_over_ablation_db"] = round(final["val_psnr_y"] - ab["val_psnr_y"], 4)
+    entry = {
+        "name": name,
+        "preset": preset,
+        "file": target.name,
+        "sha256": sha256_file(target),
+        "bytes": target.stat().st_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "description": description,
+        "license": "weights: CC-BY-4.0 (trained on CC-BY 3.0/4.0 clips, see training.recipe.data_licences)",
+        "training": {
+            "command": "python -m vsrt_cli.train --stage spynet|main|ablation (see vsrt_cli/train/__init__.py)",
+            "recipe": payload.get("recipe", {}),
+            "steps": final.get("step"),
+            "compute_seconds": final.get("compute_s"),
+            "wall_seconds": final.get("wall_s"),
+            "curve": curve,
+        },
+        "quality": quality,
+    }
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--ablation", type=Path)
+    parser.add_argument("--name", default="vsrt-cpu-small")
+    parser.add_argument("--preset", default="vsrt-cpu-small")
+    parser.add_argument("--out", type=Path, default=Path("weights"))
+    parser.add_argument("--description", default="vsrt's own CPU-sized VSRT, trained here on CC-BY clips")
+    args = parser.parse_args()
+    entry = bundle(args.run, args.ablation, args.name, args.preset, args.out, args.description)
+    print(json.dumps({k: entry[k] for k in ("name", "file", "sha256", "bytes", "parameters", "quality")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
