@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -12,8 +14,9 @@ from vsrt_cli.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VSRT_CACHE_DIR": tempfile.mkdtemp(prefix="vsrt-cache-")}
     return subprocess.run(
-        [sys.executable, "-m", "vsrt_cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "vsrt_cli", *args], capture_output=True, text=True, timeout=120, env=env
     )
 
 
@@ -68,10 +71,10 @@ def test_upscale_errors_are_one_line_with_the_right_exit_code(tmp_path):
     assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.mp4'}: no such file or folder; check the path"]
     clip = tmp_path / "in.mp4"
     clip.write_bytes(b"x")
-    no_weights = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"))
-    assert no_weights.returncode == 2 and "pass --weights PATH" in no_weights.stderr
+    no_weights = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "vsrt-reds")
+    assert no_weights.returncode == 1 and "vsrt models download vsrt-reds" in no_weights.stderr
     unknown = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "nope")
-    assert unknown.returncode == 2 and "valid presets:" in unknown.stderr and "vsrt-reds" in unknown.stderr
+    assert unknown.returncode == 2 and "valid models:" in unknown.stderr and "vsrt-reds" in unknown.stderr
     bad_device = run("upscale", str(clip), "-o", str(tmp_path / "o.mp4"), "--device", "tpu")
     assert bad_device.returncode == 2 and "unknown device 'tpu'" in bad_device.stderr
     for result in (missing, no_weights, unknown, bad_device):
