@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 
+from vsrt_cli.download import sha256_file
 from vsrt_cli.model.vsrt import VSRTConfig
 from vsrt_cli.weights import FORMAT as WEIGHTS_FORMAT
 
@@ -45,14 +45,6 @@ def append_log(run_dir: Path, row: dict[str, object]) -> None:
         writer.writerow(row)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_weights(
     model: torch.nn.Module, config: VSRTConfig, path: Path, recipe: dict, quality: dict
 ) -> str:
@@ -65,4 +57,4 @@ def export_weights(
         {"format": WEIGHTS_FORMAT, "config": dataclasses.asdict(config), "state_dict": state, "recipe": recipe, "quality": quality},
         path,
     )
-    return sha256(path)
+    return sha256_file(path)
