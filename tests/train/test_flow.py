@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vsrt_cli.model.layers import flow_warp
-from vsrt_cli.model.spynet import SPyNet
+from vsrt_cli.model.spynet import IMAGENET_MEAN, IMAGENET_STD, SPyNet
 from vsrt_cli.train.data import Sequence
 from vsrt_cli.train.flow import (
     end_point_error, init_spynet, multiscale_epe, pyramid_flows, random_flow, synthetic_pair,
@@ -24,6 +24,20 @@ def smooth_sequence(size: int = 232) -> Sequence:
     img = (img - img.min()) / (img.max() - img.min()) * 255
     gt = img.round().astype(np.uint8)[None].repeat(2, axis=0)
     return Sequence("smooth", gt, gt[:, ::4, ::4])
+
+
+def noise_sequence(size: int = 232) -> Sequence:
+    """Isotropic texture (blurred noise), so x and y gradients are independent."""
+    rng = np.random.default_rng(0)
+    img = torch.from_numpy(rng.normal(size=(1, 3, size, size))).float()
+    u = torch.arange(-12, 13, dtype=torch.float32)
+    g = torch.exp(-u.square() / (2 * 4.0**2))
+    g = (g / g.sum()).view(1, 1, 1, -1).expand(3, 1, 1, -1)
+    img = torch.nn.functional.conv2d(img, g, padding=(0, 12), groups=3)
+    img = torch.nn.functional.conv2d(img, g.transpose(-1, -2), padding=(12, 0), groups=3)[0]
+    img = (img - img.min()) / (img.max() - img.min()) * 255
+    gt = img.permute(1, 2, 0).round().numpy().astype(np.uint8)[None].repeat(2, axis=0)
+    return Sequence("noise", gt, gt[:, ::4, ::4])
 
 
 def test_random_flow_is_bounded_and_smooth():
@@ -74,4 +88,34 @@ def test_fresh_spynet_starts_near_zero_flow():
     init_spynet(net)
     with torch.no_grad():
         flow = net(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
-    assert flow.abs().max() < 0.5
+    assert flow.abs().max() == 0.0  # exactly zero: the last conv of every level starts at 0
+
+
+def lk_features(net: SPyNet, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+    """The finest level's designed x/y channels ``Px``, ``Py`` after its fourth conv."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x = torch.cat([(ref - mean) / std, (supp - mean) / std, torch.zeros_like(ref[:, :2])], dim=1)
+    for conv in net.levels[-1].convs[:4]:
+        x = torch.relu(conv(x))
+    return torch.stack((x[:, 0] - x[:, 1], x[:, 2] - x[:, 3]), dim=1)
+
+
+def test_fresh_spynet_features_carry_the_flow_direction():
+    # The bug this init fixes: from random features SPyNet never learned the *sign* of a flow.
+    torch.manual_seed(0)
+    net = SPyNet()
+    init_spynet(net)
+    seq = noise_sequence()
+    rng = np.random.default_rng(2)
+    agree = total = 0
+    for _ in range(8):
+        ref, supp, flow = synthetic_pair(seq, rng, 32, 1.0, 0.3)
+        with torch.no_grad():
+            feat = lk_features(net, ref[None], supp[None])[0, :, 8:-8, 8:-8].mean(dim=(1, 2))
+        truth = flow[:, 8:-8, 8:-8].mean(dim=(1, 2))
+        for axis in range(2):
+            if truth[axis].abs() > 0.3:
+                total += 1
+                agree += int(torch.sign(feat[axis]) == torch.sign(truth[axis]))
+    assert total >= 4 and agree == total
