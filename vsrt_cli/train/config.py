@@ -68,6 +68,6 @@ def stage_defaults(stage: str, minutes: float, **overrides: object) -> TrainConf
     base: dict[str, object] = {}
     if stage == "spynet":
         # LR 64x64 synthetic pairs from the full-resolution sources (first 60 frames each).
-        base = {"batch": 8, "patch": 64, "lr": 1e-3, "gt_scale": 1.0, "max_frames": 60}
+        base = {"batch": 8, "patch": 64, "lr": 1e-4, "gt_scale": 1.0, "max_frames": 60}
     given = {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig(stage=stage, minutes=minutes, **{**base, **given})  # type: ignore[arg-type]
