@@ -11,7 +11,7 @@ Official checkpoint keys are mapped in :mod:`vsrt_cli.model.official`, never her
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -324,6 +324,8 @@ PRESETS: dict[str, VSRTConfig] = {
         reconstruct_blocks=6, ff_blocks=3, norm="channel",
     ),
 }
+# Its single-frame ablation (one frame per call, no flow): the baseline the video model must beat.
+PRESETS["vsrt-cpu-small-1f"] = replace(PRESETS["vsrt-cpu-small"], num_frame=1, use_flow=False)
 
 
 def get_config(name: str) -> VSRTConfig:
