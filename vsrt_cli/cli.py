@@ -75,14 +75,13 @@ def models_list() -> None:
     """List the named models and whether their weights are here."""
     from vsrt_cli.registry import default_name, entries
 
-    table = Table("name", "frames", "depth", "channels", "LR size", "parameters", "weights")
+    table = Table("name", "frames", "LR size", "parameters", "weights", caption="* the default of vsrt upscale")
     default = default_name()
     for name, entry in entries().items():
         config = entry.config
-        size = f"{config.tile}x{config.tile}" if config.norm == "tile" else f"any (multiple of {config.size_multiple})"
-        label = f"{name} (default)" if name == default else name
-        table.add_row(label, str(config.num_frame), str(config.depth), str(config.num_feat), size,
-                      f"{_n_params(config):,}", _weights_status(entry))
+        size = f"{config.tile}x{config.tile}" if config.norm == "tile" else "any"
+        label = f"{name} *" if name == default else name
+        table.add_row(label, str(config.num_frame), size, f"{_n_params(config):,}", _weights_status(entry))
     out.print(table)
 
 
