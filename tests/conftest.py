@@ -17,6 +17,25 @@ SHARED = Path(os.environ.get("VSRT_SHARED", REPO.parent / "shared"))
 REFERENCE = SHARED / "reference"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+REFERENCE_THREADS = 2  # the official goldens were computed with 2 threads
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Code under test (training) may change torch's thread count; give it back after each test."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def reference_threads():
+    """Run with the reduction order of the goldens: float sums depend on the thread count (the
+    resized SPyNet case moves by ~1e-5 with one thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(REFERENCE_THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def shared_path(*parts: str) -> Path:

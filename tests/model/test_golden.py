@@ -11,6 +11,8 @@ from vsrt_cli.model.layers import positional_encoding
 
 TOL = 1e-5
 
+pytestmark = pytest.mark.usefixtures("reference_threads")
+
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, f"{tuple(a.shape)} != {tuple(b.shape)}"

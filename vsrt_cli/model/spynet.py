@@ -44,8 +44,9 @@ class SPyNet(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def compute_flow(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
-        """Flow at the working size; height and width must be multiples of 32."""
+    def pyramid_flows(self, ref: torch.Tensor, supp: torch.Tensor) -> list[torch.Tensor]:
+        """The flow after every pyramid level, coarsest first (``[N, 2, H/2^k, W/2^k]``);
+        height and width must be multiples of 32. Training supervises them all."""
         ref_pyr = [(ref - self.mean) / self.std]
         supp_pyr = [(supp - self.mean) / self.std]
         for _ in range(PYRAMID_LEVELS - 1):
@@ -56,6 +57,7 @@ class SPyNet(nn.Module):
 
         n, _, h, w = ref.shape
         flow = ref.new_zeros(n, 2, h // 32, w // 32)
+        flows = []
         for level, (ref_l, supp_l) in enumerate(zip(ref_pyr, supp_pyr)):
             if level == 0:
                 flow_up = flow
@@ -63,7 +65,12 @@ class SPyNet(nn.Module):
                 flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
             warped = flow_warp(supp_l, flow_up, padding_mode="border")
             flow = flow_up + self.levels[level](torch.cat([ref_l, warped, flow_up], dim=1))
-        return flow
+            flows.append(flow)
+        return flows
+
+    def compute_flow(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+        """Flow at the working size; height and width must be multiples of 32."""
+        return self.pyramid_flows(ref, supp)[-1]
 
     def forward(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
         h, w = ref.shape[-2:]

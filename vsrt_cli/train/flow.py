@@ -91,27 +91,8 @@ def synthetic_batch(
 
 
 def pyramid_flows(spynet: SPyNet, ref: torch.Tensor, supp: torch.Tensor) -> list[torch.Tensor]:
-    """The flow after every pyramid level, coarsest first (the last equals
-    ``spynet.compute_flow``); ``[N, 3, H, W]`` with H, W multiples of 32."""
-    ref_pyr = [(ref - spynet.mean) / spynet.std]
-    supp_pyr = [(supp - spynet.mean) / spynet.std]
-    for _ in range(PYRAMID_LEVELS - 1):
-        ref_pyr.append(F.avg_pool2d(ref_pyr[-1], 2, 2, count_include_pad=False))
-        supp_pyr.append(F.avg_pool2d(supp_pyr[-1], 2, 2, count_include_pad=False))
-    ref_pyr.reverse()
-    supp_pyr.reverse()
-    n, _, h, w = ref.shape
-    flow = ref.new_zeros(n, 2, h // 32, w // 32)
-    flows = []
-    for level, (ref_l, supp_l) in enumerate(zip(ref_pyr, supp_pyr)):
-        if level == 0:
-            flow_up = flow
-        else:
-            flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
-        warped = flow_warp(supp_l, flow_up, padding_mode="border")
-        flow = flow_up + spynet.levels[level](torch.cat([ref_l, warped, flow_up], dim=1))
-        flows.append(flow)
-    return flows
+    """The flow after every pyramid level, coarsest first (see :meth:`SPyNet.pyramid_flows`)."""
+    return spynet.pyramid_flows(ref, supp)
 
 
 def end_point_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
