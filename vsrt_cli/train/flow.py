@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from vsrt_cli.model.layers import flow_warp
-from vsrt_cli.model.spynet import PYRAMID_LEVELS, SPyNet
+from vsrt_cli.model.spynet import SPyNet
 from vsrt_cli.train.data import Sequence, to_tensor
 from vsrt_cli.train.degrade import SCALE, imresize
 

@@ -34,7 +34,7 @@ from vsrt_cli.train.checkpoint import (
 )
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.data import (
-    DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES, Sequence, ValWindow, WindowSampler, load_sequences, val_windows,
+    DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES, ValWindow, WindowSampler, load_sequences, val_windows,
 )
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
 
