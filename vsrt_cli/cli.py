@@ -5,7 +5,10 @@ Only this module prints. Work functions elsewhere return values or yield progres
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from vsrt_cli.model import VSRT, VSRTConfig
+    from vsrt_cli.pipeline import UpscaleJob
     from vsrt_cli.registry import ModelEntry
 
 app = typer.Typer(
@@ -210,34 +214,38 @@ def _load_model(model_name: str | None, weights: Path | None) -> "VSRT":
     return load_weights(path, preset=entry.preset if entry.official_format else None)
 
 
-@app.command()
-def upscale(
-    input: Annotated[Path, typer.Argument(help="A video file, or a folder of PNG/JPEG frames.", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output video (container from its extension) or a folder for PNG frames.", show_default=False)],
-    model: Annotated[Optional[str], typer.Option(help="Model name (see `vsrt models list`); default: the bundled model.")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on CPU).")] = "auto",
-    tile: Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory.")] = None,
-    tile_overlap: Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")] = 16,
-    window: Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's).")] = None,
-    window_stride: Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest).")] = None,
-    batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
-    codec: Annotated[Optional[str], typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1, ... (default: libx264; libvpx-vp9 for .webm).")] = None,
-    crf: Annotated[int, typer.Option(help="Encoder quality (lower = better; 16 is visually lossless for x264).")] = 16,
-    preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "medium",
-    pix_fmt: Annotated[Optional[str], typer.Option(help="Output pixel format (default: 4:2:0 at the input's bit depth).")] = None,
-    fps: Annotated[str, typer.Option(help="Frame rate for image-folder inputs.")] = "25",
-    no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not copy audio and subtitle streams.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-) -> None:
-    """Upscale a video (or a folder of frames) x4."""
+# Options shared by `upscale` and `batch` (one definition each, so the two stay in step).
+ModelOpt = Annotated[Optional[str], typer.Option(help="Model name (see `vsrt models list`); default: the bundled model.")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on CPU).")]
+TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory.")]
+OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")]
+WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's).")]
+StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest).")]
+BatchOpt = Annotated[int, typer.Option(help="Tiles per model call.")]
+CodecOpt = Annotated[Optional[str], typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1, ... (default: libx264; libvpx-vp9 for .webm).")]
+CrfOpt = Annotated[int, typer.Option(help="Encoder quality (lower = better; 16 is visually lossless for x264).")]
+PresetOpt = Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")]
+PixFmtOpt = Annotated[Optional[str], typer.Option(help="Output pixel format (default: 4:2:0 at the input's bit depth).")]
+FpsOpt = Annotated[str, typer.Option(help="Frame rate for image-folder inputs.")]
+NoAudioOpt = Annotated[bool, typer.Option("--no-audio", help="Do not copy audio and subtitle streams.")]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad-frames", help="Where a frame cannot be decoded, repeat the last good one (timing stays intact) instead of failing.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+def _job(
+    *, source: Path, output: Path, model: str | None, weights: Path | None, device: str, precision: str,
+    tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int,
+    codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
+    overwrite: bool, skip_bad_frames: bool,
+) -> "tuple[VSRT, UpscaleJob]":
+    """The network and the job the options describe (checked before any work)."""
     from fractions import Fraction
 
     from vsrt_cli.io.writer import EncodeSettings
-    from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale as run_upscale
+    from vsrt_cli.pipeline import Schedule, UpscaleJob
     from vsrt_cli.runtime import resolve_device
 
     dev = resolve_device(device)
@@ -248,8 +256,8 @@ def upscale(
         raise ConfigError(f"--fps {fps}: give a number such as 25 or 30000/1001") from None
     if rate <= 0:
         raise ConfigError(f"--fps {fps}: must be positive")
-    if not input.exists():
-        raise InputError(f"{input}: no such file or folder; check the path")
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder; check the path")
     net = _load_model(model, weights).to(dev)
     cfg = net.config
     win = window if window is not None else cfg.num_frame
@@ -261,7 +269,7 @@ def upscale(
         batch=batch,
     )
     job = UpscaleJob(
-        source=input,
+        source=source,
         output=output,
         schedule=schedule,
         device=dev,
@@ -269,14 +277,121 @@ def upscale(
         encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams=not no_audio),
         overwrite=overwrite,
         fps=rate,
+        skip_bad_frames=skip_bad_frames,
     )
+    return net, job
+
+
+@app.command()
+def upscale(
+    input: Annotated[Path, typer.Argument(help="A video file, or a folder of PNG/JPEG frames.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output video (container from its extension) or a folder for PNG frames.", show_default=False)],
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    tile: TileOpt = None,
+    tile_overlap: OverlapOpt = 16,
+    window: WindowOpt = None,
+    window_stride: StrideOpt = None,
+    batch: BatchOpt = 4,
+    codec: CodecOpt = None,
+    crf: CrfOpt = 16,
+    preset: PresetOpt = "medium",
+    pix_fmt: PixFmtOpt = None,
+    fps: FpsOpt = "25",
+    no_audio: NoAudioOpt = False,
+    skip_bad_frames: SkipBadOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Upscale a video (or a folder of frames) x4."""
+    from vsrt_cli.pipeline import upscale as run_upscale
     from vsrt_cli.progress import render
 
-    try:
-        render(run_upscale(net, job), err, quiet=quiet)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: the partial output was removed")
-        raise typer.Exit(130) from None
+    net, job = _job(
+        source=input, output=output, model=model, weights=weights, device=device, precision=precision,
+        tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
+        codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames,
+    )
+    with contextlib.closing(run_upscale(net, job)) as events:
+        try:
+            render(events, err, quiet=quiet)
+        except KeyboardInterrupt:
+            events.close()  # the temporary output is removed before we report it
+            err.print("[yellow]interrupted[/]: the partial output was removed")
+            raise typer.Exit(_interrupt_code()) from None
+
+
+@app.command("batch")
+def batch_command(
+    input_dir: Annotated[Path, typer.Argument(help="Folder searched (recursively) for clips.", show_default=False)],
+    output_dir: Annotated[Path, typer.Option("-o", "--output", help="Folder for the outputs: the input folder's layout, each file's name kept.", show_default=False)],
+    glob: Annotated[Optional[str], typer.Option("--glob", help="Only files whose relative path or name matches this pattern, e.g. '*.mov' or 'day1/*' (default: every video extension).")] = None,
+    frame_folders: Annotated[bool, typer.Option("--frame-folders", help="Also upscale folders of PNG/JPEG frames (into folders of PNG frames).")] = False,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    tile: TileOpt = None,
+    tile_overlap: OverlapOpt = 16,
+    window: WindowOpt = None,
+    window_stride: StrideOpt = None,
+    batch: BatchOpt = 4,
+    codec: CodecOpt = None,
+    crf: CrfOpt = 16,
+    preset: PresetOpt = "medium",
+    pix_fmt: PixFmtOpt = None,
+    fps: FpsOpt = "25",
+    no_audio: NoAudioOpt = False,
+    skip_bad_frames: SkipBadOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo clips whose output already exists (default: skip them).")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Upscale every clip in a folder; rerun to resume: finished outputs are skipped."""
+    from vsrt_cli.batch import batch as run_batch
+    from vsrt_cli.progress import render_batch
+
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir} is not a folder; `vsrt batch` takes a folder of clips (use `vsrt upscale` for one file)")
+    net, template = _job(
+        source=input_dir, output=output_dir, model=model, weights=weights, device=device, precision=precision,
+        tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
+        codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames,
+    )
+    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders)) as events:
+        try:
+            finished = render_batch(events, err, out, quiet=quiet, debug=debug)
+        except KeyboardInterrupt:
+            events.close()
+            err.print("[yellow]interrupted[/]: the clip in progress was removed; finished outputs are kept; "
+                      "run the same command again to resume")
+            raise typer.Exit(_interrupt_code()) from None
+    if finished is not None and finished.failed:
+        raise typer.Exit(1)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so the same clean-up runs."""
+
+
+_signal_received: list[int] = []
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _signal_received.append(signum)
+    raise Terminated()
+
+
+def _interrupt_code() -> int:
+    """128 + the signal (130 for Ctrl-C, 143 for SIGTERM), as shells report it."""
+    import signal
+
+    return 128 + (_signal_received[-1] if _signal_received else signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -287,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
     try:
         app(args=args, prog_name="vsrt")
     except VsrtError as exc:

@@ -37,3 +37,7 @@ class DecodeError(InputError):
 
 class OutputError(VsrtError):
     """An output that cannot be written: bad path, no encoder for it, disk full, permissions."""
+
+
+class ResourceError(VsrtError):
+    """Not enough memory for the work even at the smallest tiles and batches."""

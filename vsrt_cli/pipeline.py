@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrt_cli.errors import ConfigError, InputError, OutputError
+from vsrt_cli.errors import ConfigError, InputError, OutputError, ResourceError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.probe import VideoInfo, probe
@@ -25,7 +25,7 @@ from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
 from vsrt_cli.runtime import Precision, autocast
-from vsrt_cli.schedule import TileGrid, WindowPlanner, normalised_weights, plan_tiles
+from vsrt_cli.schedule import TileGrid, WindowPlanner, normalised_weights, plan_tiles, smaller_tile
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class UpscaleJob:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     overwrite: bool = False
     fps: Fraction = Fraction(25)  # for image-folder inputs
+    skip_bad_frames: bool = False  # repeat the last good frame where decoding fails
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ class Finished:
     frames: int
     seconds: float
     bytes: int
+    repaired: int = 0  # undecodable frames replaced by the previous good one
 
 
 Event = Started | Progress | Notice | Finished
@@ -160,16 +162,57 @@ class FlowCache:
 
 
 class TileRunner:
-    """Runs the model over the tiles of one window and blends the HR tiles back together."""
+    """Runs the model over the tiles of one window and blends the HR tiles back together.
+
+    Out of (GPU) memory, it retries the same window with half the tiles per call, then with
+    smaller tiles, and says so once per change in :attr:`notices`; no frame is ever dropped.
+    """
 
     def __init__(self, model: VSRT, grid: TileGrid, *, batch: int, device: torch.device, precision: Precision) -> None:
         self.model = model
-        self.grid = grid
         self.batch = batch
         self.device = device
         self.precision = precision
-        self.weights = [torch.from_numpy(w).to(device) for w in normalised_weights(grid, SCALE)]
         self.flow_cache = FlowCache(model)
+        self.notices: list[str] = []
+        self.set_grid(grid)
+
+    def set_grid(self, grid: TileGrid) -> None:
+        self.grid = grid
+        self.weights = [torch.from_numpy(w).to(self.device) for w in normalised_weights(grid, SCALE)]
+        self.flow_cache.flows.clear()  # computed on frames padded for the old grid
+
+    def shrink(self) -> bool:
+        """Use less memory per call: fewer tiles, else smaller tiles. False if it cannot."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.batch > 1 or self.flow_cache.chunk > 1:
+            old, self.batch = self.batch, max(1, self.batch // 2)
+            self.flow_cache.chunk = max(1, self.flow_cache.chunk // 2)
+            self.notices.append(f"out of memory: retrying with {self.batch} tile(s) per call (was {old})")
+            return True
+        config, grid = self.model.config, self.grid
+        smaller = smaller_tile(max(grid.tile), grid.height, grid.width, multiple=config.size_multiple, fixed=config.norm == "tile")
+        if smaller is None:
+            return False
+        overlap = min(grid.overlap or 16, smaller // 4)  # a whole-frame grid had none: seams need some
+        self.set_grid(plan_tiles(grid.height, grid.width, tile=smaller, overlap=overlap, multiple=config.size_multiple))
+        self.notices.append(f"out of memory: retrying with {smaller}x{smaller} tiles, overlap {overlap} (was {max(grid.tile)})")
+        return True
+
+    def __call__(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None) -> torch.Tensor:
+        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1].
+
+        ``indices`` name the source frames so their flows are cached across windows."""
+        while True:
+            try:
+                return self._window(frames, positions, indices)
+            except torch.OutOfMemoryError as exc:
+                if not self.shrink():
+                    raise ResourceError(
+                        f"out of {self.device.type.upper()} memory even with one {max(self.grid.tile)}x"
+                        f"{max(self.grid.tile)} tile per call; free memory, use a smaller model or --device cpu"
+                    ) from exc
 
     def pad(self, frames: torch.Tensor) -> torch.Tensor:
         """``[T, 3, H, W]`` -> ``[T, 3, Hp, Wp]``, mirrored where the frame is big enough."""
@@ -180,10 +223,7 @@ class TileRunner:
         return F.pad(frames, (0, pw, 0, ph), mode=mode)
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None) -> torch.Tensor:
-        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1].
-
-        ``indices`` name the source frames so their flows are cached across windows."""
+    def _window(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None) -> torch.Tensor:
         h, w = frames.shape[-2:]
         padded = self.pad(frames.to(self.device))
         th, tw = self.grid.tile
@@ -247,12 +287,12 @@ def _open_source(job: UpscaleJob) -> _Source:
 
 
 @contextlib.contextmanager
-def _frames(job: UpscaleJob, source: _Source) -> Iterator[Iterator[Frame]]:
+def _frames(job: UpscaleJob, source: _Source) -> Iterator[tuple[Iterator[Frame], VideoReader | None]]:
     if source.info is None:
-        yield iter_folder(source.files or [], job.fps)
+        yield iter_folder(source.files or [], job.fps), None
         return
-    with VideoReader(source.info) as reader:
-        yield iter(reader)
+    with VideoReader(source.info, skip_bad_frames=job.skip_bad_frames) as reader:
+        yield iter(reader), reader
 
 
 def _is_folder_output(path: Path) -> bool:
@@ -291,19 +331,23 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
             settings=job.encode,
             source=job.source if info else None,
         )
-    with BackgroundWriter(writer) as sink, _frames(job, source) as frames:
+    with BackgroundWriter(writer) as sink, _frames(job, source) as (frames, reader):
         if isinstance(writer, VideoWriter):
             for dropped in writer.dropped:
                 yield Notice(f"not copied, the output container cannot hold it: {dropped}")
         done = 0
         for event in _run(runner, frames, sink, sched, deep, source.total):
-            done = event.done
+            if isinstance(event, Progress):
+                done = event.done
             yield event
         if done == 0:
             raise InputError(f"{job.source}: no frames could be decoded")
+        repaired = reader.repaired if reader is not None else 0
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in job.output.rglob("*")) if job.output.is_dir() else job.output.stat().st_size
-    yield Finished(job.output, done, seconds, size)
+    if repaired:
+        yield Notice(f"{repaired} frame(s) of {job.source} could not be decoded and repeat the previous good frame")
+    yield Finished(job.output, done, seconds, size, repaired)
 
 
 def _run(
@@ -313,7 +357,7 @@ def _run(
     sched: Schedule,
     deep: bool,
     total: int | None,
-) -> Iterator[Progress]:
+) -> Iterator[Progress | Notice]:
     planner = WindowPlanner(sched.window, sched.stride)
     buffer: dict[int, torch.Tensor] = {}
     stamps: dict[int, int | None] = {}
@@ -325,6 +369,8 @@ def _run(
         for win in planner.ready(available, eof):
             batch = torch.stack([buffer[i] for i in win.frames])
             hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
+            while runner.notices:
+                yield Notice(runner.notices.pop(0))
             for k, (_, index) in enumerate(win.outputs):
                 writer.write(to_image(hr[k], deep), stamps.pop(index))
                 done += 1

@@ -16,6 +16,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from rich.table import Table
+
+from vsrt_cli.batch import BatchEvent, BatchFinished, BatchStarted, ClipFinished, ClipResult, ClipStarted
 from vsrt_cli.pipeline import Event, Finished, Notice, Progress, Started
 
 
@@ -67,3 +70,84 @@ def render(events: Iterable[Event], console: Console, *, quiet: bool = False) ->
             soft_wrap=True,
         )
     return finished
+
+
+def _bar(console: Console, quiet: bool) -> Bar:
+    return Bar(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    )
+
+
+def render_batch(
+    events: Iterable[BatchEvent], console: Console, table_console: Console, *,
+    quiet: bool = False, debug: bool = False,
+) -> BatchFinished | None:
+    """Draw a batch: one bar for all frames of all clips, one for the clip at work, warnings as
+    they come, then a table of every clip's result (on ``table_console``)."""
+    finished = None
+    results: list[ClipResult] = []
+    with _bar(console, quiet) as bar:
+        overall = clip_task = None
+        before = 0  # frames of the clips already finished or skipped
+        count = 0
+        for event in events:
+            if isinstance(event, BatchStarted):
+                count = len(event.clips)
+                overall = bar.add_task(f"all clips 0/{count}", total=event.total_frames)
+            elif isinstance(event, ClipStarted):
+                clip_task = bar.add_task(event.clip.name, total=event.clip.frames)
+                if overall is not None:
+                    bar.update(overall, description=f"all clips {event.number}/{count}")
+            elif isinstance(event, Progress) and clip_task is not None:
+                bar.update(clip_task, completed=event.done, total=event.total)
+                if overall is not None:
+                    bar.update(overall, completed=before + event.done)
+            elif isinstance(event, Notice) and not quiet:
+                console.print(f"[yellow]warning:[/] {event.message}", highlight=False, soft_wrap=True)
+            elif isinstance(event, ClipFinished):
+                result = event.result
+                results.append(result)
+                before += result.frames if result.status == "done" else (result.clip.frames or 0)
+                if clip_task is not None:
+                    bar.remove_task(clip_task)
+                    clip_task = None
+                if overall is not None:
+                    bar.update(overall, completed=before)
+                if result.status == "failed":
+                    console.print(f"[bold red]failed:[/] {result.clip.name}: {result.reason}", highlight=False, soft_wrap=True)
+                    if debug and result.detail:
+                        console.print(result.detail, highlight=False, markup=False)
+            elif isinstance(event, BatchFinished):
+                finished = event
+    if results and not quiet:
+        table_console.print(result_table(results))
+    if finished is not None and not quiet:
+        counts = {s: sum(r.status == s for r in finished.results) for s in ("done", "skipped", "failed")}
+        colour = "red" if counts["failed"] else "green"
+        console.print(
+            f"[{colour}]{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed[/]; "
+            f"report: {finished.report}", highlight=False, soft_wrap=True,
+        )
+    return finished
+
+
+def result_table(results: list[ClipResult]) -> Table:
+    """One row per clip: result, frames, time and the reason of a skip or failure."""
+    table = Table("clip", "result", "frames", "time", "note")
+    style = {"done": "green", "skipped": "dim", "failed": "red"}
+    for r in results:
+        note = r.reason or (f"{r.repaired} bad frame(s) repeated" if r.repaired else "")
+        seconds = f"{r.seconds:.1f} s" if r.status != "skipped" else ""
+        frames = str(r.frames) if r.status != "skipped" else ""
+        table.add_row(r.clip.name, f"[{style[r.status]}]{r.status}[/]", frames, seconds, note)
+    return table

@@ -185,6 +185,17 @@ def plan_tiles(height: int, width: int, *, tile: int, overlap: int, multiple: in
     )
 
 
+def smaller_tile(tile: int, height: int, width: int, *, multiple: int = 1, fixed: bool = False) -> int | None:
+    """The next tile size to try after running out of memory at ``tile`` (0 = whole frame) on an
+    ``height x width`` frame: about half the side, a multiple of ``multiple``; None when it
+    cannot shrink (fixed-size models, or already at the smallest tile)."""
+    if fixed:
+        return None
+    side = max(height, width) if tile == 0 else tile
+    smaller = (side // 2) // multiple * multiple
+    return smaller if 0 < smaller < side else None
+
+
 def _axis_weights(starts: tuple[int, ...], tile: int, scale: int) -> list[np.ndarray]:
     """Per-tile 1-D weights (HR length ``tile*scale``) along one axis.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 from vsrt_cli.errors import InputError, OutputError
 from vsrt_cli.io.probe import has_alpha
 from vsrt_cli.io.reader import Frame, to_rgb
+from vsrt_cli.io.writer import write_failure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -86,6 +88,8 @@ class FolderWriter:
         try:
             self.tmp.mkdir(parents=False)
         except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+                raise write_failure(self.folder, exc) from exc
             raise OutputError(f"cannot create {self.folder}: {exc}; check the parent folder exists and is writable") from exc
         return self
 
@@ -95,7 +99,7 @@ class FolderWriter:
         try:
             path.write_bytes(encode_png(image))
         except OSError as exc:
-            raise OutputError(f"writing {self.folder} failed: {exc}") from exc
+            raise write_failure(self.folder, exc) from exc
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:

@@ -56,10 +56,19 @@ class _Failure:
 
 
 class VideoReader:
-    """``with VideoReader(info) as frames: for frame in frames: ...``"""
+    """``with VideoReader(info) as frames: for frame in frames: ...``
 
-    def __init__(self, info: VideoInfo, *, buffer: int = 8, threads: int = 0) -> None:
+    Every frame the container announces must come out: a packet that fails to decode, a frame
+    the decoder silently drops (found by packet timestamps that never come out) or a file that
+    ends before the frame count in its index is a :class:`DecodeError` naming the frame and
+    time. With ``skip_bad_frames`` such frames are replaced by the last good one instead, at
+    their own timestamps, so timing stays intact; :attr:`repaired` counts them.
+    """
+
+    def __init__(self, info: VideoInfo, *, buffer: int = 8, threads: int = 0, skip_bad_frames: bool = False) -> None:
         self.info = info
+        self.skip_bad_frames = skip_bad_frames
+        self.repaired = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, buffer))
         self._stop = threading.Event()
         self._threads = threads
@@ -95,26 +104,8 @@ class VideoReader:
         return False
 
     def _run(self, stream: av.VideoStream) -> None:
-        index = 0
-        last_time: float | None = None
         try:
-            assert self._container is not None
-            for packet in self._container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError as exc:
-                    where = f"after {last_time:.3f} s" if last_time is not None else "at the start"
-                    raise DecodeError(
-                        f"{self.info.path}: decoding failed at frame {index} ({where}): {exc}; "
-                        "the file is truncated or corrupt"
-                    ) from exc
-                for frame in frames:
-                    image = to_rgb(frame, self.info.bit_depth, self.info.rotation)
-                    item = Frame(index, frame.pts, frame.time_base or stream.time_base, image)
-                    last_time = item.time
-                    if not self._put(item):
-                        return
-                    index += 1
+            _Decode(self, stream).run()
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(_Failure(exc))
         finally:
@@ -128,3 +119,93 @@ class VideoReader:
             if isinstance(item, _Failure):
                 raise item.exc
             yield item  # type: ignore[misc]
+
+
+class _Decode:
+    """The decode loop of one :class:`VideoReader` (runs on its thread)."""
+
+    def __init__(self, reader: VideoReader, stream: av.VideoStream) -> None:
+        self.reader = reader
+        self.stream = stream
+        self.time_base = stream.time_base
+        self.index = 0
+        self.last: Frame | None = None
+        self.pending: list[int] = []  # pts of demuxed packets whose frame has not come out yet
+        self.step: int | None = None  # the last gap between frame timestamps
+
+    def where(self, pts: int | None) -> str:
+        if pts is not None and self.time_base is not None:
+            return f"frame {self.index} (at {float(pts * self.time_base):.3f} s)"
+        return f"frame {self.index}"
+
+    def bad(self, pts: int | None, why: str) -> bool:
+        """One frame that cannot be decoded: an error, or (skipping) the last good frame again."""
+        info = self.reader.info
+        if not self.reader.skip_bad_frames:
+            raise DecodeError(
+                f"{info.path}: {why} at {self.where(pts)}; the file is truncated or corrupt "
+                "(--skip-bad-frames repeats the last good frame instead)"
+            )
+        if self.last is None:
+            return True  # nothing to repeat yet: the first good frame fills in (see emit)
+        self.reader.repaired += 1
+        return self.put(Frame(self.index, pts, self.last.time_base, self.last.image))
+
+    def put(self, frame: Frame) -> bool:
+        if self.last is not None and frame.pts is not None and self.last.pts is not None and frame.pts > self.last.pts:
+            self.step = frame.pts - self.last.pts
+        self.last = frame
+        self.index += 1
+        return self.reader._put(frame)
+
+    def emit(self, frame: av.VideoFrame) -> bool:
+        info = self.reader.info
+        image = to_rgb(frame, info.bit_depth, info.rotation)
+        pts = frame.pts
+        if pts is not None:  # timestamps demuxed before this one never came out: lost frames
+            lost = sorted(p for p in self.pending if p < pts)
+            self.pending = [p for p in self.pending if p > pts]
+            for p in lost:
+                if self.last is None and self.reader.skip_bad_frames:  # broken start: repeat forwards
+                    self.reader.repaired += 1
+                    if not self.put(Frame(self.index, p, frame.time_base or self.time_base, image)):
+                        return False
+                elif not self.bad(p, "a frame could not be decoded"):
+                    return False
+        return self.put(Frame(self.index, pts, frame.time_base or self.time_base, image))
+
+    def run(self) -> None:
+        container = self.reader._container
+        assert container is not None
+        for packet in container.demux(self.stream):
+            if self.reader._stop.is_set():
+                return
+            if packet.size and packet.pts is not None and not packet.is_discard:
+                self.pending.append(packet.pts)
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                if not self.reader.skip_bad_frames:
+                    raise DecodeError(
+                        f"{self.reader.info.path}: decoding failed at {self.where(packet.pts)}: {exc}; "
+                        "the file is truncated or corrupt (--skip-bad-frames repeats the last good frame instead)"
+                    ) from exc
+                continue  # the lost timestamp is repaired when a later frame comes out
+            for frame in frames:
+                if not self.emit(frame):
+                    return
+        for p in sorted(self.pending):  # demuxed, never decoded: at the very end
+            if not self.bad(p, "a frame could not be decoded"):
+                return
+        self.pending = []
+        expected = self.stream.frames or 0
+        if self.index and self.index < expected:  # the index promised more: a truncated file
+            if not self.reader.skip_bad_frames:
+                assert self.last is not None
+                nxt = None if self.last.pts is None or self.step is None else self.last.pts + self.step
+                self.bad(nxt, f"the video stops after {self.index} of {expected} frames")
+            while self.index < expected and self.last is not None:
+                pts = None if self.last.pts is None or self.step is None else self.last.pts + self.step
+                self.reader.repaired += 1
+                if not self.put(Frame(self.index, pts, self.last.time_base, self.last.image)):
+                    return

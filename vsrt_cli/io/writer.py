@@ -3,6 +3,7 @@ packet, and rename into place only when everything succeeded."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,9 +35,63 @@ class EncodeSettings:
     threads: int = 0
 
 
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def write_failure(path: Path, exc: BaseException) -> OutputError:
+    """The one-line error for a failed write of ``path``: disk full and permissions by name."""
+    code = getattr(exc, "errno", None)
+    if code in _FULL:
+        return OutputError(
+            f"writing {path} failed: the disk is full (or a file-size limit was hit: {exc}); "
+            "the partial output was removed; free some space or write to another folder"
+        )
+    if code in _DENIED:
+        return OutputError(
+            f"cannot write {path}: {exc}; the folder is read-only or not yours; choose a writable output folder"
+        )
+    return OutputError(f"writing {path} failed: {exc}")
+
+
 def temporary_path(final: Path) -> Path:
     """A hidden sibling of ``final`` with the same extension (so the container type is kept)."""
     return final.with_name(f".{final.stem}.vsrt-partial-{os.getpid()}{final.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove the temporary outputs for ``final`` (video file or frame folder) that a killed
+    run left behind: those whose process is gone. Returns what was removed."""
+    import re
+    import shutil
+
+    if not final.parent.is_dir():
+        return []
+    names = (  # temporary_path() for videos, FolderWriter for frame folders
+        re.compile(re.escape(f".{final.stem}.vsrt-partial-") + r"(\d+)" + re.escape(final.suffix)),
+        re.compile(re.escape(f".{final.name}.vsrt-partial-") + r"(\d+)"),
+    )
+    removed = []
+    for path in final.parent.iterdir():
+        match = next((m for m in (n.fullmatch(path.name) for n in names) if m), None)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def default_pix_fmt(codec: str, bit_depth: int) -> str:
@@ -92,7 +147,11 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         try:
             self._out = av.open(str(self.tmp), "w")
-        except (av.FFmpegError, ValueError, OSError) as exc:
+        except OSError as exc:
+            if exc.errno in _FULL | _DENIED:
+                raise write_failure(self.path, exc) from exc
+            raise OutputError(f"cannot create {self.path}: {exc}; check the folder exists, is writable, and the extension is a video container (.mp4, .mkv, .mov, .webm)") from exc
+        except (av.FFmpegError, ValueError) as exc:
             raise OutputError(f"cannot create {self.path}: {exc}; check the folder exists, is writable, and the extension is a video container (.mp4, .mkv, .mov, .webm)") from exc
         try:
             self._add_video()
@@ -191,10 +250,8 @@ class VideoWriter:
         assert self._out is not None
         try:
             self._out.mux(packets)
-        except OSError as exc:
-            raise OutputError(f"writing {self.path} failed: {exc}") from exc
-        except av.FFmpegError as exc:
-            raise OutputError(f"writing {self.path} failed: {exc}") from exc
+        except (OSError, av.FFmpegError) as exc:
+            raise write_failure(self.path, exc) from exc
 
     def _mux_copies(self, until: float | None) -> None:
         """Copy audio/subtitle packets up to ``until`` seconds (all of them if None)."""
@@ -226,11 +283,14 @@ class VideoWriter:
             self._mux(self._video.encode(None))
             self._mux_copies(until=None)
             assert self._out is not None
-            self._out.close()
-            self._out = None
-            if self._src is not None:
-                self._src.close()
-            os.replace(self.tmp, self.path)
+            try:
+                self._out.close()  # writes the index: can fail on a full disk too
+                self._out = None
+                if self._src is not None:
+                    self._src.close()
+                os.replace(self.tmp, self.path)
+            except (OSError, av.FFmpegError) as failure:
+                raise write_failure(self.path, failure) from failure
         except BaseException:
             self._abort()
             raise

@@ -23,6 +23,9 @@ class TrainConfig:
     gt_scale: sources are downscaled by this (antialiased bicubic) before BI, for cleaner GT.
     flow_lr_mul: learning-rate multiplier for SPyNet in the main stage (0 freezes it).
     spynet_from: run dir of the ``spynet`` stage whose ``spynet.pt`` initialises the flow.
+    init_from: run dir of a finished main/ablation run whose network (all but SPyNet)
+        initialises this one (a warm start; the flow still comes from ``spynet_from``).
+    precision: ``bf16`` trains under CPU/CUDA bf16 autocast (fp32 master weights).
     """
 
     stage: Stage
@@ -37,6 +40,8 @@ class TrainConfig:
     max_frames: int = 480
     flow_lr_mul: float = 0.0
     spynet_from: str = "runs/spynet"
+    init_from: str | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
     max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
     max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
     data_root: str = DATA_ROOT
@@ -54,6 +59,10 @@ class TrainConfig:
             raise ConfigError(f"--minutes must be > 0, got {self.minutes}")
         if self.batch < 1 or self.patch < 8:
             raise ConfigError(f"batch must be >= 1 and patch >= 8, got {self.batch}, {self.patch}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.init_from is not None and self.stage == "spynet":
+            raise ConfigError("--init-from warm-starts a main or ablation run, not the spynet stage")
         if not 0 < self.gt_scale <= 1:
             raise ConfigError(f"gt_scale must be in (0, 1], got {self.gt_scale}")
 

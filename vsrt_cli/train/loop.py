@@ -73,6 +73,21 @@ def load_spynet_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def body_weights(run_dir: Path, net: VSRT) -> dict[str, torch.Tensor]:
+    """The network of a finished run (its exported weights), without SPyNet, checked against
+    ``net``: every non-SPyNet tensor must exist with the same shape."""
+    path = run_dir / WEIGHTS_FILE
+    if not path.exists():
+        raise CheckpointError(f"{path} not found: --init-from needs a finished main or ablation run")
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    body = {k: v.float() for k, v in state.items() if not k.startswith("spynet.")}
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith("spynet.")}
+    bad = sorted(k for k in own if k not in body or body[k].shape != own[k].shape)
+    if bad or set(body) - set(own):
+        raise CheckpointError(f"{path} does not fit this preset ({len(bad)} missing or mis-shaped tensors, e.g. {bad[:3]})")
+    return body
+
+
 class FlowStage:
     """SPyNet pretraining on synthetic pairs; validation: EPE on fixed held-out pairs."""
 
@@ -114,6 +129,8 @@ class SRStage:
         self.cfg = cfg
         self.config = model_config(cfg)
         self.net: VSRT = build_model(self.config)
+        if fresh and cfg.init_from is not None:
+            self.net.load_state_dict(body_weights(Path(cfg.init_from), self.net), strict=False)
         if cfg.stage == "main" and fresh:
             self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
         flow_params = list(self.net.spynet.parameters())
@@ -133,7 +150,9 @@ class SRStage:
 
     def loss(self, rng: np.random.Generator) -> torch.Tensor:
         lr, gt = self.sampler.batch(rng, self.cfg.batch)
-        return charbonnier(self.net(lr), gt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            pred = self.net(lr)
+        return charbonnier(pred.float(), gt)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
