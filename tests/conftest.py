@@ -65,3 +65,29 @@ def golden_intermediates() -> dict:
 @pytest.fixture(scope="session")
 def golden_spynet() -> dict:
     return load_reference("golden_spynet.pt")
+
+
+from vsrt_cli.model import VSRTConfig, build_model  # noqa: E402
+from vsrt_cli.weights import save_weights  # noqa: E402
+
+TINY = VSRTConfig(
+    num_feat=8, num_frame=5, depth=1, heads=1, patch_size=8, extract_blocks=1,
+    reconstruct_blocks=1, ff_blocks=1, norm="channel",
+)
+# The file-level tests check containers, timestamps and audio; SPyNet (the costliest part of a
+# tiny model) is switched off there and exercised by the image-folder and tiling tests instead.
+NO_FLOW = VSRTConfig(**{**TINY.__dict__, "use_flow": False})
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(NO_FLOW).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_model):
+    """A vsrt weights file of :func:`tiny_model`, for ``--weights`` in CLI tests."""
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    save_weights(tiny_model, path)
+    return path

@@ -12,42 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import shared_path
+from tests.conftest import NO_FLOW, TINY, shared_path
 from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.frames import encode_png, list_frames, read_image
-from vsrt_cli.model import VSRTConfig, build_model
+from vsrt_cli.model import build_model
 from vsrt_cli.model.spynet import window_flows
 from vsrt_cli.pipeline import FlowCache, Finished, Progress, Schedule, Started, TileRunner, UpscaleJob, upscale
 from vsrt_cli.schedule import plan_tiles, plan_windows
-from vsrt_cli.weights import save_weights
 
-TINY = VSRTConfig(
-    num_feat=8, num_frame=5, depth=1, heads=1, patch_size=8, extract_blocks=1,
-    reconstruct_blocks=1, ff_blocks=1, norm="channel",
-)
-# The file-level tests check containers, timestamps and audio; SPyNet (the costliest part of a
-# tiny model) is switched off there and exercised by the image-folder and tiling tests instead.
-NO_FLOW = VSRTConfig(**{**TINY.__dict__, "use_flow": False})
 FAST = Schedule(tile=96, overlap=8, window=5, stride=5, batch=8)
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    torch.manual_seed(0)
-    return build_model(NO_FLOW).eval()
 
 
 @pytest.fixture(scope="module")
 def flow_model():
     torch.manual_seed(0)
     return build_model(TINY).eval()
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory, tiny_model):
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    save_weights(tiny_model, path)
-    return path
 
 
 def stream_facts(path: Path) -> dict:

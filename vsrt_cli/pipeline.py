@@ -6,6 +6,7 @@ The pipeline never prints: the CLI draws what it yields.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,10 +117,14 @@ def check_schedule(model: VSRT, schedule: Schedule) -> None:
 def check_paths(job: UpscaleJob) -> None:
     if job.output.resolve() == job.source.resolve():
         raise OutputError(f"the output {job.output} is the input; choose another output path")
+    if job.output.is_dir() and not _is_folder_output_name(job.output):
+        raise OutputError(f"{job.output} is a folder, not a video file; choose another output name")
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} already exists; pass --overwrite to replace it")
     if not job.output.parent.is_dir():
         raise OutputError(f"folder {job.output.parent} does not exist; create it first")
+    if not os.access(job.output.parent, os.W_OK):
+        raise OutputError(f"cannot write {job.output}: {job.output.parent} is not writable; choose a writable output folder")
 
 
 # --- the model over one window ------------------------------------------------------------------
@@ -295,8 +300,12 @@ def _frames(job: UpscaleJob, source: _Source) -> Iterator[tuple[Iterator[Frame],
         yield iter(reader), reader
 
 
+def _is_folder_output_name(path: Path) -> bool:
+    return path.suffix == ""
+
+
 def _is_folder_output(path: Path) -> bool:
-    return path.suffix == "" or path.is_dir()
+    return _is_folder_output_name(path) or path.is_dir()
 
 
 def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:

@@ -132,19 +132,23 @@ class _Decode:
         self.last: Frame | None = None
         self.pending: list[int] = []  # pts of demuxed packets whose frame has not come out yet
         self.step: int | None = None  # the last gap between frame timestamps
+        self.failure: Exception | None = None  # a decoder error not yet tied to its frame
 
     def where(self, pts: int | None) -> str:
-        if pts is not None and self.time_base is not None:
-            return f"frame {self.index} (at {float(pts * self.time_base):.3f} s)"
-        return f"frame {self.index}"
+        """``frame N (at T s)`` of the frame with timestamp ``pts`` (in display order)."""
+        if pts is None or self.time_base is None:
+            return f"frame {self.index}"
+        number = self.index + sum(1 for p in self.pending if p < pts)
+        return f"frame {number} (at {float(pts * self.time_base):.3f} s)"
 
-    def bad(self, pts: int | None, why: str) -> bool:
+    def bad(self, pts: int | None, why: str | None = None) -> bool:
         """One frame that cannot be decoded: an error, or (skipping) the last good frame again."""
         info = self.reader.info
         if not self.reader.skip_bad_frames:
+            cause = f" ({self.failure})" if self.failure is not None and why is None else ""
             raise DecodeError(
-                f"{info.path}: {why} at {self.where(pts)}; the file is truncated or corrupt "
-                "(--skip-bad-frames repeats the last good frame instead)"
+                f"{info.path}: {why or self.where(pts) + ' could not be decoded'}{cause}; the file is "
+                "truncated or corrupt (--skip-bad-frames repeats the last good frame instead)"
             )
         if self.last is None:
             return True  # nothing to repeat yet: the first good frame fills in (see emit)
@@ -170,7 +174,7 @@ class _Decode:
                     self.reader.repaired += 1
                     if not self.put(Frame(self.index, p, frame.time_base or self.time_base, image)):
                         return False
-                elif not self.bad(p, "a frame could not be decoded"):
+                elif not self.bad(p):
                     return False
         return self.put(Frame(self.index, pts, frame.time_base or self.time_base, image))
 
@@ -185,17 +189,20 @@ class _Decode:
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
-                if not self.reader.skip_bad_frames:
-                    raise DecodeError(
-                        f"{self.reader.info.path}: decoding failed at {self.where(packet.pts)}: {exc}; "
-                        "the file is truncated or corrupt (--skip-bad-frames repeats the last good frame instead)"
-                    ) from exc
-                continue  # the lost timestamp is repaired when a later frame comes out
+                # With frame threads the error surfaces packets after the broken one: the lost
+                # timestamp, found when a later frame comes out, names the frame (see emit).
+                self.failure = exc
+                continue
             for frame in frames:
                 if not self.emit(frame):
                     return
+        if self.failure is not None and not self.pending and not self.reader.skip_bad_frames:
+            raise DecodeError(
+                f"{self.reader.info.path}: decoding failed near {self.where(self.last.pts if self.last else None)} "
+                f"({self.failure}); the file is corrupt (--skip-bad-frames keeps going)"
+            )
         for p in sorted(self.pending):  # demuxed, never decoded: at the very end
-            if not self.bad(p, "a frame could not be decoded"):
+            if not self.bad(p):
                 return
         self.pending = []
         expected = self.stream.frames or 0
@@ -203,7 +210,8 @@ class _Decode:
             if not self.reader.skip_bad_frames:
                 assert self.last is not None
                 nxt = None if self.last.pts is None or self.step is None else self.last.pts + self.step
-                self.bad(nxt, f"the video stops after {self.index} of {expected} frames")
+                at = "" if nxt is None else f" (at {float(nxt * self.time_base):.3f} s)"
+                self.bad(nxt, f"the video stops after {self.index} of {expected} frames{at}")
             while self.index < expected and self.last is not None:
                 pts = None if self.last.pts is None or self.step is None else self.last.pts + self.step
                 self.reader.repaired += 1

@@ -205,7 +205,14 @@ class VideoWriter:
         assert self._out is not None
         try:
             self._video.codec_context.open()
-            self._out.start_encoding()
+            self._out.start_encoding()  # opens the file itself
+        except OSError as exc:
+            if exc.errno in _FULL | _DENIED:
+                raise write_failure(self.path, exc) from exc
+            raise OutputError(
+                f"cannot write {self.codec} video into {self.path.name} ({exc}); "
+                "try another --codec (libx264 for .mp4/.mkv/.mov, libvpx-vp9 for .webm) or another extension"
+            ) from exc
         except (av.FFmpegError, ValueError) as exc:
             raise OutputError(
                 f"cannot write {self.codec} video into {self.path.name} ({exc}); "
