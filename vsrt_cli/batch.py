@@ -118,12 +118,13 @@ def find_clips(
             relative = relative_dir / name
             if _hidden(relative):
                 continue
-            wanted = fnmatch(relative.as_posix(), pattern) or fnmatch(name, pattern) if pattern else (
-                Path(name).suffix.lower() in VIDEO_SUFFIXES
-            )
+            if pattern:
+                wanted = fnmatch(relative.as_posix(), pattern) or fnmatch(name, pattern)
+            else:
+                wanted = Path(name).suffix.lower() in VIDEO_SUFFIXES
             if wanted:
                 clips.append(Clip(here / name, out_root / relative, relative.as_posix()))
-    return clips
+    return sorted(clips, key=lambda c: [natural_key(Path(part)) for part in Path(c.name).parts])
 
 
 def count_frames(clip: Clip) -> int | None:

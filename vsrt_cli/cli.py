@@ -6,6 +6,7 @@ Only this module prints. Work functions elsewhere return values or yield progres
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -402,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    # Before torch loads OpenMP: idle worker threads sleep instead of spinning. Spinning made a
+    # run 3.6x slower beside any other busy process (the encoder, a second job); see PERFORMANCE.md.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_signal)
     try:
