@@ -147,6 +147,8 @@ def result_table(results: list[ClipResult]) -> Table:
     style = {"done": "green", "skipped": "dim", "failed": "red"}
     for r in results:
         note = r.reason or (f"{r.repaired} bad frame(s) repeated" if r.repaired else "")
+        for prefix in (f"{r.clip.source}: ", f"{r.clip.source} "):  # the row already names the clip
+            note = note.removeprefix(prefix)
         seconds = f"{r.seconds:.1f} s" if r.status != "skipped" else ""
         frames = str(r.frames) if r.status != "skipped" else ""
         table.add_row(r.clip.name, f"[{style[r.status]}]{r.status}[/]", frames, seconds, note)

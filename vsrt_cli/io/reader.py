@@ -121,6 +121,11 @@ class VideoReader:
             yield item  # type: ignore[misc]
 
 
+def _reason(exc: Exception) -> str:
+    """FFmpeg's words for an error, without the errno number."""
+    return str(getattr(exc, "strerror", None) or exc)
+
+
 class _Decode:
     """The decode loop of one :class:`VideoReader` (runs on its thread)."""
 
@@ -145,7 +150,7 @@ class _Decode:
         """One frame that cannot be decoded: an error, or (skipping) the last good frame again."""
         info = self.reader.info
         if not self.reader.skip_bad_frames:
-            cause = f" ({self.failure})" if self.failure is not None and why is None else ""
+            cause = f" ({_reason(self.failure)})" if self.failure is not None and why is None else ""
             raise DecodeError(
                 f"{info.path}: {why or self.where(pts) + ' could not be decoded'}{cause}; the file is "
                 "truncated or corrupt (--skip-bad-frames repeats the last good frame instead)"
@@ -199,7 +204,7 @@ class _Decode:
         if self.failure is not None and not self.pending and not self.reader.skip_bad_frames:
             raise DecodeError(
                 f"{self.reader.info.path}: decoding failed near {self.where(self.last.pts if self.last else None)} "
-                f"({self.failure}); the file is corrupt (--skip-bad-frames keeps going)"
+                f"({_reason(self.failure)}); the file is corrupt (--skip-bad-frames keeps going)"
             )
         for p in sorted(self.pending):  # demuxed, never decoded: at the very end
             if not self.bad(p):
