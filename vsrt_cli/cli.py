@@ -189,11 +189,9 @@ def _pick_precision(precision: str, device: "torch.device") -> str:
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
         return precision
-    import torch
+    from vsrt_cli.runtime import default_precision
 
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return default_precision(device)
 
 
 def _load_model(model_name: str | None, weights: Path | None) -> "VSRT":
@@ -219,7 +217,7 @@ def _load_model(model_name: str | None, weights: Path | None) -> "VSRT":
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name (see `vsrt models list`); default: the bundled model.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on CPU).")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16 (fp16) on CUDA; bf16 on CPUs with native bf16 such as AMX, else fp32).")]
 TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory.")]
 OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")]
 WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's).")]

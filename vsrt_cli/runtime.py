@@ -34,6 +34,25 @@ def resolve_device(spec: str = "auto") -> torch.device:
     raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 natively (AMX tiles or AVX512-BF16); elsewhere bf16 is
+    emulated and slower than fp32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(getattr(cpu, name)() for name in checks if hasattr(cpu, name))
+    except Exception:  # private helpers: if they change, stay with fp32
+        return False
+
+
+def default_precision(device: torch.device) -> Precision:
+    """The fastest precision that keeps quality (measured in docs/PERFORMANCE.md): bf16 on CUDA
+    cards that have it (else fp16), bf16 on CPUs with native bf16, fp32 on other CPUs."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if native_bf16_cpu() else "fp32"
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
     """Mixed precision for the model call: ``fp32`` changes nothing; ``fp16``/``bf16`` autocast."""
