@@ -128,3 +128,29 @@ def test_sigterm_ends_the_session_with_a_checkpoint(tiny_world):
     loop.run(config(tiny_world), tiny_world / "term", max_steps=50, echo=echo)
     assert torch.load(tiny_world / "term" / "last.pt", weights_only=True)["step"] == 1
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+def test_warm_start_takes_the_body_of_a_finished_run_and_bundle_joins_the_curves(tiny_world, tmp_path):
+    from vsrt_cli.train.bundle import full_curve
+
+    first = tiny_world / "ablation"
+    loop.run(config(tiny_world, stage="ablation", minutes=0.003), first, echo=lambda _: None)
+    warm = config(tiny_world, stage="main", init_from=str(first), precision="bf16", flow_lr_mul=0.5)
+    net = loop.SRStage(warm, fresh=True).net
+    exported = torch.load(first / loop.WEIGHTS_FILE, weights_only=True)["state_dict"]
+    for name, tensor in net.state_dict().items():
+        if not name.startswith("spynet."):
+            assert torch.equal(tensor, exported[name].float()), name
+    flow = torch.load(tiny_world / "spynet" / loop.SPYNET_FILE, weights_only=True)
+    assert all(torch.equal(net.state_dict()[f"spynet.{k}"], v) for k, v in flow.items())
+    second = tiny_world / "main"
+    loop.run(config(tiny_world, stage="main", init_from=str(first), precision="bf16", minutes=0.003), second, echo=lambda _: None)
+    recipe = torch.load(second / loop.WEIGHTS_FILE, weights_only=True)["recipe"]
+    curve, recipes = full_curve(second, recipe)
+    assert [r["stage"] for r in recipes] == ["ablation", "main"]
+    steps = [row["step"] for row in curve]
+    assert steps == sorted(steps) and curve[-1]["compute_s"] > 0.3  # both budgets, one time line
+    with pytest.raises(CheckpointError, match="needs a finished main or ablation run"):
+        loop.SRStage(config(tiny_world, init_from=str(tmp_path / "nothing")), fresh=True)
+    with pytest.raises(ConfigError, match="not the spynet stage"):
+        config(tiny_world, stage="spynet", init_from=str(first))

@@ -32,6 +32,24 @@ def read_curve(run: Path) -> list[dict[str, float]]:
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
+def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[dict]]:
+    """The curve of ``run`` preceded by the runs it was warm-started from (``init_from``),
+    with steps, compute and wall time counted from the very first run; and their recipes."""
+    stages = [(run, recipe)]
+    while stages[0][1].get("init_from"):
+        earlier = Path(stages[0][1]["init_from"])
+        payload = torch.load(earlier / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        stages.insert(0, (earlier, payload.get("recipe", {})))
+    curve: list[dict[str, float]] = []
+    offset = {"step": 0.0, "compute_s": 0.0, "wall_s": 0.0}
+    for stage_run, _ in stages:
+        rows = read_curve(stage_run)
+        for row in rows[1 if curve else 0 :]:  # a warm start's first row repeats the last one
+            curve.append({k: round(v + offset.get(k, 0.0), 4) for k, v in row.items()})
+        offset = {k: curve[-1][k] for k in offset}
+    return curve, [r for _, r in stages]
+
+
 def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, description: str) -> dict:
     payload = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     config = VSRTConfig(**payload["config"])
@@ -44,7 +62,7 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
     torch.save({**payload, "format": FORMAT}, tmp)
     tmp.replace(target)
 
-    curve = read_curve(run)
+    curve, recipes = full_curve(run, payload.get("recipe", {}))
     final = curve[-1]
     quality: dict[str, object] = {
         "protocol": "held-out clips (see training.recipe.val_sources), centre frame of 5-frame windows, "
@@ -55,7 +73,8 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         "gain_over_bicubic_db": final.get("val_gain_db"),
     }
     if ablation is not None:
-        ab = read_curve(ablation)[-1]
+        ab_payload = torch.load(ablation / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        ab = full_curve(ablation, ab_payload.get("recipe", {}))[0][-1]
         quality["single_frame_ablation"] = {
             "preset": f"{preset} with num_frame=1 and use_flow=False, same compute budget",
             "psnr_y": ab.get("val_psnr_y"),
@@ -75,6 +94,7 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         "training": {
             "command": "python -m vsrt_cli.train --stage spynet|main|ablation (see vsrt_cli/train/__init__.py)",
             "recipe": payload.get("recipe", {}),
+            "stages": recipes if len(recipes) > 1 else None,
             "steps": final.get("step"),
             "compute_seconds": final.get("compute_s"),
             "wall_seconds": final.get("wall_s"),
@@ -84,7 +104,11 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
     }
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
-    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    names = [m["name"] for m in manifest["models"]]
+    if name in names:  # in place: the first entry is the default model
+        manifest["models"][names.index(name)] = entry
+    else:
+        manifest["models"].append(entry)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return entry
 
