@@ -1,6 +1,6 @@
 """Peak RSS of `vsrt upscale` for a short clip and a 10x longer one (same frame size).
 
-    python benchmarks/memory.py [--frames 30] [--size 192x108] [--weights PATH]
+    python benchmarks/memory.py [--frames 30] [--size 192x108] [--weights PATH] [--long-factor 10] [upscale options]
 
 Each run is a fresh process, so its peak RSS is its own. Without --weights a tiny randomly
 initialised model is used: this measures the streaming pipeline (decode queue, window buffer,
@@ -70,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--size", default="192x108")
-    parser.add_argument("--weights")
+    parser.add_argument("--weights", help="a weights file (default: a tiny random model); e.g. $(vsrt models path vsrt-cpu-small-1f)")
+    parser.add_argument("--long-factor", type=int, default=10, help="the long clip is this many times longer (0: short only)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -86,7 +87,8 @@ def main() -> None:
         if not args.weights:
             tiny_weights(weights)
         results = {}
-        for label, n in (("short", args.frames), ("long", 10 * args.frames)):
+        runs = [("short", args.frames)] + ([("long", args.long_factor * args.frames)] if args.long_factor else [])
+        for label, n in runs:
             clip = tmp / f"{label}.mp4"
             make_clip(clip, n, width, height)
             cmd = [sys.executable, __file__, "--child", "--input", str(clip), "--output", str(tmp / f"{label}_x4.mp4"),
@@ -95,8 +97,9 @@ def main() -> None:
             results[label] = {"frames": n, **json.loads(done.stdout.strip().splitlines()[-1])}
             print(f"{label:5s} {n:5d} frames {width}x{height}: peak RSS {results[label]['peak_rss_mib']:.0f} MiB, "
                   f"{results[label]['seconds']:.1f} s", flush=True)
-        ratio = results["long"]["peak_rss_mib"] / results["short"]["peak_rss_mib"]
-        print(f"peak RSS long/short = {ratio:.3f}")
+        if "long" in results:
+            ratio = results["long"]["peak_rss_mib"] / results["short"]["peak_rss_mib"]
+            print(f"peak RSS long/short = {ratio:.3f}")
 
 
 if __name__ == "__main__":
