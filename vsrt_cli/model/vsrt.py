@@ -151,6 +151,14 @@ class STCSA(nn.Module):
         return rearrange(out, "(b t) c h w -> b t c h w", b=b)
 
 
+def full_precision(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` outside any autocast: the layers that read pixels keep them exact. In bf16 an
+    8-bit pixel is rounded by up to half a grey level, which cost 0.12 dB PSNR on a clean clip;
+    these convolutions are a few percent of the model's work."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return conv(x.float())
+
+
 class FlowBranch(nn.Module):
     """One BOFF direction: ``[lr frame (3), warped neighbour (C)]`` -> conv, LeakyReLU, blocks."""
 
@@ -160,7 +168,7 @@ class FlowBranch(nn.Module):
         self.blocks = residual_stack(channels, blocks)
 
     def forward(self, lr: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        return self.blocks(lrelu(self.conv_in(torch.cat([lr, warped], dim=1))))
+        return self.blocks(lrelu(full_precision(self.conv_in, torch.cat([lr, warped.to(lr.dtype)], dim=1))))
 
 
 class BOFF(nn.Module):
@@ -281,7 +289,7 @@ class VSRT(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Extracted features plus the positional encoding: ``[B, T, 3, H, W]`` -> ``[B, T, C, H, W]``."""
         b, t, _, h, w = x.shape
-        feat = self.extract(lrelu(self.stem(rearrange(x, "b t c h w -> (b t) c h w"))))
+        feat = self.extract(lrelu(full_precision(self.stem, rearrange(x, "b t c h w -> (b t) c h w"))))
         feat = rearrange(feat, "(b t) c h w -> b t c h w", b=b)
         pos = positional_encoding(self.config.num_frame, t, self.config.num_feat, h, w)
         return feat + pos.to(device=feat.device, dtype=feat.dtype)
