@@ -200,6 +200,9 @@ def main() -> None:
         report[key] = value
         print(f"{key}: {json.dumps(value)}", flush=True)
 
+    for precision in ("fp32", "bf16"):  # warm-up: oneDNN builds its kernels on first use
+        compute(model, lr[:2], sched, precision)
+        compute(model, lr[:2], official_schedule(model), precision)
     if "conv" in sections:
         show("conv_gflops", {p: round(conv_rate(p), 1) for p in ("fp32", "bf16")})
     if "model" in sections or "pipeline" in sections:
