@@ -80,3 +80,18 @@ def test_upscale_errors_are_one_line_with_the_right_exit_code(tmp_path):
     for result in (missing, no_weights, unknown, bad_device):
         assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+@pytest.mark.parametrize("command", ["upscale", "batch"])
+def test_an_interrupt_before_the_work_starts_still_exits_130(monkeypatch, capsys, tmp_path, command):
+    from vsrt_cli import cli
+
+    def interrupted(**_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_job", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(tmp_path), "-o", str(tmp_path / "out")])
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Aborted" not in err and "Traceback" not in err

@@ -6,6 +6,7 @@ Only this module prints. Work functions elsewhere return values or yield progres
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -281,7 +282,23 @@ def _job(
     return net, job
 
 
+def _interruptible(command):
+    """Ctrl-C or SIGTERM before the work starts (loading the model, probing) also exits 130/143,
+    not with Click's generic "Aborted!" and 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(_interrupt_code()) from None
+
+    return wrapper
+
+
 @app.command()
+@_interruptible
 def upscale(
     input: Annotated[Path, typer.Argument(help="A video file, or a folder of PNG/JPEG frames.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output video (container from its extension) or a folder for PNG frames.", show_default=False)],
@@ -325,6 +342,7 @@ def upscale(
 
 
 @app.command("batch")
+@_interruptible
 def batch_command(
     input_dir: Annotated[Path, typer.Argument(help="Folder searched (recursively) for clips.", show_default=False)],
     output_dir: Annotated[Path, typer.Option("-o", "--output", help="Folder for the outputs: the input folder's layout, each file's name kept.", show_default=False)],
