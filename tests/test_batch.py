@@ -65,18 +65,18 @@ def test_batch_runs_every_clip_keeps_going_after_a_failure_and_resumes(tiny_mode
     make_clip(touch(src / "one.mp4"), frames=6)
     make_clip(touch(src / "deep" / "two.mkv"), frames=7, size=(40, 24))
     touch(src / "deep" / "broken.mp4", b"not a video at all")
-    frame_folder(src / "frames")
+    frame_folder(src / "take.01")  # a dot in a folder name is not a container
     inputs = {p: digest(p) for p in src.rglob("*") if p.is_file()}
 
     events = list(batch(tiny_model, src, out, template(tmp_path), frame_folders=True))
     results = {r.clip.name: r for r in (e.result for e in events if isinstance(e, ClipFinished))}
     assert {k: r.status for k, r in results.items()} == {
-        "deep/broken.mp4": "failed", "deep/two.mkv": "done", "frames": "done", "one.mp4": "done"}
+        "deep/broken.mp4": "failed", "deep/two.mkv": "done", "one.mp4": "done", "take.01": "done"}
     assert "cannot be opened as a video" in results["deep/broken.mp4"].reason
     assert len(timestamps(out / "one.mp4")) == 6 and len(timestamps(out / "deep" / "two.mkv")) == 7
     with av.open(str(out / "deep" / "two.mkv")) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (160, 96)
-    assert sorted(p.name for p in (out / "frames").iterdir()) == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
+    assert sorted(p.name for p in (out / "take.01").iterdir()) == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
     assert isinstance(events[-1], BatchFinished) and events[-1].failed == 1
     report = json.loads((out / REPORT).read_text())
     assert (report["done"], report["failed"], report["skipped"]) == (3, 1, 0)
@@ -84,7 +84,7 @@ def test_batch_runs_every_clip_keeps_going_after_a_failure_and_resumes(tiny_mode
 
     done = {p: p.stat().st_mtime_ns for p in [out / "one.mp4", out / "deep" / "two.mkv"]}
     again = [e.result for e in batch(tiny_model, src, out, template(tmp_path), frame_folders=True) if isinstance(e, ClipFinished)]
-    assert [r.status for r in again] == ["failed", "skipped", "skipped", "skipped"]
+    assert [r.status for r in again] == ["failed", "skipped", "skipped", "skipped"]  # natural path order
     assert {p: p.stat().st_mtime_ns for p in done} == done  # untouched
     redo = [e.result for e in batch(tiny_model, src, out, template(tmp_path, overwrite=True), pattern="one.mp4") if isinstance(e, ClipFinished)]
     assert [r.status for r in redo] == ["done"] and (out / "one.mp4").stat().st_mtime_ns != done[out / "one.mp4"]

@@ -193,7 +193,7 @@ def _one(model: VSRT, clip: Clip, template: UpscaleJob) -> Iterator[BatchEvent]:
         clip.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return ClipResult(clip, "failed", f"cannot create {clip.output.parent}: {exc}")
-    job = replace(template, source=clip.source, output=clip.output)
+    job = replace(template, source=clip.source, output=clip.output, frames_out=clip.source.is_dir())
     done, repaired = 0, 0
     try:
         for event in upscale(model, job):

@@ -51,6 +51,11 @@ class UpscaleJob:
     overwrite: bool = False
     fps: Fraction = Fraction(25)  # for image-folder inputs
     skip_bad_frames: bool = False  # repeat the last good frame where decoding fails
+    frames_out: bool | None = None  # PNG frames into a folder; None: when the output has no extension
+
+    @property
+    def writes_frames(self) -> bool:
+        return self.output.suffix == "" if self.frames_out is None else self.frames_out
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -117,7 +122,7 @@ def check_schedule(model: VSRT, schedule: Schedule) -> None:
 def check_paths(job: UpscaleJob) -> None:
     if job.output.resolve() == job.source.resolve():
         raise OutputError(f"the output {job.output} is the input; choose another output path")
-    if job.output.is_dir() and not _is_folder_output_name(job.output):
+    if job.output.is_dir() and not job.writes_frames:
         raise OutputError(f"{job.output} is a folder, not a video file; choose another output name")
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} already exists; pass --overwrite to replace it")
@@ -300,14 +305,6 @@ def _frames(job: UpscaleJob, source: _Source) -> Iterator[tuple[Iterator[Frame],
         yield iter(reader), reader
 
 
-def _is_folder_output_name(path: Path) -> bool:
-    return path.suffix == ""
-
-
-def _is_folder_output(path: Path) -> bool:
-    return _is_folder_output_name(path) or path.is_dir()
-
-
 def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     """Upscale ``job.source`` into ``job.output``; yields :data:`Event` s as it goes."""
     check_schedule(model, job.schedule)
@@ -326,7 +323,7 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     if source.alpha:
         yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
 
-    if _is_folder_output(job.output):
+    if job.writes_frames:
         writer: FolderWriter | VideoWriter = FolderWriter(job.output, overwrite=job.overwrite)
     else:
         info = source.info
