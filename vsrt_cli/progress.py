@@ -34,20 +34,7 @@ def human_size(n: int) -> str:
 def render(events: Iterable[Event], console: Console, *, quiet: bool = False) -> Finished | None:
     """Consume ``events``, drawing a bar (unless ``quiet``); returns the :class:`Finished` event."""
     finished = None
-    bar = Bar(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[fps]} fps"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    )
+    bar = _bar(console, quiet, TextColumn("{task.fields[fps]} fps"))
     with bar:
         task = None
         for event in events:
@@ -72,13 +59,15 @@ def render(events: Iterable[Event], console: Console, *, quiet: bool = False) ->
     return finished
 
 
-def _bar(console: Console, quiet: bool) -> Bar:
+def _bar(console: Console, quiet: bool, *extra: TextColumn) -> Bar:
+    """The progress bar of every command; ``extra`` columns go before the times."""
     return Bar(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        *extra,
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
