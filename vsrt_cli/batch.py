@@ -84,10 +84,6 @@ class BatchFinished:
 BatchEvent = BatchStarted | ClipStarted | ClipFinished | BatchFinished | Event
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
-
-
 def _is_frame_folder(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir())
 
@@ -116,7 +112,7 @@ def find_clips(
             clips.append(Clip(here, out_root / relative_dir, relative_dir.as_posix()))
         for name in sorted(filenames, key=lambda n: natural_key(Path(n))):
             relative = relative_dir / name
-            if _hidden(relative):
+            if name.startswith("."):  # hidden folders were pruned above
                 continue
             if pattern:
                 wanted = fnmatch(relative.as_posix(), pattern) or fnmatch(name, pattern)

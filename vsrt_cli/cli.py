@@ -183,23 +183,27 @@ def _job(
     return net, job
 
 
-def _interruptible(command):
-    """Ctrl-C or SIGTERM before the work starts (loading the model, probing) also exits 130/143,
-    not with Click's generic "Aborted!" and 1."""
+def _interruptible(message: str):
+    """Ctrl-C or SIGTERM anywhere in the command (loading the model included) prints ``message``
+    and exits 130/143, not Click's generic "Aborted!" and 1. The command's ``closing`` of its
+    event generator has already removed the temporary output by then."""
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
-            raise typer.Exit(_interrupt_code()) from None
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt:
+                err.print(f"[yellow]interrupted[/]: {message}")
+                raise typer.Exit(_interrupt_code()) from None
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 @app.command()
-@_interruptible
+@_interruptible("the partial output was removed")
 def upscale(
     input: Annotated[Path, typer.Argument(help="A video file, or a folder of PNG/JPEG frames.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output video (container from its extension) or a folder for PNG frames.", show_default=False)],
@@ -234,16 +238,11 @@ def upscale(
         overwrite=overwrite, skip_bad_frames=skip_bad_frames,
     )
     with contextlib.closing(run_upscale(net, job)) as events:
-        try:
-            render(events, err, quiet=quiet)
-        except KeyboardInterrupt:
-            events.close()  # the temporary output is removed before we report it
-            err.print("[yellow]interrupted[/]: the partial output was removed")
-            raise typer.Exit(_interrupt_code()) from None
+        render(events, err, quiet=quiet)
 
 
 @app.command("batch")
-@_interruptible
+@_interruptible("the clip in progress was removed; finished outputs are kept; run the same command again to resume")
 def batch_command(
     input_dir: Annotated[Path, typer.Argument(help="Folder searched (recursively) for clips.", show_default=False)],
     output_dir: Annotated[Path, typer.Option("-o", "--output", help="Folder for the outputs: the input folder's layout, each file's name kept.", show_default=False)],
@@ -282,13 +281,7 @@ def batch_command(
         overwrite=overwrite, skip_bad_frames=skip_bad_frames,
     )
     with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders)) as events:
-        try:
-            finished = render_batch(events, err, out, quiet=quiet, debug=debug)
-        except KeyboardInterrupt:
-            events.close()
-            err.print("[yellow]interrupted[/]: the clip in progress was removed; finished outputs are kept; "
-                      "run the same command again to resume")
-            raise typer.Exit(_interrupt_code()) from None
+        finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
         raise typer.Exit(1)
 

@@ -57,12 +57,12 @@ def test_skip_bad_frames_repeats_the_last_good_one_and_keeps_timing(tmp_path, cl
     with VideoReader(probe(bad), skip_bad_frames=True) as reader:
         frames = list(reader)
     assert reader.repaired == 1
-    assert [f.pts for f in frames] == [f.pts for f in VideoReader_frames(clip)]
+    assert [f.pts for f in frames] == [f.pts for f in decode_all(clip)]
     assert (frames[9].image == frames[8].image).all()
     assert not (frames[10].image == frames[9].image).all()
 
 
-def VideoReader_frames(path: Path) -> list:
+def decode_all(path: Path) -> list:
     with VideoReader(probe(path)) as reader:
         return list(reader)
 
