@@ -80,6 +80,20 @@ def test_a_spent_budget_exports_loadable_fp16_weights_and_a_log(tiny_world):
     assert {"val_psnr_y", "val_bicubic_psnr_y", "gain_db_v"} <= set(rows[0])
 
 
+def test_motion_windows_train_resume_and_validate_on_pans(tiny_world):
+    cfg = config(tiny_world, motion=0.5)
+    loop.run(cfg, tiny_world / "straight", max_steps=4, echo=lambda _: None)
+    loop.run(cfg, tiny_world / "split", max_steps=2, echo=lambda _: None)
+    loop.run(cfg, tiny_world / "split", max_steps=4, echo=lambda _: None)
+    a = torch.load(tiny_world / "straight" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tiny_world / "split" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    row = next(csv.DictReader(open(tiny_world / "straight" / "log.csv")))
+    assert float(row["pan_val_bicubic_psnr_y"]) > 10 and np.isfinite(float(row["pan_val_psnr_y"]))
+    with pytest.raises(ConfigError, match="share"):
+        config(tiny_world, motion=1.5)
+
+
 def test_ablation_is_single_frame_without_flow(tiny_world):
     cfg = config(tiny_world, stage="ablation")
     assert loop.model_config(cfg) == VSRTConfig(**{**TINY.__dict__, "num_frame": 1, "use_flow": False})

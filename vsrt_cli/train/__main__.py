@@ -33,6 +33,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spynet-from", help="run folder of the spynet stage (default runs/spynet)")
     p.add_argument("--init-from", help="finished main/ablation run folder whose network warm-starts this run")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast (about 2x faster on AMX CPUs)")
+    p.add_argument("--motion", type=float, help="share of camera-motion windows made from single real frames (0-1)")
+    p.add_argument("--motion-speed", type=float, help="largest pan speed of motion windows, LR px/frame")
+    p.add_argument("--motion-jitter", type=float, help="hand-held jitter of motion windows, LR px")
     p.add_argument("--preset", help="model preset (default vsrt-cpu-small)")
     p.add_argument("--threads", type=int)
     return p.parse_args(argv)
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             args.stage, args.minutes, seed=args.seed, batch=args.batch, patch=args.patch, lr=args.lr,
             gt_scale=args.gt_scale, flow_lr_mul=args.flow_lr_mul, spynet_from=args.spynet_from,
             preset=args.preset, threads=args.threads, init_from=args.init_from,
-            precision=args.precision,
+            precision=args.precision, motion=args.motion, motion_speed=args.motion_speed,
+            motion_jitter=args.motion_jitter,
         )
         run(cfg, args.out, echo=lambda line: print(line, flush=True))
     except VsrtError as err:

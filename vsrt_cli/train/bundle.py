@@ -28,7 +28,8 @@ def read_curve(run: Path) -> list[dict[str, float]]:
     """Validation rows of a run's ``log.csv`` (compute/wall seconds, step, PSNR-Y, gain)."""
     with open(run / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db")
+    keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db",
+            "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db")
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
@@ -72,6 +73,14 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         "bicubic_psnr_y": final.get("val_bicubic_psnr_y"),
         "gain_over_bicubic_db": final.get("val_gain_db"),
     }
+    if "pan_val_psnr_y" in final:
+        quality["panned"] = {
+            "protocol": "the same held-out clips' frames filmed by a camera panning at 0.25-1.25 LR "
+            "px/frame (vsrt_cli/train/data.py panned_val_windows), centre frame scored as above",
+            "psnr_y": final["pan_val_psnr_y"],
+            "bicubic_psnr_y": final.get("pan_val_bicubic_psnr_y"),
+            "gain_over_bicubic_db": final.get("pan_val_gain_db"),
+        }
     if ablation is not None:
         ab_payload = torch.load(ablation / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         ab = full_curve(ablation, ab_payload.get("recipe", {}))[0][-1]
@@ -82,6 +91,9 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         }
         if "val_psnr_y" in final and "val_psnr_y" in ab:
             quality["gain_over_ablation_db"] = round(final["val_psnr_y"] - ab["val_psnr_y"], 4)
+        if "pan_val_psnr_y" in final and "pan_val_psnr_y" in ab:
+            quality["single_frame_ablation"]["panned_psnr_y"] = ab["pan_val_psnr_y"]
+            quality["panned_gain_over_ablation_db"] = round(final["pan_val_psnr_y"] - ab["pan_val_psnr_y"], 4)
     entry = {
         "name": name,
         "preset": preset,

@@ -26,6 +26,9 @@ class TrainConfig:
     init_from: run dir of a finished main/ablation run whose network (all but SPyNet)
         initialises this one (a warm start; the flow still comes from ``spynet_from``).
     precision: ``bf16`` trains under CPU/CUDA bf16 autocast (fp32 master weights).
+    motion: share of training samples that are camera-motion windows made from one real frame
+        (see :mod:`vsrt_cli.train.motion`); ``motion_speed`` (LR px/frame) and ``motion_jitter``
+        (LR px) shape them.
     """
 
     stage: Stage
@@ -42,6 +45,9 @@ class TrainConfig:
     spynet_from: str = "runs/spynet"
     init_from: str | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
+    motion: float = 0.0
+    motion_speed: float = 1.5
+    motion_jitter: float = 0.35
     max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
     max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
     data_root: str = DATA_ROOT
@@ -63,6 +69,10 @@ class TrainConfig:
             raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.init_from is not None and self.stage == "spynet":
             raise ConfigError("--init-from warm-starts a main or ablation run, not the spynet stage")
+        if not 0 <= self.motion <= 1:
+            raise ConfigError(f"--motion is a share of samples in [0, 1], got {self.motion}")
+        if self.motion_speed < 0 or self.motion_jitter < 0:
+            raise ConfigError("--motion-speed and --motion-jitter must be >= 0")
         if not 0 < self.gt_scale <= 1:
             raise ConfigError(f"gt_scale must be in (0, 1], got {self.gt_scale}")
 

@@ -9,6 +9,7 @@ flips, transposes and temporal reversal, drawn from a numpy Generator the caller
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from vsrt_cli.train.degrade import SCALE, bi_degrade, crop_to_multiple, resize_uint8
+from vsrt_cli.train.motion import film, margin_for, motion_window
 
 # Sources under data/train/ (one folder each). A source is a list of sequences: a video file,
 # or a folder of consecutive PNG frames (".png" glob).
@@ -130,25 +132,51 @@ def source_of(name: str) -> str:
     return name.split("/")[0]
 
 
+@dataclass(frozen=True)
+class Motion:
+    """Camera-motion windows (see :mod:`vsrt_cli.train.motion`): the share of samples that are
+    one real frame filmed by a panning, shaking camera instead of a real window."""
+
+    share: float = 0.0
+    max_speed: float = 1.5  # LR px per frame
+    jitter: float = 0.35  # LR px
+    reference_frames: int = 5  # the margin is sized for this window length, whatever T is
+
+    @property
+    def margin(self) -> int:
+        return margin_for(self.max_speed, self.jitter, self.reference_frames)
+
+
 class WindowSampler:
     """Random aligned ``(lr [T, 3, p, p], gt [T, 3, 4p, 4p])`` float windows in [0, 1].
 
     Each source (folder) is equally likely; within a source a sequence is picked in proportion
-    to its length. Augmentation: horizontal/vertical flips, transpose, temporal reversal.
+    to its length. With ``motion.share > 0`` that share of samples is a motion window made from
+    one frame of the picked sequence, when its frames are large enough (the choice does not
+    depend on T, so a single-frame run sees the same centre frames as a 5-frame one).
+    Augmentation: horizontal/vertical flips, transpose, temporal reversal.
     """
 
-    def __init__(self, seqs: list[Sequence], frames: int, patch: int) -> None:
-        self.frames, self.patch = frames, patch
+    def __init__(
+        self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion()
+    ) -> None:
+        self.frames, self.patch, self.motion = frames, patch, motion
         usable = [s for s in seqs if len(s) >= frames and min(s.lr.shape[1:3]) >= patch]
         if not usable:
             raise ValueError(f"no sequence has {frames} frames of at least {patch}x{patch} LR")
         self.sources = sorted({source_of(s.name) for s in usable})
         self.by_source = {k: [s for s in usable if source_of(s.name) == k] for k in self.sources}
+        self.movable = {s.name for s in usable if min(s.lr.shape[1:3]) >= patch + 2 * motion.margin}
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         group = self.by_source[self.sources[rng.integers(len(self.sources))]]
         lengths = np.array([len(s) for s in group], dtype=np.float64)
         seq = group[rng.choice(len(group), p=lengths / lengths.sum())]
+        if self.motion.share > 0 and rng.random() < self.motion.share and seq.name in self.movable:
+            m = self.motion
+            frame = np.asarray(seq.gt[rng.integers(len(seq))])
+            lr, gt = motion_window(frame, rng, self.frames, self.patch, m.margin, m.max_speed, m.jitter)
+            return augment(lr, gt, rng)
         t0 = rng.integers(len(seq) - self.frames + 1)
         p = self.patch
         y = rng.integers(seq.lr.shape[1] - p + 1)
@@ -214,4 +242,35 @@ def val_windows(
             lr = seq.lr[t0 : t0 + frames, y : y + h, x : x + w]
             gt = seq.gt[t0 : t0 + frames, SCALE * y : SCALE * (y + h), SCALE * x : SCALE * (x + w)]
             out.append(ValWindow(f"{seq.name}@{t0}", to_tensor(np.asarray(lr)), to_tensor(np.asarray(gt))))
+    return out
+
+
+# Pans of the held-out frames for validation: fixed speeds (LR px/frame) and directions, no
+# jitter (a camera pan, not the training mix of pan and shake).
+VAL_PAN_SPEEDS = (0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+def panned_val_windows(
+    seqs: list[Sequence], frames: int, count: int, size: tuple[int, int], multiple: int
+) -> list[ValWindow]:
+    """``count`` windows per sequence, each one real frame (evenly spaced) filmed by a camera
+    panning at ``VAL_PAN_SPEEDS`` (cycled) in directions a golden angle apart; LR ``size``
+    centre crops (rounded down to ``multiple``). Deterministic: no random numbers."""
+    out = []
+    margin = margin_for(max(VAL_PAN_SPEEDS), 0.0, frames)
+    for seq in seqs:
+        lh, lw = seq.lr.shape[1:3]
+        h = min(size[0], lh - 2 * margin) // multiple * multiple
+        w = min(size[1], lw - 2 * margin) // multiple * multiple
+        if h < multiple or w < multiple:
+            continue
+        y, x = (lh - h) // 2 - margin, (lw - w) // 2 - margin
+        for i, t in enumerate(np.linspace(0, len(seq) - 1, count).round().astype(int)):
+            speed = VAL_PAN_SPEEDS[i % len(VAL_PAN_SPEEDS)]
+            angle = i * math.pi * (3 - math.sqrt(5))
+            velocity = speed * np.array([math.cos(angle), math.sin(angle)])
+            offsets = (np.arange(frames)[:, None] - frames // 2) * velocity
+            crop = seq.gt[t, SCALE * y : SCALE * (y + h + 2 * margin), SCALE * x : SCALE * (x + w + 2 * margin)]
+            lr, gt = film(np.asarray(crop), offsets, margin)
+            out.append(ValWindow(f"{seq.name}@{t}+pan{speed:g}", to_tensor(lr), to_tensor(gt)))
     return out

@@ -1,0 +1,101 @@
+"""What the neighbours add: a video model against its single-frame ablation, and against itself
+with the neighbours taken away.
+
+    python benchmarks/temporal.py --video WEIGHTS --single WEIGHTS [--windows 16]
+
+Held-out clips only (vsrt_cli/train/data.py VAL_SOURCES), prepared as in training (GT = source
+at half size, LR = BI). Two sets of 5-frame windows, centre frame scored (PSNR-Y, BT.601,
+4-pixel border), whole windows through the model in fp32:
+
+- ``real``: the clips as filmed. They barely move at this scale: ``motion_db`` is the PSNR
+  between consecutive LR frames (higher = more alike; 45+ dB means the neighbours repeat the
+  centre frame and cannot add information).
+- ``pan``: the same held-out frames filmed by a panning camera (0.25-1.25 LR px/frame, fixed).
+
+For each set: bicubic, the single-frame model, the video model, and the video model fed five
+copies of the centre frame (``video_no_neighbours``). ``video - no_neighbours`` is what the
+neighbours are worth to the video model; ``video - single`` is the margin issue #4 asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsrt_cli.metrics import psnr
+from vsrt_cli.train.data import (
+    VAL_SOURCES, ValWindow, load_sequences, panned_val_windows, val_windows,
+)
+from vsrt_cli.train.degrade import SCALE, bicubic_upscale
+from vsrt_cli.train.loop import centre_prediction, to_image
+from vsrt_cli.weights import load_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "train"
+FRAMES = 5
+
+
+def psnr_y(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    return psnr(to_image(pred), to_image(gt), y=True, crop_border=SCALE)
+
+
+def lr_motion_db(window: ValWindow) -> float:
+    """Mean PSNR between consecutive LR frames of the window."""
+    lr = window.lr
+    mse = (lr[1:] - lr[:-1]).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return float((-10 * torch.log10(mse)).mean())
+
+
+@torch.no_grad()
+def score(windows: list[ValWindow], video: torch.nn.Module, single: torch.nn.Module) -> dict[str, float]:
+    rows = []
+    for w in windows:
+        c = FRAMES // 2
+        gt = w.gt[c]
+        still = w.lr[c : c + 1].expand(FRAMES, -1, -1, -1)
+        rows.append((
+            psnr_y(bicubic_upscale(w.lr[c]).clamp(0, 1), gt),
+            psnr_y(centre_prediction(single, w.lr), gt),
+            psnr_y(centre_prediction(video, w.lr), gt),
+            psnr_y(centre_prediction(video, still), gt),
+            lr_motion_db(w),
+        ))
+    m = np.mean(rows, axis=0)
+    return {
+        "windows": len(rows), "bicubic": round(m[0], 3), "single": round(m[1], 3),
+        "video": round(m[2], 3), "video_no_neighbours": round(m[3], 3),
+        "video_minus_single_db": round(m[2] - m[1], 3),
+        "neighbours_worth_db": round(m[2] - m[3], 3), "motion_db": round(m[4], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", type=Path, required=True, help="weights of the video (5-frame) model")
+    parser.add_argument("--single", type=Path, required=True, help="weights of its single-frame ablation")
+    parser.add_argument("--windows", type=int, default=16, help="windows per clip and set")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "cache")
+    args = parser.parse_args()
+    video, single = load_weights(args.video), load_weights(args.single)
+    seqs = load_sequences(DATA, VAL_SOURCES, args.cache, 0.5)
+    multiple = video.config.size_multiple
+    sets = {
+        "real": val_windows(seqs, FRAMES, args.windows, (48, 96), multiple),
+        "pan": panned_val_windows(seqs, FRAMES, args.windows, (48, 96), multiple),
+    }
+    results = {}
+    for name, windows in sets.items():
+        results[name] = {"all": score(windows, video, single)}
+        for seq in seqs:
+            mine = [w for w in windows if w.name.startswith(seq.name + "@")]
+            results[name][seq.name.split("/")[0]] = score(mine, video, single)
+        print(name, json.dumps(results[name]["all"]), flush=True)
+    print(json.dumps({"video": str(args.video), "single": str(args.single), **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
