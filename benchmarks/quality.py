@@ -2,7 +2,8 @@
 
     python benchmarks/quality.py [--model NAME | --weights PATH] [--frames 24] [upscale options]
 
-For each held-out clip (never trained on, see vsrt_cli/train/data.py VAL_SOURCES): the first
+For each held-out clip (never trained on: VAL_SOURCES in vsrt_cli/train/data.py, plus the
+hand-held `realshort` test clip): the first
 ``--frames`` frames, cropped to a multiple of 4, are the ground truth; the LR input is their
 MATLAB-bicubic x1/4 (the BI protocol). The LR frames are upscaled by `vsrt upscale` (windows,
 tiles, blending: the shipped schedule unless options say otherwise) and by bicubic x4, and
@@ -33,6 +34,9 @@ CLIPS = {
     "car_aerial": (SHARED / "data/test/derived/car_3s_384x216_h264_aac.mp4", 1.0),
     # 3-D animation: the held-out Caminandes excerpt at half size (320x180)
     "caminandes": (SHARED / "data/train/caminandes_excerpt/clip_02_caminandes.mp4", 0.5),
+    # real hand-held phone video (320x240, 36 frames), never trained on; unlike the two above
+    # it moves at the LR scale (consecutive LR frames ~30 dB apart, against 45+ dB)
+    "realshort": (SHARED / "data/test/imageio_realshort/realshort.mp4", 1.0),
 }
 
 

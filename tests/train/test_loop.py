@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import signal
 
 import numpy as np
@@ -168,3 +169,48 @@ def test_warm_start_takes_the_body_of_a_finished_run_and_bundle_joins_the_curves
         loop.SRStage(config(tiny_world, init_from=str(tmp_path / "nothing")), fresh=True)
     with pytest.raises(ConfigError, match="not the spynet stage"):
         config(tiny_world, stage="spynet", init_from=str(first))
+
+
+def test_unbundle_rebuilds_a_run_that_warm_starts_like_the_original(tiny_world, monkeypatch):
+    from vsrt_cli.train.bundle import bundle, full_curve, unbundle
+
+    monkeypatch.setitem(vsrt_module.PRESETS, "tiny-1f", loop.model_config(config(tiny_world, stage="ablation")))
+    first = tiny_world / "first"
+    loop.run(config(tiny_world, stage="ablation", minutes=0.003), first, echo=lambda _: None)
+    shipped = tiny_world / "weights"
+    shipped.mkdir()
+    entry = bundle(first, None, "tiny-1f", "tiny-1f", shipped, "test")
+    assert entry["quality"]["panned"]["psnr_y"] == pytest.approx(entry["training"]["curve"][-1]["pan_val_psnr_y"])
+    # shipped curves began before panned validation existed: early rows lack those columns
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    early = manifest["models"][0]["training"]["curve"][0]
+    for key in [k for k in early if k.startswith("pan_")]:
+        del early[key]
+    (shipped / "manifest.json").write_text(json.dumps(manifest))
+    entry = manifest["models"][0]
+    rebuilt = unbundle("tiny-1f", shipped, tiny_world / "rebuilt")
+    with pytest.raises(CheckpointError, match="already exists"):
+        unbundle("tiny-1f", shipped, rebuilt)
+    original = torch.load(first / loop.WEIGHTS_FILE, weights_only=True)
+    copy = torch.load(rebuilt / loop.WEIGHTS_FILE, weights_only=True)
+    assert all(torch.equal(original["state_dict"][k], copy["state_dict"][k]) for k in original["state_dict"])
+    assert copy["recipe"]["init_from"] is None and "tiny-1f.pth" in copy["recipe"]["unbundled_from"]
+    assert full_curve(rebuilt, copy["recipe"])[0] == entry["training"]["curve"]
+    warm = loop.SRStage(config(tiny_world, init_from=str(rebuilt)), fresh=True).net.state_dict()
+    assert all(torch.equal(warm[k], v.float()) for k, v in original["state_dict"].items() if not k.startswith("spynet."))
+    with pytest.raises(CheckpointError, match="not in"):
+        unbundle("nope", shipped, tiny_world / "x")
+    assert not (tiny_world / "x").exists()
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tiny_world):
+    cfg = config(tiny_world)
+    loop.run(cfg, tiny_world / "old", max_steps=1, echo=lambda _: None)
+    ckpt = torch.load(tiny_world / "old" / "last.pt", weights_only=True)
+    for key in ("motion", "motion_speed", "motion_jitter"):
+        del ckpt["key"][key]
+    torch.save(ckpt, tiny_world / "old" / "last.pt")
+    loop.run(cfg, tiny_world / "old", max_steps=2, echo=lambda _: None)
+    assert torch.load(tiny_world / "old" / "last.pt", weights_only=True)["step"] == 2
+    with pytest.raises(ConfigError, match="motion"):
+        loop.run(config(tiny_world, motion=0.5), tiny_world / "old", max_steps=3, echo=lambda _: None)

@@ -6,11 +6,15 @@ One command per stage, resumable (rerun it to continue from the last checkpoint)
     python -m vsrt_cli.train --stage main     --out runs/main     --minutes 30 --threads 1
     python -m vsrt_cli.train --stage ablation --out runs/ablation --minutes 30 --threads 1
 
+``--motion 0.5`` makes half the samples camera-motion windows (see ``motion``), and
+``python -m vsrt_cli.train.bundle --name NAME --unbundle-to runs/X`` turns a shipped model back
+into a run folder that ``--init-from runs/X`` can start from.
+
 ``--minutes`` is compute time (CPU time / threads), so a busy machine only slows a run down.
 main and ablation run side by side with one thread each (same compute, comparable curves).
 Each run folder holds ``last.pt`` (checkpoint), ``log.csv`` (validation over compute and wall
 time) and, once the budget is spent, ``spynet.pt`` or ``weights_fp16.pt``.
 
-Modules: degrade (MATLAB bicubic, BI), data (clips, split, cache, sampling), flow (SPyNet
-pretraining), config, checkpoint, loop.
+Modules: degrade (MATLAB bicubic, BI), data (clips, split, cache, sampling), motion (camera-motion
+windows), flow (SPyNet pretraining), config, checkpoint, loop, bundle.
 """

@@ -2,6 +2,7 @@
 
     python -m vsrt_cli.train.bundle --run runs/main --ablation runs/ablation \
         --name vsrt-cpu-small --out weights
+    python -m vsrt_cli.train.bundle --name vsrt-cpu-small-1f --unbundle-to runs/abl3
 
 The manifest entry holds what a user (and the registry) needs: file, sha256, preset, parameter
 count, training data and recipe, steps and time, the validation curve over training time, and
@@ -13,11 +14,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
 from vsrt_cli.download import sha256_file
+from vsrt_cli.errors import CheckpointError, VsrtError
 from vsrt_cli.model import VSRT, VSRTConfig, get_config
 from vsrt_cli.registry import MANIFEST
 from vsrt_cli.weights import FORMAT
@@ -48,7 +51,10 @@ def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[di
         for row in rows[1 if curve else 0 :]:  # a warm start's first row repeats the last one
             curve.append({k: round(v + offset.get(k, 0.0), 4) for k, v in row.items()})
         offset = {k: curve[-1][k] for k in offset}
-    return curve, [r for _, r in stages]
+    recipes: list[dict] = []
+    for _, recipe in stages:  # an unbundled run carries the recipes of its own earlier stages
+        recipes.extend(recipe["stages"] if recipe.get("stages") else [recipe])
+    return curve, recipes
 
 
 def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, description: str) -> dict:
@@ -125,15 +131,58 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
     return entry
 
 
+def unbundle(name: str, weights: Path, out: Path) -> Path:
+    """The inverse of :func:`bundle`: a finished run folder (``weights_fp16.pt`` and ``log.csv``
+    with the manifest's whole curve) from a shipped model, so that ``--init-from`` can
+    warm-start from it in a fresh checkout. ``init_from`` is cleared because the curve already
+    holds the earlier stages; their recipes are kept under ``stages``. Written to a temporary
+    folder renamed into place, so a failure leaves no half-made run behind."""
+    manifest_path = weights / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{manifest_path} not found; pass --out with the folder of shipped weights")
+    entry = next((m for m in json.loads(manifest_path.read_text())["models"] if m["name"] == name), None)
+    if entry is None:
+        raise CheckpointError(f"{name} is not in {manifest_path}; see `vsrt models list`")
+    if out.exists():
+        raise CheckpointError(f"{out} already exists; choose another folder")
+    payload = torch.load(weights / entry["file"], map_location="cpu", weights_only=True)
+    recipe = dict(payload.get("recipe", {}))
+    recipe["stages"] = entry["training"].get("stages") or None
+    recipe["init_from"] = None
+    recipe["unbundled_from"] = f"{weights / entry['file']} (sha256 {entry['sha256']})"
+    curve = entry["training"]["curve"]
+    columns = list(dict.fromkeys(k for row in curve for k in row))  # later rows may add pan_*
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({**payload, "recipe": recipe}, tmp / WEIGHTS_FILE)
+    with open(tmp / "log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(curve)
+    tmp.rename(out)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--run", type=Path, help="finished run to ship")
+    parser.add_argument("--unbundle-to", type=Path, metavar="DIR",
+                        help="instead: rebuild a run folder from the shipped model --name (for --init-from)")
     parser.add_argument("--ablation", type=Path)
     parser.add_argument("--name", default="vsrt-cpu-small")
     parser.add_argument("--preset", default="vsrt-cpu-small")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--description", default="vsrt's own CPU-sized VSRT, trained here on CC-BY clips")
     args = parser.parse_args()
+    if args.unbundle_to is not None:
+        try:
+            print(f"wrote {unbundle(args.name, args.out, args.unbundle_to)}")
+        except VsrtError as err:
+            raise SystemExit(f"error: {err}") from None
+        return
+    if args.run is None:
+        parser.error("--run is required (or --unbundle-to)")
     entry = bundle(args.run, args.ablation, args.name, args.preset, args.out, args.description)
     print(json.dumps({k: entry[k] for k in ("name", "file", "sha256", "bytes", "parameters", "quality")}, indent=2))
 

@@ -140,11 +140,10 @@ class Motion:
     share: float = 0.0
     max_speed: float = 1.5  # LR px per frame
     jitter: float = 0.35  # LR px
-    reference_frames: int = 5  # the margin is sized for this window length, whatever T is
+    reference_frames: int = 5  # the margin is sized for this window length (or T if longer)
 
-    @property
-    def margin(self) -> int:
-        return margin_for(self.max_speed, self.jitter, self.reference_frames)
+    def margin(self, frames: int) -> int:
+        return margin_for(self.max_speed, self.jitter, max(self.reference_frames, frames))
 
 
 class WindowSampler:
@@ -152,8 +151,9 @@ class WindowSampler:
 
     Each source (folder) is equally likely; within a source a sequence is picked in proportion
     to its length. With ``motion.share > 0`` that share of samples is a motion window made from
-    one frame of the picked sequence, when its frames are large enough (the choice does not
-    depend on T, so a single-frame run sees the same centre frames as a 5-frame one).
+    one frame of the picked sequence, when its frames are large enough (for windows of up to 5
+    frames neither that choice nor the crop's place depends on T, so a single-frame run draws
+    its centre frames from the same distribution as a 5-frame one).
     Augmentation: horizontal/vertical flips, transpose, temporal reversal.
     """
 
@@ -166,7 +166,8 @@ class WindowSampler:
             raise ValueError(f"no sequence has {frames} frames of at least {patch}x{patch} LR")
         self.sources = sorted({source_of(s.name) for s in usable})
         self.by_source = {k: [s for s in usable if source_of(s.name) == k] for k in self.sources}
-        self.movable = {s.name for s in usable if min(s.lr.shape[1:3]) >= patch + 2 * motion.margin}
+        self.margin = motion.margin(frames)
+        self.movable = {s.name for s in usable if min(s.lr.shape[1:3]) >= patch + 2 * self.margin}
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         group = self.by_source[self.sources[rng.integers(len(self.sources))]]
@@ -175,7 +176,7 @@ class WindowSampler:
         if self.motion.share > 0 and rng.random() < self.motion.share and seq.name in self.movable:
             m = self.motion
             frame = np.asarray(seq.gt[rng.integers(len(seq))])
-            lr, gt = motion_window(frame, rng, self.frames, self.patch, m.margin, m.max_speed, m.jitter)
+            lr, gt = motion_window(frame, rng, self.frames, self.patch, self.margin, m.max_speed, m.jitter)
             return augment(lr, gt, rng)
         t0 = rng.integers(len(seq) - self.frames + 1)
         p = self.patch

@@ -239,8 +239,11 @@ def _run(
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(out)
-    if ckpt is not None and ckpt["key"] != cfg.resume_key():
-        diff = sorted(k for k, v in cfg.resume_key().items() if ckpt["key"].get(k) != v)
+    # A setting added after the checkpoint was written counts as its default there.
+    defaults = TrainConfig(stage=cfg.stage, minutes=cfg.minutes).resume_key()
+    stored = {**defaults, **ckpt["key"]} if ckpt is not None else None
+    if stored is not None and stored != cfg.resume_key():
+        diff = sorted(k for k, v in cfg.resume_key().items() if stored.get(k) != v)
         raise ConfigError(f"{out / CHECKPOINT} was trained with other settings ({', '.join(diff)}); use another --out")
     torch.manual_seed(cfg.seed)
     stage: FlowStage | SRStage = (FlowStage if cfg.stage == "spynet" else SRStage)(cfg, ckpt is None)

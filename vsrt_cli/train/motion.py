@@ -92,6 +92,7 @@ def film(crop: np.ndarray, offsets: np.ndarray, margin: int) -> tuple[np.ndarray
     moved = translate(hr, offsets)
     moved = moved.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
     m = margin
-    lr = bi_degrade(moved)[:, m:-m, m:-m]
-    gt = moved[:, SCALE * m : -SCALE * m, SCALE * m : -SCALE * m]
+    h, w = moved.shape[1] // SCALE - m, moved.shape[2] // SCALE - m  # inner ends, LR px
+    lr = bi_degrade(moved)[:, m:h, m:w]
+    gt = moved[:, SCALE * m : SCALE * h, SCALE * m : SCALE * w]
     return np.ascontiguousarray(lr), np.ascontiguousarray(gt)
