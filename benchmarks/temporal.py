@@ -15,6 +15,8 @@ at half size, LR = BI). Two sets of 5-frame windows, centre frame scored (PSNR-Y
 For each set: bicubic, the single-frame model, the video model, and the video model fed five
 copies of the centre frame (``video_no_neighbours``). ``video - no_neighbours`` is what the
 neighbours are worth to the video model; ``video - single`` is the margin issue #4 asks for.
+On pans, ``flow_epe_px`` is the video model's flow error against the known camera motion (a
+flow trained end to end can break, and then its warped neighbours are all padding).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from vsrt_cli.train.data import (
     VAL_SOURCES, ValWindow, load_sequences, panned_val_windows, val_windows,
 )
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
-from vsrt_cli.train.loop import centre_prediction, to_image
+from vsrt_cli.train.loop import centre_prediction, pan_flow_error, to_image
 from vsrt_cli.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +67,8 @@ def score(windows: list[ValWindow], video: torch.nn.Module, single: torch.nn.Mod
             lr_motion_db(w),
         ))
     m = np.mean(rows, axis=0)
-    return {
+    flow = {"flow_epe_px": round(pan_flow_error(video, windows), 3)} if windows[0].pan else {}
+    return {**flow,
         "windows": len(rows), "bicubic": round(m[0], 3), "single": round(m[1], 3),
         "video": round(m[2], 3), "video_no_neighbours": round(m[3], 3),
         "video_minus_single_db": round(m[2] - m[1], 3),

@@ -214,3 +214,23 @@ def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tiny_wo
     assert torch.load(tiny_world / "old" / "last.pt", weights_only=True)["step"] == 2
     with pytest.raises(ConfigError, match="motion"):
         loop.run(config(tiny_world, motion=0.5), tiny_world / "old", max_steps=3, echo=lambda _: None)
+
+
+def test_pan_flow_error_measures_the_flow_against_the_camera_motion():
+    from vsrt_cli.train.data import ValWindow
+
+    net = build_model(TINY)
+    window = ValWindow("v@0+pan1", torch.rand(5, 3, 16, 16), torch.rand(5, 3, 64, 64), pan=(0.6, -0.8))
+    still = ValWindow("v@0", torch.rand(5, 3, 16, 16), torch.rand(5, 3, 64, 64))
+
+    def flows_of(value):
+        flow = torch.tensor(value).view(1, 1, 2, 1, 1).expand(1, 5, 2, 16, 16)
+        return lambda x: (flow, flow)
+
+    net.compute_flows = flows_of((-0.6, 0.8))  # the truth: content moves against the camera
+    assert loop.pan_flow_error(net, [window, still]) == pytest.approx(0.0, abs=1e-6)
+    net.compute_flows = flows_of((0.0, 0.0))
+    assert loop.pan_flow_error(net, [window]) == pytest.approx(1.0, abs=1e-6)
+    net.compute_flows = flows_of((0.6, -0.8))  # the wrong sign is twice as far
+    assert loop.pan_flow_error(net, [window]) == pytest.approx(2.0, abs=1e-6)
+    assert np.isnan(loop.pan_flow_error(net, [still]))

@@ -104,3 +104,4 @@ def test_panned_val_windows_are_fixed_and_centred_on_real_frames():
     expect = gt[5, 4 * (y + m) : 4 * (y + m + 24), 4 * (x + m) : 4 * (x + m + 48)]
     assert torch.equal(w.gt[2], torch.from_numpy(expect).permute(2, 0, 1).float() / 255)
     assert not torch.equal(w.lr[1], w.lr[2])
+    assert np.hypot(*w.pan) == pytest.approx(1.0) and all(np.hypot(*v.pan) > 0 for v in wins)

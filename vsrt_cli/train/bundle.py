@@ -32,7 +32,7 @@ def read_curve(run: Path) -> list[dict[str, float]]:
     with open(run / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db",
-            "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db")
+            "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db", "pan_flow_epe_px")
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
@@ -86,6 +86,7 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
             "psnr_y": final["pan_val_psnr_y"],
             "bicubic_psnr_y": final.get("pan_val_bicubic_psnr_y"),
             "gain_over_bicubic_db": final.get("pan_val_gain_db"),
+            "flow_epe_px": final.get("pan_flow_epe_px"),
         }
     if ablation is not None:
         ab_payload = torch.load(ablation / WEIGHTS_FILE, map_location="cpu", weights_only=True)

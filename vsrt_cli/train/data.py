@@ -221,11 +221,14 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ValWindow:
-    """A fixed validation window: ``lr [T, 3, h, w]``, ``gt [T, 3, 4h, 4w]`` floats in [0, 1]."""
+    """A fixed validation window: ``lr [T, 3, h, w]``, ``gt [T, 3, 4h, 4w]`` floats in [0, 1].
+    ``pan``: for a panned window, the camera's (dx, dy) in LR px per frame, so the true flow
+    from each frame to the next is ``-pan`` everywhere."""
 
     name: str
     lr: torch.Tensor
     gt: torch.Tensor
+    pan: tuple[float, float] | None = None
 
 
 def val_windows(
@@ -273,5 +276,6 @@ def panned_val_windows(
             offsets = (np.arange(frames)[:, None] - frames // 2) * velocity
             crop = seq.gt[t, SCALE * y : SCALE * (y + h + 2 * margin), SCALE * x : SCALE * (x + w + 2 * margin)]
             lr, gt = film(np.asarray(crop), offsets, margin)
-            out.append(ValWindow(f"{seq.name}@{t}+pan{speed:g}", to_tensor(lr), to_tensor(gt)))
+            pan = (float(velocity[0]), float(velocity[1]))
+            out.append(ValWindow(f"{seq.name}@{t}+pan{speed:g}", to_tensor(lr), to_tensor(gt), pan))
     return out

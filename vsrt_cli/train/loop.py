@@ -162,7 +162,10 @@ class SRStage:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         pan = evaluate(self.net, self.val_pan)
-        return {**evaluate(self.net, self.val), **{f"pan_{k}": v for k, v in pan.items()}}
+        out = {**evaluate(self.net, self.val), **{f"pan_{k}": v for k, v in pan.items()}}
+        if self.config.use_flow:  # a flow trained end to end can break; this shows it
+            out["pan_flow_epe_px"] = pan_flow_error(self.net, self.val_pan)
+        return out
 
     def export(self, out: Path, quality: dict) -> str:
         recipe = {k: v for k, v in dataclasses.asdict(self.cfg).items() if not isinstance(v, tuple)}
@@ -180,6 +183,21 @@ def centre_prediction(net: VSRT, lr: torch.Tensor) -> torch.Tensor:
     n = min(net.config.num_frame, t)
     start = c - n // 2
     return net(lr[start : start + n][None])[0, c - start].clamp(0, 1)
+
+
+@torch.no_grad()
+def pan_flow_error(net: VSRT, windows: list[ValWindow], border: int = 4) -> float:
+    """Mean end-point error (LR px, ``border`` px cropped) of the network's flow from the centre
+    frame to the next one against the true flow ``-pan`` of panned windows."""
+    errors = []
+    for window in windows:
+        if window.pan is None:
+            continue
+        c = window.lr.shape[0] // 2
+        flow = net.compute_flows(window.lr[None])[1][0, c, :, border:-border, border:-border]
+        truth = -torch.tensor(window.pan, dtype=flow.dtype)[:, None, None]
+        errors.append(float((flow - truth).norm(dim=0).mean()))
+    return float(np.mean(errors)) if errors else float("nan")
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
