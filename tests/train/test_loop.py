@@ -234,3 +234,15 @@ def test_pan_flow_error_measures_the_flow_against_the_camera_motion():
     net.compute_flows = flows_of((0.6, -0.8))  # the wrong sign is twice as far
     assert loop.pan_flow_error(net, [window]) == pytest.approx(2.0, abs=1e-6)
     assert np.isnan(loop.pan_flow_error(net, [still]))
+
+
+def test_log_rows_with_a_new_metric_widen_the_header(tmp_path):
+    from vsrt_cli.train.checkpoint import append_log
+
+    append_log(tmp_path, {"step": 0, "val_psnr_y": 30.0})
+    append_log(tmp_path, {"step": 1, "val_psnr_y": 31.0})
+    append_log(tmp_path, {"step": 2, "val_psnr_y": 32.0, "pan_flow_epe_px": 0.25})
+    append_log(tmp_path, {"step": 3, "val_psnr_y": 33.0, "pan_flow_epe_px": 0.2})
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["pan_flow_epe_px"] for r in rows] == ["", "", "0.25", "0.2"]

@@ -35,14 +35,31 @@ def load_checkpoint(run_dir: Path) -> dict | None:
 
 
 def append_log(run_dir: Path, row: dict[str, object]) -> None:
-    """Append ``row`` to the run's CSV (header written with the first row)."""
+    """Append ``row`` to the run's CSV (header written with the first row). A row with columns
+    the file does not have yet (a metric added since the run began) rewrites the file with the
+    wider header; earlier rows leave those columns empty."""
     path = run_dir / LOG
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    rows: list[dict[str, object]] = []
+    fields = list(row)
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            if set(fields) <= set(header):
+                fields = None  # type: ignore[assignment]
+            else:
+                rows = list(reader)
+                fields = header + [k for k in fields if k not in header]
+    if fields is None:
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows([*rows, row])
+    os.replace(tmp, path)
 
 
 def export_weights(
