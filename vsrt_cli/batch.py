@@ -7,6 +7,8 @@ it had not finished. One clip failing never stops the others. Work yields events
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import json
 import os
@@ -192,12 +194,15 @@ def _one(model: VSRT, clip: Clip, template: UpscaleJob) -> Iterator[BatchEvent]:
     job = replace(template, source=clip.source, output=clip.output, frames_out=clip.source.is_dir())
     done, repaired = 0, 0
     try:
-        for event in upscale(model, job):
-            if isinstance(event, Progress):
-                done = event.done
-            elif isinstance(event, Finished):
-                done, repaired = event.frames, event.repaired
-            yield event
+        # closed explicitly: when the batch is closed (Ctrl-C in the CLI), the clip's upscale
+        # must remove its partial output now, not whenever the generator is collected
+        with contextlib.closing(upscale(model, job)) as events:
+            for event in events:
+                if isinstance(event, Progress):
+                    done = event.done
+                elif isinstance(event, Finished):
+                    done, repaired = event.frames, event.repaired
+                yield event
     except VsrtError as exc:
         return ClipResult(clip, "failed", str(exc), done, time.perf_counter() - started)
     except Exception as exc:  # one clip's bug must not stop the rest; the traceback is kept

@@ -57,3 +57,19 @@ def test_an_error_in_the_caller_aborts_without_draining():
             writer.write(np.zeros((2, 2, 3), np.uint8), 0)
             raise KeyboardInterrupt
     assert sink.exited_with is KeyboardInterrupt
+
+
+def test_an_interrupt_while_the_thread_starts_still_aborts_the_sink(monkeypatch):
+    # The batch SIGINT test once left a partial output: Ctrl-C landed between the sink's
+    # __enter__ (the file exists) and the end of BackgroundWriter.__enter__.
+    sink = Sink()
+    writer = BackgroundWriter(sink)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer._thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with writer:
+            pass
+    assert sink.exited_with is KeyboardInterrupt

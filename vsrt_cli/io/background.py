@@ -35,7 +35,11 @@ class BackgroundWriter:
 
     def __enter__(self) -> BackgroundWriter:
         self.sink.__enter__()
-        self._thread.start()
+        try:  # Ctrl-C can land while the thread starts; the sink must still abort (no partial file)
+            self._thread.start()
+        except BaseException as exc:
+            self.sink.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def _run(self) -> None:
