@@ -24,6 +24,7 @@ from vsrt_cli.errors import CheckpointError, VsrtError
 from vsrt_cli.model import VSRT, VSRTConfig, get_config
 from vsrt_cli.registry import MANIFEST
 from vsrt_cli.weights import FORMAT
+from vsrt_cli.train.checkpoint import append_log
 from vsrt_cli.train.loop import WEIGHTS_FILE
 
 
@@ -151,16 +152,12 @@ def unbundle(name: str, weights: Path, out: Path) -> Path:
     recipe["stages"] = entry["training"].get("stages") or None
     recipe["init_from"] = None
     recipe["unbundled_from"] = f"{weights / entry['file']} (sha256 {entry['sha256']})"
-    curve = entry["training"]["curve"]
-    columns = list(dict.fromkeys(k for row in curve for k in row))  # later rows may add pan_*
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save({**payload, "recipe": recipe}, tmp / WEIGHTS_FILE)
-    with open(tmp / "log.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(curve)
+    for row in entry["training"]["curve"]:  # later rows may add columns (pan_*)
+        append_log(tmp, row)
     tmp.rename(out)
     return out
 

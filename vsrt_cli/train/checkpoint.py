@@ -39,24 +39,22 @@ def append_log(run_dir: Path, row: dict[str, object]) -> None:
     the file does not have yet (a metric added since the run began) rewrites the file with the
     wider header; earlier rows leave those columns empty."""
     path = run_dir / LOG
-    rows: list[dict[str, object]] = []
-    fields = list(row)
+    rows: list[dict[str, str]] = []
+    header: list[str] = []
     if path.exists():
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
-            if set(fields) <= set(header):
-                fields = None  # type: ignore[assignment]
-            else:
+            if not set(row) <= set(header):
                 rows = list(reader)
-                fields = header + [k for k in fields if k not in header]
-    if fields is None:
+    wider = header + [k for k in row if k not in header]
+    if header and wider == header:
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
         return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer = csv.DictWriter(f, fieldnames=wider, restval="")
         writer.writeheader()
         writer.writerows([*rows, row])
     os.replace(tmp, path)
