@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ import torch
 
 from tests.media import digest, make_clip, timestamps
 from vsrt_cli.batch import REPORT, BatchFinished, ClipFinished, batch, find_clips
-from vsrt_cli.errors import ConfigError, InputError
+from vsrt_cli.errors import InputError, OutputError
 from vsrt_cli.io.frames import encode_png
+from vsrt_cli.io.outputs import host
 from vsrt_cli.pipeline import Schedule, UpscaleJob
 
 SMALL = Schedule(tile=32, overlap=8, window=5, stride=5, batch=4)
@@ -54,7 +56,7 @@ def test_find_clips_mirrors_the_tree_in_natural_order(tmp_path):
     assert with_frames[-1].output == out / "shots" / "s1"
     assert [c.name for c in find_clips(src, out, pattern="b/*")] == ["b/clip2.MKV", "b/clip10.mp4"]
     assert [c.name for c in find_clips(src, out, pattern="*.txt")] == ["notes.txt"]
-    with pytest.raises(ConfigError, match="is the input folder"):
+    with pytest.raises(OutputError, match="is the input"):
         find_clips(src, src)
     with pytest.raises(InputError, match="not a folder"):
         find_clips(src / "a.mov", out)
@@ -98,12 +100,55 @@ def test_an_empty_folder_is_one_clear_error(tiny_model, tmp_path):
         list(batch(tiny_model, tmp_path / "in", tmp_path / "out", template(tmp_path)))
 
 
-def test_a_stale_partial_from_a_killed_run_is_cleaned_up(tiny_model, tmp_path):
+def dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_this_hosts_partials_of_dead_runs_are_cleaned_up(tiny_model, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     make_clip(touch(src / "a.mp4"), frames=5)
-    stale = touch(out / ".a.vsrt-partial-999999.mp4", b"half")  # no such process
-    list(batch(tiny_model, src, out, template(tmp_path)))
-    assert not stale.exists() and (out / "a.mp4").exists()
+    frame_folder(src / "take.01")
+    dead, here = dead_pid(), host()
+    stale = [touch(out / f".a.vsrt-partial-{here}-{dead}.mp4", b"half"),  # a killed run on this host
+             touch(out / f".take.01.vsrt-partial-{here}-{dead}" / "frame_000001.png", b"half").parent]
+    kept = [
+        touch(out / f".a.vsrt-partial-{here}-{os.getppid()}.mp4", b"live"),  # a run still going here
+        touch(out / f".a.vsrt-partial-not-{here}-{dead}.mp4", b"other"),  # that PID means nothing there
+        touch(out / f".a.vsrt-partial-{dead}.mp4", b"old name"),  # no host: cannot be judged
+    ]
+    list(batch(tiny_model, src, out, template(tmp_path), frame_folders=True))
+    assert not any(p.exists() for p in stale)
+    assert [p.read_bytes() for p in kept] == [b"live", b"other", b"old name"]
+    assert (out / "a.mp4").exists() and (out / "take.01" / "frame_000001.png").exists()
+
+
+def test_an_output_folder_that_is_or_holds_the_input_folder_is_refused(tiny_model, tmp_path):
+    src = tmp_path / "clips"
+    make_clip(touch(src / "clips" / "a.mp4"), frames=5)  # -o tmp_path would write clips/a.mp4 over it
+    make_clip(touch(src / "a.mp4"), frames=5)
+    before = {p: digest(p) for p in src.rglob("*") if p.is_file()}
+    with pytest.raises(OutputError, match="is the input"):
+        list(batch(tiny_model, src, src, template(tmp_path, overwrite=True)))
+    with pytest.raises(OutputError, match=f"the output folder {tmp_path} holds the input {src}"):
+        list(batch(tiny_model, src, tmp_path, template(tmp_path, overwrite=True)))
+    assert {p: digest(p) for p in src.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clips"]
+
+
+def test_a_frame_folder_output_holding_other_files_fails_that_clip_only(tiny_model, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    frame_folder(src / "s1")
+    frame_folder(src / "s2")
+    touch(out / "s1" / "frame_000001.png", b"an older run")
+    touch(out / "s2" / "keep.txt", b"mine")
+    events = list(batch(tiny_model, src, out, template(tmp_path, overwrite=True), frame_folders=True))
+    results = {r.clip.name: r for r in (e.result for e in events if isinstance(e, ClipFinished))}
+    assert results["s1"].status == "done" and len(list((out / "s1").iterdir())) == 3
+    assert results["s2"].status == "failed" and "holds files vsrt did not write (keep.txt)" in results["s2"].reason
+    assert sorted(p.name for p in (out / "s2").iterdir()) == ["keep.txt"]
 
 
 def run_batch(src: Path, out: Path, weights: Path, *extra: str) -> subprocess.Popen:

@@ -7,10 +7,15 @@ import subprocess
 import sys
 import tempfile
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
+from tests.media import digest, make_clip
 from vsrt_cli import __version__
 from vsrt_cli.cli import main
+from vsrt_cli.io.frames import encode_png
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,3 +100,58 @@ def test_an_interrupt_before_the_work_starts_still_exits_130(monkeypatch, capsys
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Aborted" not in err and "Traceback" not in err
+
+
+# --- outputs that would lose data ------------------------------------------------------------
+
+
+def vsrt_upscale(capsys, weights: Path, source: Path, output: Path, *extra: str) -> tuple[int, str]:
+    """``vsrt upscale`` in this process (a tiny model, small tiles): ``(exit code, stderr)``."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upscale", str(source), "-o", str(output), "--weights", str(weights), "--tile", "32",
+              "--window", "3", "--window-stride", "1", "--quiet", *extra])
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones too) with its sha256."""
+    return {p.relative_to(folder).as_posix(): digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_replaces_only_a_folder_of_vsrt_frames(capsys, tiny_weights, tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=3, size=(32, 24))
+    frames = tmp_path / "frames"
+    assert vsrt_upscale(capsys, tiny_weights, clip, frames) == (0, "")
+    assert vsrt_upscale(capsys, tiny_weights, clip, frames, "--overwrite") == (0, "")  # vsrt's own frames
+    assert sorted(p.name for p in frames.iterdir()) == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "in.mp4"]  # no partial or old folder left
+
+    (frames / "keep.txt").write_text("mine")
+    desktop = tmp_path / "Desktop"
+    (desktop / "photos").mkdir(parents=True)
+    (desktop / "notes.txt").write_text("mine too")
+    (tmp_path / "empty_sub" / "sub").mkdir(parents=True)  # a subfolder is not vsrt's either
+    before = tree(tmp_path)
+    for output, named in [(frames, "keep.txt"), (desktop, "notes.txt"), (tmp_path / "empty_sub", "sub")]:
+        code, err = vsrt_upscale(capsys, tiny_weights, clip, output, "--overwrite")
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert f"{output} holds files vsrt did not write" in err and named in err and "empty or new folder" in err
+    assert tree(tmp_path) == before and (desktop / "photos").is_dir()  # nothing deleted, nothing left behind
+
+
+def test_an_output_folder_holding_the_input_is_refused(capsys, tiny_weights, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    clip = make_clip(home / "in.mp4", frames=3, size=(32, 24))
+    shots = tmp_path / "shots" / "s1"
+    shots.mkdir(parents=True)
+    (shots / "f1.png").write_bytes(encode_png(np.zeros((24, 32, 3), np.uint8)))
+    before = tree(tmp_path)
+    for source, output in [(clip, home), (clip, tmp_path), (shots, shots.parent), (shots, tmp_path)]:
+        for extra in ([], ["--overwrite"]):
+            code, err = vsrt_upscale(capsys, tiny_weights, source, output, *extra)
+            assert code == 1 and len(err.strip().splitlines()) == 1, err
+            assert f"the output folder {output} holds the input {source}" in err
+    code, err = vsrt_upscale(capsys, tiny_weights, shots, shots, "--overwrite")
+    assert code == 1 and f"the output {shots} is the input" in err
+    assert tree(tmp_path) == before  # the inputs are intact and nothing was written

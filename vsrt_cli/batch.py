@@ -22,7 +22,7 @@ from typing import Literal
 
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, natural_key
-from vsrt_cli.io.writer import remove_stale_partials
+from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.model.vsrt import VSRT
 from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob, check_schedule, upscale
 
@@ -96,12 +96,12 @@ def find_clips(
     """The clips under ``root`` in natural order: video files by extension (or files whose path
     relative to ``root`` matches the glob ``pattern``), and with ``frame_folders`` every folder
     that directly holds PNG/JPEG frames. Hidden files and folders, and ``out_root`` if it lies
-    inside ``root``, are never inputs. Each output mirrors the clip's relative path."""
+    inside ``root``, are never inputs. Each output mirrors the clip's relative path.
+    ``out_root`` may not be ``root`` or a folder above it (:class:`OutputError`)."""
     if not root.is_dir():
         raise InputError(f"{root} is not a folder; `vsrt batch` takes a folder of clips (use `vsrt upscale` for one file)")
+    refuse_input(out_root, root)  # above the input, the mirrored outputs could land on inputs
     out_abs = out_root.resolve()
-    if out_abs == root.resolve():
-        raise ConfigError(f"the output folder {out_root} is the input folder; choose another -o folder")
     clips: list[Clip] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)

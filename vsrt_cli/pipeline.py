@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from vsrt_cli.errors import ConfigError, InputError, OutputError, ResourceError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
+from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
@@ -120,12 +121,9 @@ def check_schedule(model: VSRT, schedule: Schedule) -> None:
 
 
 def check_paths(job: UpscaleJob) -> None:
-    if job.output.resolve() == job.source.resolve():
-        raise OutputError(f"the output {job.output} is the input; choose another output path")
-    if job.output.is_dir() and not job.writes_frames:
-        raise OutputError(f"{job.output} is a folder, not a video file; choose another output name")
-    if job.output.exists() and not job.overwrite:
-        raise OutputError(f"{job.output} already exists; pass --overwrite to replace it")
+    """Refuse, before any work, an output that would lose data (see :mod:`vsrt_cli.io.outputs`)
+    or cannot be written."""
+    check_output(job.output, job.source, overwrite=job.overwrite, folder=job.writes_frames)
     if not job.output.parent.is_dir():
         raise OutputError(f"folder {job.output.parent} does not exist; create it first")
     if not os.access(job.output.parent, os.W_OK):
@@ -336,6 +334,7 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
             bit_depth=source.bit_depth,
             settings=job.encode,
             source=job.source if info else None,
+            overwrite=job.overwrite,
         )
     with BackgroundWriter(writer) as sink, _frames(job, source) as (frames, reader):
         if isinstance(writer, VideoWriter):

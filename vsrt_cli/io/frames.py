@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import InputError, OutputError
+from vsrt_cli.io.outputs import aside_path, frame_name, partial_path, refuse_replace, remove_own_output
 from vsrt_cli.io.probe import has_alpha
 from vsrt_cli.io.reader import Frame, to_rgb
 from vsrt_cli.io.writer import write_failure
@@ -74,16 +75,19 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class FolderWriter:
-    """Writes ``frame_000001.png`` ... into a hidden sibling folder, renamed into place on success."""
+    """Writes ``frame_000001.png`` ... into a hidden sibling folder, renamed into place on success.
+
+    An existing folder is replaced only with ``overwrite`` and only while it holds nothing but
+    vsrt's frames (:func:`~vsrt_cli.io.outputs.refuse_replace`, checked again at the swap)."""
 
     def __init__(self, folder: Path, *, overwrite: bool) -> None:
         self.folder = folder
-        self.tmp = folder.with_name(f".{folder.name}.vsrt-partial-{os.getpid()}")
+        self.tmp = partial_path(folder, folder=True)
         self.overwrite = overwrite
         self.frames_written = 0
 
     def __enter__(self) -> FolderWriter:
-        if self.tmp.exists():
+        if self.tmp.exists():  # this host and PID: left by a dead process that had our PID
             shutil.rmtree(self.tmp)
         try:
             self.tmp.mkdir(parents=False)
@@ -95,7 +99,7 @@ class FolderWriter:
 
     def write(self, image: np.ndarray, pts: int | None = None) -> None:
         self.frames_written += 1
-        path = self.tmp / f"frame_{self.frames_written:06d}.png"
+        path = self.tmp / frame_name(self.frames_written)
         try:
             path.write_bytes(encode_png(image))
         except OSError as exc:
@@ -105,10 +109,21 @@ class FolderWriter:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
+        try:  # again: files may have appeared in the output while the frames were computed
+            refuse_replace(self.folder, overwrite=self.overwrite, folder=True)
+        except OutputError:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         old = None
-        if self.folder.exists():
-            old = self.folder.with_name(f".{self.folder.name}.vsrt-old-{os.getpid()}")
-            os.replace(self.folder, old)
-        os.replace(self.tmp, self.folder)
+        try:
+            if self.folder.exists() or self.folder.is_symlink():
+                old = aside_path(self.folder)
+                os.replace(self.folder, old)
+            os.replace(self.tmp, self.folder)
+        except OSError as failure:
+            if old is not None and not self.folder.exists():
+                os.replace(old, self.folder)  # put the previous output back
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise write_failure(self.folder, failure) from failure
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_own_output(old)

@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import OutputError
+from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import BT709
 
 # Encoders that take x264-style quality settings.
@@ -54,46 +55,6 @@ def write_failure(path: Path, exc: BaseException) -> OutputError:
     return OutputError(f"writing {path} failed: {exc}")
 
 
-def temporary_path(final: Path) -> Path:
-    """A hidden sibling of ``final`` with the same extension (so the container type is kept)."""
-    return final.with_name(f".{final.stem}.vsrt-partial-{os.getpid()}{final.suffix}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_partials(final: Path) -> list[Path]:
-    """Remove the temporary outputs for ``final`` (video file or frame folder) that a killed
-    run left behind: those whose process is gone. Returns what was removed."""
-    import re
-    import shutil
-
-    if not final.parent.is_dir():
-        return []
-    names = (  # temporary_path() for videos, FolderWriter for frame folders
-        re.compile(re.escape(f".{final.stem}.vsrt-partial-") + r"(\d+)" + re.escape(final.suffix)),
-        re.compile(re.escape(f".{final.name}.vsrt-partial-") + r"(\d+)"),
-    )
-    removed = []
-    for path in final.parent.iterdir():
-        match = next((m for m in (n.fullmatch(path.name) for n in names) if m), None)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
-
-
 def default_pix_fmt(codec: str, bit_depth: int) -> str:
     """The input's bit depth, 4:2:0 for delivery codecs, 4:4:4 or RGB for lossless ones."""
     deep = bit_depth > 8
@@ -110,7 +71,8 @@ class VideoWriter:
     """``with VideoWriter(path, ...) as w: w.write(image, pts)``; renamed into place on success.
 
     ``source`` is the input container whose audio and subtitle streams are copied. Streams the
-    output container cannot hold are dropped and listed in :attr:`dropped`.
+    output container cannot hold are dropped and listed in :attr:`dropped`. An existing file is
+    replaced only with ``overwrite`` (:func:`~vsrt_cli.io.outputs.refuse_replace`).
     """
 
     def __init__(
@@ -124,9 +86,11 @@ class VideoWriter:
         bit_depth: int,
         settings: EncodeSettings,
         source: Path | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.path = path
-        self.tmp = temporary_path(path)
+        self.tmp = partial_path(path)
+        self.overwrite = overwrite
         self.width, self.height = width, height
         self.time_base = time_base
         self.rate = rate
@@ -295,6 +259,8 @@ class VideoWriter:
                 self._out = None
                 if self._src is not None:
                     self._src.close()
+                # again: the output may have appeared while the frames were computed
+                refuse_replace(self.path, overwrite=self.overwrite, folder=False)
                 os.replace(self.tmp, self.path)
             except (OSError, av.FFmpegError) as failure:
                 raise write_failure(self.path, failure) from failure
