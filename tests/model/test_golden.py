@@ -11,6 +11,14 @@ from vsrt_cli.model.layers import positional_encoding
 
 TOL = 1e-5
 
+
+def flow_tol(reference: torch.Tensor) -> float:
+    """Flows are in pixels (up to 17 px here) after six pyramid levels of 7x7 convs, so they are
+    compared relative to their size: the order of float32 sums differs between CPU kernels (an
+    AVX2-only AMD EPYC is 3.3e-5 off on a 16.8 px flow, 2e-6 of it; AVX-512 Xeons less)."""
+    return TOL * max(1.0, reference.abs().max().item())
+
+
 pytestmark = pytest.mark.usefixtures("reference_threads")
 
 
@@ -44,8 +52,8 @@ def test_heads2_output_matches_official(golden_small):
 @torch.no_grad()
 def test_window_flows_match_official(small_model, golden_small):
     to_prev, to_next = small_model.compute_flows(golden_small["input"])
-    assert max_diff(to_prev, golden_small["flows_forward"]) <= TOL
-    assert max_diff(to_next, golden_small["flows_backward"]) <= TOL
+    assert max_diff(to_prev, golden_small["flows_forward"]) <= flow_tol(golden_small["flows_forward"])
+    assert max_diff(to_next, golden_small["flows_backward"]) <= flow_tol(golden_small["flows_backward"])
     # the boundary self-pairs go through SPyNet and are not zero for this network
     assert to_prev[:, 0].abs().max() > 0
     assert to_next[:, -1].abs().max() > 0
@@ -94,14 +102,14 @@ def test_spynet_matches_official(golden_spynet, case):
     finally:
         for hook in hooks:
             hook.remove()
-    assert max_diff(flow, data["flow"]) <= TOL
+    assert max_diff(flow, data["flow"]) <= flow_tol(data["flow"])
     assert len(residuals) == len(data["level_residuals"]) == 6
     for ours, theirs in zip(residuals, data["level_residuals"]):
-        assert max_diff(ours, theirs) <= TOL
+        assert max_diff(ours, theirs) <= flow_tol(theirs)
     h, w = data["working_size"]
     ref = torch.nn.functional.interpolate(data["ref"], size=(h, w), mode="bilinear", align_corners=False)
     supp = torch.nn.functional.interpolate(data["supp"], size=(h, w), mode="bilinear", align_corners=False)
-    assert max_diff(spynet.compute_flow(ref, supp), data["compute_flow_out"]) <= TOL
+    assert max_diff(spynet.compute_flow(ref, supp), data["compute_flow_out"]) <= flow_tol(data["compute_flow_out"])
 
 
 @torch.no_grad()

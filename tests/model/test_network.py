@@ -123,3 +123,48 @@ def test_device_strings():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda:0")
+
+
+GATED = VSRTConfig(
+    num_feat=8, num_frame=5, depth=2, heads=2, patch_size=4, extract_blocks=1,
+    reconstruct_blocks=1, ff_blocks=1, norm="channel", centre_first=True, neighbour_gates=True,
+)
+
+
+@torch.no_grad()
+def test_gated_video_network_starts_as_its_single_frame_weights():
+    """A warm start from single-frame weights computes exactly what they did on the centre
+    frame; once a gate opens, the neighbours count."""
+    from dataclasses import replace
+
+    torch.manual_seed(1)
+    single = build_model(replace(GATED, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)).eval()
+    video = build_model(GATED).eval()
+    missing, unexpected = video.load_state_dict(single.state_dict(), strict=False)
+    assert not unexpected and missing and all("conv_neighbour" in k or "cross_gate" in k for k in missing)
+    x = clip(5, 12, 16, seed=3)
+    centre = single(x[:, 2:3])[0, 0]
+    assert torch.allclose(video(x)[0, 2], centre, atol=1e-5)
+    other = x.clone()
+    other[:, [0, 1, 3, 4]] = clip(4, 12, 16, seed=4)
+    assert torch.allclose(video(other)[0, 2], centre, atol=1e-5)  # neighbours closed off
+    video.blocks[0].attn.cross_gate.fill_(0.5)
+    assert not torch.allclose(video(other)[0, 2], video(x)[0, 2], atol=1e-4)
+    video.blocks[0].attn.cross_gate.fill_(0.0)
+    video.blocks[1].ff.from_next.conv_neighbour.weight.normal_()
+    assert not torch.allclose(video(other)[0, 2], video(x)[0, 2], atol=1e-4)
+
+
+def test_centre_first_encoding_gives_the_centre_frame_channel_zero():
+    from dataclasses import replace
+
+    from vsrt_cli.model.layers import positional_encoding
+
+    official = build_model(replace(GATED, centre_first=False, neighbour_gates=False))
+    moved = build_model(replace(GATED, neighbour_gates=False))
+    moved.load_state_dict(official.state_dict())
+    x = clip(5, 8, 8)
+    pe = positional_encoding(5, 5, 8, 8, 8)
+    diff = (moved.embed(x) - official.embed(x))[0]
+    expect = pe[0, [1, 2, 0, 3, 4]] - pe[0]  # centre <- channel 0, the others in order
+    assert torch.allclose(diff, expect, atol=1e-6)

@@ -48,7 +48,7 @@ def test_samples_are_aligned_under_every_augmentation():
     rng = np.random.default_rng(0)
     reversed_seen = transposed_seen = False
     for _ in range(64):
-        lr, gt = sampler.sample(rng)
+        lr, gt, _ = sampler.sample(rng)
         assert lr.shape == (5, 8, 8, 3) and gt.shape == (5, 32, 32, 3)
         assert np.array_equal(gt[:, ::4, ::4], lr) and np.array_equal(gt[:, 3::4, 3::4], lr)
         steps = np.diff(lr[:, 0, 0, 0].astype(int))
@@ -60,10 +60,11 @@ def test_samples_are_aligned_under_every_augmentation():
 
 def test_batch_layout_and_reproducibility():
     sampler = WindowSampler([coded_sequence("a/x", 9, 20, 24)], 3, 8)
-    lr, gt = sampler.batch(np.random.default_rng(5), 2)
+    lr, gt, flows = sampler.batch(np.random.default_rng(5), 2)
+    assert flows is None
     assert tuple(lr.shape) == (2, 3, 3, 8, 8) and tuple(gt.shape) == (2, 3, 3, 32, 32)
     assert 0 <= lr.min() and lr.max() <= 1
-    lr2, _ = sampler.batch(np.random.default_rng(5), 2)
+    lr2, _, _ = sampler.batch(np.random.default_rng(5), 2)
     assert (lr == lr2).all()
 
 

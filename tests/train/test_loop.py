@@ -18,6 +18,7 @@ from vsrt_cli.train import loop
 from vsrt_cli.train.config import TrainConfig, stage_defaults
 from vsrt_cli.train.data import Sequence
 from vsrt_cli.train.degrade import bi_degrade
+from vsrt_cli.train.flowcache import sequence_flows
 
 TINY = VSRTConfig(
     num_feat=8, num_frame=5, depth=1, patch_size=4, extract_blocks=1, reconstruct_blocks=1,
@@ -37,9 +38,13 @@ def tiny_world(monkeypatch, tmp_path):
     monkeypatch.setitem(vsrt_module.PRESETS, "tiny", TINY)
     train = [textured("a/one", 0), textured("b/two", 1)]
     val = [textured("v/val", 2)]
-    monkeypatch.setattr(
-        loop, "load_sequences", lambda root, sources, *a: val if sources is loop.VAL_SOURCES else train
-    )
+    def load(root, sources, cache, gt_scale, max_frames, spynet=None):
+        seqs = val if sources is loop.VAL_SOURCES else train
+        if spynet is not None:  # the whole-frame flow cache of a frozen-flow run
+            seqs = [Sequence(s.name, s.gt, s.lr, sequence_flows(spynet, s.lr)) for s in seqs]
+        return seqs
+
+    monkeypatch.setattr(loop, "load_sequences", load)
     flow_dir = tmp_path / "spynet"
     flow_dir.mkdir()
     torch.save(SPyNet().state_dict(), flow_dir / loop.SPYNET_FILE)
@@ -62,9 +67,9 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_world):
     assert a["step"] == b["step"] == 4
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
-    # the flow is frozen by default: SPyNet weights are still the loaded ones
-    start = torch.load(tiny_world / "spynet" / loop.SPYNET_FILE, weights_only=True)
-    assert all(torch.equal(a["model"][f"spynet.{k}"], v) for k, v in start.items())
+    # the flow is frozen by default: referenced by spynet_from, not stored in the state
+    assert not any(k.startswith("spynet.") for k in a["model"])
+    assert a["config"]["spynet_from"] == str(tiny_world / "spynet")
 
 
 def test_a_spent_budget_exports_loadable_fp16_weights_and_a_log(tiny_world):
@@ -246,3 +251,40 @@ def test_log_rows_with_a_new_metric_widen_the_header(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["step"] for r in rows] == ["0", "1", "2", "3"]
     assert [r["pan_flow_epe_px"] for r in rows] == ["", "", "0.25", "0.2"]
+
+
+def test_the_state_file_alone_resumes_the_run_elsewhere(tiny_world):
+    """Copy only last.pt to a fresh folder (another machine): `--resume` continues the run
+    with its stored settings, its curve comes back, and it ends where an unbroken run does."""
+    import shutil
+
+    from vsrt_cli.train.__main__ import main
+
+    cfg = config(tiny_world, ema=0.9, val_minutes=1e-9)
+    loop.run(cfg, tiny_world / "straight", max_steps=4, echo=lambda _: None)
+    loop.run(cfg, tiny_world / "here", max_steps=2, echo=lambda _: None)
+    elsewhere = tiny_world / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(tiny_world / "here" / "last.pt", elsewhere / "last.pt")
+    assert main(["--resume", str(elsewhere), "--max-steps", "4"]) == 0
+    a = torch.load(tiny_world / "straight" / "last.pt", weights_only=True)
+    b = torch.load(elsewhere / "last.pt", weights_only=True)
+    assert b["step"] == 4
+    for part in ("model", "ema"):
+        assert all(torch.allclose(a[part][k], b[part][k], atol=1e-6) for k in a[part]), part
+    assert not torch.equal(b["ema"]["stem.weight"], b["model"]["stem.weight"])
+    rows = list(csv.DictReader(open(elsewhere / "log.csv")))
+    assert [r["step"] for r in rows] == [r["step"] for r in csv.DictReader(open(tiny_world / "straight" / "log.csv"))]
+    assert (elsewhere / "last.pt").stat().st_size < 16 * 2**20
+
+
+def test_a_gated_video_model_warm_starts_at_its_single_frame_score(tiny_world, monkeypatch):
+    gated = VSRTConfig(**{**TINY.__dict__, "centre_first": True, "neighbour_gates": True})
+    monkeypatch.setitem(vsrt_module.PRESETS, "tiny-5f", gated)
+    single = tiny_world / "single"
+    done = loop.run(config(tiny_world, stage="ablation", preset="tiny-5f", minutes=0.003), single, echo=lambda _: None)
+    assert VSRTConfig(**torch.load(single / loop.WEIGHTS_FILE, weights_only=True)["config"]).num_frame == 1
+    first = loop.run(config(tiny_world, preset="tiny-5f", init_from=str(single)), tiny_world / "video",
+                     max_steps=1, echo=lambda _: None)
+    assert first["val_psnr_y"] == pytest.approx(done["val_psnr_y"], abs=0.01)
+    assert first["pan_val_psnr_y"] == pytest.approx(done["pan_val_psnr_y"], abs=0.01)

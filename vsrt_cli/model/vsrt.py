@@ -46,6 +46,15 @@ class VSRTConfig:
     num_frame: window length the positional encoding is built for (the input may be shorter).
     ff_blocks: residual blocks in each direction of the feed-forward (official: 30).
     use_flow: False replaces SPyNet flows by zeros (the single-frame / no-motion ablation).
+    centre_first: the positional encoding's first channel goes to the window's centre frame
+        (the others keep their order), so the centre frame gets the offset a single-frame
+        model was trained with (official: frame ``t`` gets channel ``t``).
+    neighbour_gates: the paths that carry other frames start closed, so a network warm-started
+        from single-frame weights first computes exactly what they did: attention is
+        ``within-frame + g * (all-frames - within-frame)`` with ``g`` a zero-initialised scalar
+        per block, and each feed-forward branch reads the frame's own features as the
+        single-frame network did, plus the warped neighbour through a zero-initialised conv.
+        Not part of the paper's network (official presets keep it off).
     """
 
     num_feat: int = 64
@@ -59,6 +68,8 @@ class VSRTConfig:
     norm: NormKind = "tile"
     tile: int = 64
     use_flow: bool = True
+    centre_first: bool = False
+    neighbour_gates: bool = False
 
     def __post_init__(self) -> None:
         positive = ("num_feat", "num_frame", "depth", "heads", "patch_size", "tile")
@@ -130,11 +141,14 @@ class STCSA(nn.Module):
         self.k = nn.Conv2d(c, c, 3, padding=1, groups=c)
         self.v = nn.Conv2d(c, c, 3, padding=1)
         self.proj = nn.Conv2d(c, c, 3, padding=1)
+        # neighbour_gates: how much of the all-frames attention replaces the within-frame one
+        self.cross_gate = nn.Parameter(torch.zeros(())) if config.neighbour_gates else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = x.shape
         p = self.patch
         flat = rearrange(x, "b t c h w -> (b t) c h w")
+        q, k, v = self.q(flat), self.k(flat), self.v(flat)
 
         # A token is one (frame, patch) pair; its vector is channel-major, then patch row, then
         # patch column -- the layout of the official Unfold(kernel=p, stride=p), as a reshape.
@@ -143,11 +157,18 @@ class STCSA(nn.Module):
         def tokens(feat: torch.Tensor) -> torch.Tensor:
             return rearrange(feat, pattern, b=b, g=self.heads, p1=p, p2=p)
 
-        attended = F.scaled_dot_product_attention(
-            tokens(self.q(flat)), tokens(self.k(flat)), tokens(self.v(flat))
-        )
+        attended = F.scaled_dot_product_attention(tokens(q), tokens(k), tokens(v))
         inverse = "b g (t y x) (c p1 p2) -> (b t) (g c) (y p1) (x p2)"
-        out = self.proj(rearrange(attended, inverse, t=t, y=h // p, p1=p, p2=p))
+        out = rearrange(attended, inverse, t=t, y=h // p, p1=p, p2=p)
+        if self.cross_gate is not None and t > 1:
+            within = "n (g c) (y p1) (x p2) -> n g (y x) (c p1 p2)"
+            split = [rearrange(f, within, g=self.heads, p1=p, p2=p) for f in (q, k, v)]
+            own = rearrange(
+                F.scaled_dot_product_attention(*split),
+                "n g (y x) (c p1 p2) -> n (g c) (y p1) (x p2)", y=h // p, p1=p, p2=p,
+            )
+            out = own + self.cross_gate.to(out.dtype) * (out - own)
+        out = self.proj(out)
         return rearrange(out, "(b t) c h w -> b t c h w", b=b)
 
 
@@ -160,15 +181,27 @@ def full_precision(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class FlowBranch(nn.Module):
-    """One BOFF direction: ``[lr frame (3), warped neighbour (C)]`` -> conv, LeakyReLU, blocks."""
+    """One BOFF direction: ``[lr frame (3), warped neighbour (C)]`` -> conv, LeakyReLU, blocks.
 
-    def __init__(self, channels: int, blocks: int) -> None:
+    ``gated``: ``conv_in`` reads ``[lr frame, the frame's own features]`` (what a single-frame
+    network sees, its neighbour being itself) and the warped neighbour enters through
+    ``conv_neighbour``, zero-initialised."""
+
+    def __init__(self, channels: int, blocks: int, *, gated: bool = False) -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(channels + 3, channels, 3, padding=1)
+        self.conv_neighbour = nn.Conv2d(channels, channels, 3, padding=1, bias=False) if gated else None
+        if self.conv_neighbour is not None:
+            nn.init.zeros_(self.conv_neighbour.weight)
         self.blocks = residual_stack(channels, blocks)
 
-    def forward(self, lr: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        return self.blocks(lrelu(full_precision(self.conv_in, torch.cat([lr, warped.to(lr.dtype)], dim=1))))
+    def forward(self, lr: torch.Tensor, warped: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        if self.conv_neighbour is None:
+            x = full_precision(self.conv_in, torch.cat([lr, warped.to(lr.dtype)], dim=1))
+        else:
+            x = full_precision(self.conv_in, torch.cat([lr, own.to(lr.dtype)], dim=1))
+            x = x + self.conv_neighbour(warped).to(x.dtype)
+        return self.blocks(lrelu(x))
 
 
 class BOFF(nn.Module):
@@ -182,8 +215,8 @@ class BOFF(nn.Module):
     def __init__(self, config: VSRTConfig) -> None:
         super().__init__()
         c = config.num_feat
-        self.from_next = FlowBranch(c, config.ff_blocks)
-        self.from_prev = FlowBranch(c, config.ff_blocks)
+        self.from_next = FlowBranch(c, config.ff_blocks, gated=config.neighbour_gates)
+        self.from_prev = FlowBranch(c, config.ff_blocks, gated=config.neighbour_gates)
         self.fuse = nn.Conv2d(2 * c, c, 1)
 
     def forward(
@@ -197,9 +230,9 @@ class BOFF(nn.Module):
         def fold_time(t: torch.Tensor) -> torch.Tensor:
             return rearrange(t, "b t c h w -> (b t) c h w")
 
-        lr = fold_time(lrs)
-        out_next = self.from_next(lr, flow_warp(fold_time(nxt), fold_time(to_next)))
-        out_prev = self.from_prev(lr, flow_warp(fold_time(prev), fold_time(to_prev)))
+        lr, own = fold_time(lrs), fold_time(x)
+        out_next = self.from_next(lr, flow_warp(fold_time(nxt), fold_time(to_next)), own)
+        out_prev = self.from_prev(lr, flow_warp(fold_time(prev), fold_time(to_prev)), own)
         out = lrelu(self.fuse(torch.cat([out_next, out_prev], dim=1)))
         return rearrange(out, "(b t) c h w -> b t c h w", b=b)
 
@@ -292,6 +325,9 @@ class VSRT(nn.Module):
         feat = self.extract(lrelu(full_precision(self.stem, rearrange(x, "b t c h w -> (b t) c h w"))))
         feat = rearrange(feat, "(b t) c h w -> b t c h w", b=b)
         pos = positional_encoding(self.config.num_frame, t, self.config.num_feat, h, w)
+        if self.config.centre_first and t > 1:  # channel 0 to the centre frame, others in order
+            order = [t // 2, *(j for j in range(t) if j != t // 2)]
+            pos = pos[:, torch.tensor(order).argsort()]
         return feat + pos.to(device=feat.device, dtype=feat.dtype)
 
     def forward(
@@ -334,6 +370,9 @@ PRESETS: dict[str, VSRTConfig] = {
 }
 # Its single-frame ablation (one frame per call, no flow): the baseline the video model must beat.
 PRESETS["vsrt-cpu-small-1f"] = replace(PRESETS["vsrt-cpu-small"], num_frame=1, use_flow=False)
+# The 5-frame network that warm-starts from vsrt-cpu-small-1f weights and first computes what
+# they do (centre-first encoding, neighbour paths zero-initialised); its twin is the 1f preset.
+PRESETS["vsrt-cpu-small-5f"] = replace(PRESETS["vsrt-cpu-small"], centre_first=True, neighbour_gates=True)
 
 
 def get_config(name: str) -> VSRTConfig:

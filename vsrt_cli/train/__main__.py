@@ -1,6 +1,8 @@
 """``python -m vsrt_cli.train --stage spynet|main|ablation --out runs/NAME --minutes N``.
 
 Rerunning the same command resumes from ``runs/NAME/last.pt``; the log is ``runs/NAME/log.csv``.
+``python -m vsrt_cli.train --resume DIR [--minutes N]`` resumes the run whose state is
+``DIR/last.pt`` with the settings stored in it (on any machine: the state file is the whole run).
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from vsrt_cli.errors import VsrtError  # noqa: E402
-from vsrt_cli.train.config import STAGES, stage_defaults  # noqa: E402
+from vsrt_cli.errors import ConfigError, VsrtError  # noqa: E402
+from vsrt_cli.train.config import STAGES, TrainConfig, stage_defaults  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m vsrt_cli.train", description=__doc__)
-    p.add_argument("--stage", choices=STAGES, required=True)
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log.csv, weights)")
-    p.add_argument("--minutes", type=float, required=True, help="compute budget (CPU time / threads) over all resumes")
+    p.add_argument("--stage", choices=STAGES)
+    p.add_argument("--out", type=Path, help="run folder (checkpoint, log.csv, weights)")
+    p.add_argument("--resume", type=Path, help="run folder whose last.pt holds the settings (instead of --stage/--out)")
+    p.add_argument("--minutes", type=float, help="compute budget (CPU time / threads) over all resumes")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--patch", type=int, help="LR crop size")
@@ -38,7 +41,31 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--motion-jitter", type=float, help="hand-held jitter of motion windows, LR px")
     p.add_argument("--preset", help="model preset (default vsrt-cpu-small)")
     p.add_argument("--threads", type=int)
-    return p.parse_args(argv)
+    p.add_argument("--ema", type=float, help="decay of the weight average that is validated and exported (0: off)")
+    p.add_argument("--neighbour-lr-mul", type=float, help="lr multiplier of the zero-initialised neighbour paths")
+    p.add_argument("--max-frames", type=int, help="frames decoded per sequence")
+    p.add_argument("--val-minutes", type=float, help="compute minutes between validations")
+    p.add_argument("--checkpoint-minutes", type=float, help="wall minutes between checkpoints")
+    p.add_argument("--max-steps", type=int, help="stop this session at this step (the budget is unchanged)")
+    args = p.parse_args(argv)
+    if args.resume is None and (args.stage is None or args.out is None or args.minutes is None):
+        p.error("give --stage, --out and --minutes (a new run), or --resume DIR")
+    if args.resume is not None and (args.stage is not None or args.out is not None):
+        p.error("--resume DIR takes its settings from DIR/last.pt; drop --stage/--out")
+    return args
+
+
+def resumed_config(args: argparse.Namespace) -> TrainConfig:
+    """The settings stored in ``--resume``'s state file; budget and cadence may be changed."""
+    from vsrt_cli.train.checkpoint import CHECKPOINT, load_checkpoint
+
+    ckpt = load_checkpoint(args.resume)
+    if ckpt is None or "config" not in ckpt:
+        raise ConfigError(f"{args.resume / CHECKPOINT} is missing or has no stored settings; start the run with --stage/--out")
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
+    loose = {"minutes": args.minutes, "threads": args.threads, "val_minutes": args.val_minutes,
+             "checkpoint_minutes": args.checkpoint_minutes}
+    return TrainConfig(**{**stored, **{k: v for k, v in loose.items() if v is not None}})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,14 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     from vsrt_cli.train.loop import run  # after argument errors, torch imports are slow
 
     try:
-        cfg = stage_defaults(
-            args.stage, args.minutes, seed=args.seed, batch=args.batch, patch=args.patch, lr=args.lr,
-            gt_scale=args.gt_scale, flow_lr_mul=args.flow_lr_mul, spynet_from=args.spynet_from,
-            preset=args.preset, threads=args.threads, init_from=args.init_from,
-            precision=args.precision, motion=args.motion, motion_speed=args.motion_speed,
-            motion_jitter=args.motion_jitter,
-        )
-        run(cfg, args.out, echo=lambda line: print(line, flush=True))
+        if args.resume is not None:
+            cfg, out = resumed_config(args), args.resume
+        else:
+            cfg, out = stage_defaults(
+                args.stage, args.minutes, seed=args.seed, batch=args.batch, patch=args.patch, lr=args.lr,
+                gt_scale=args.gt_scale, flow_lr_mul=args.flow_lr_mul, spynet_from=args.spynet_from,
+                preset=args.preset, threads=args.threads, init_from=args.init_from,
+                precision=args.precision, motion=args.motion, motion_speed=args.motion_speed,
+                motion_jitter=args.motion_jitter, ema=args.ema, neighbour_lr_mul=args.neighbour_lr_mul,
+                max_frames=args.max_frames, val_minutes=args.val_minutes,
+                checkpoint_minutes=args.checkpoint_minutes,
+            ), args.out
+        run(cfg, out, max_steps=args.max_steps, echo=lambda line: print(line, flush=True))
     except VsrtError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

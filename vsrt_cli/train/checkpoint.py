@@ -60,6 +60,31 @@ def append_log(run_dir: Path, row: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def read_log(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of the run's CSV log (empty if it has none yet)."""
+    path = run_dir / LOG
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def restore_curve(run_dir: Path, curve: list[dict[str, str]] | None) -> None:
+    """Rewrite the run's CSV log from the curve a checkpoint carries, if the log is missing
+    (a run resumed on another machine from its state file alone)."""
+    if not curve or (run_dir / LOG).exists():
+        return
+    header: list[str] = []
+    for row in curve:
+        header += [k for k in row if k not in header]
+    tmp = run_dir / (LOG + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(curve)
+    os.replace(tmp, run_dir / LOG)
+
+
 def export_weights(
     model: torch.nn.Module, config: VSRTConfig, path: Path, recipe: dict, quality: dict
 ) -> str:

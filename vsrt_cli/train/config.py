@@ -26,6 +26,11 @@ class TrainConfig:
     init_from: run dir of a finished main/ablation run whose network (all but SPyNet)
         initialises this one (a warm start; the flow still comes from ``spynet_from``).
     precision: ``bf16`` trains under CPU/CUDA bf16 autocast (fp32 master weights).
+    neighbour_lr_mul: learning-rate multiplier of the zero-initialised neighbour paths of a
+        ``neighbour_gates`` preset (they start from nothing while the rest is trained).
+    ema: decay of an exponential moving average of the weights, validated and exported in
+        their place (0: off). Long runs over many sessions stop anywhere; the average is the
+        model to ship at any point.
     motion: share of training samples that are camera-motion windows made from one real frame
         (see :mod:`vsrt_cli.train.motion`); ``motion_speed`` (LR px/frame) and ``motion_jitter``
         (LR px) shape them.
@@ -48,6 +53,8 @@ class TrainConfig:
     motion: float = 0.0
     motion_speed: float = 1.5
     motion_jitter: float = 0.35
+    neighbour_lr_mul: float = 1.0
+    ema: float = 0.0
     max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
     max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
     data_root: str = DATA_ROOT
@@ -73,8 +80,15 @@ class TrainConfig:
             raise ConfigError(f"--motion is a share of samples in [0, 1], got {self.motion}")
         if self.motion_speed < 0 or self.motion_jitter < 0:
             raise ConfigError("--motion-speed and --motion-jitter must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 < self.gt_scale <= 1:
             raise ConfigError(f"gt_scale must be in (0, 1], got {self.gt_scale}")
+
+    @property
+    def cached_flows(self) -> bool:
+        """A main run with a frozen flow takes its flows from the whole-frame cache."""
+        return self.stage == "main" and self.flow_lr_mul == 0
 
     def resume_key(self) -> dict:
         """The fields a resumed run must share with its checkpoint (not budget or cadence)."""

@@ -17,49 +17,26 @@ import av
 import numpy as np
 import torch
 
+from vsrt_cli.model.spynet import SPyNet
 from vsrt_cli.train.degrade import SCALE, bi_degrade, crop_to_multiple, resize_uint8
-from vsrt_cli.train.motion import film, margin_for, motion_window
-
-# Sources under data/train/ (one folder each). A source is a list of sequences: a video file,
-# or a folder of consecutive PNG frames (".png" glob).
-TRAIN_SOURCES: dict[str, tuple[str, ...]] = {
-    "tos_excerpt": ("clip_01_tears_of_steel.mp4",),
-    "pexels_squirrel": ("squirrel.mp4",),
-    "bbb_0_30s": ("big_buck_bunny_0_30.webm",),
-    "intel_bottles": ("bottle-detection.mp4",),
-    "intel_person_indoor": ("one-by-one-person-detection.mp4",),
-    "intel_asl_gestures": ("*.mkv",),
-    "sintel_raft_frames": ("*.png",),
-    "sintel_cave_mmflow": ("demo.mp4",),  # its two PNGs repeat the video's first frames
-    "sintel_excerpt": ("clip_03_sintel.mp4",),
-    # sintel_ambush1_frames (4 PNGs) is shorter than a 5-frame window; not used.
-}
-
-# Held out for validation and NEVER trained on: one real camera clip and one animation,
-# from productions that appear nowhere else in the training set (no leakage through another
-# excerpt of the same film). The car clip is also the source of data/test/derived/car_3s_*.
-VAL_SOURCES: dict[str, tuple[str, ...]] = {
-    "intel_car_aerial": ("car-detection.mp4",),  # real camera, moving cars, 768x432 12.5 fps
-    "caminandes_excerpt": ("clip_02_caminandes.mp4",),  # 3-D animation, 640x360 24 fps
-}
-
-# What the trained weights were made from (see each PROVENANCE.json under data/train/).
-DATA_LICENCES = (
-    "Blender open movies (Big Buck Bunny, Sintel incl. MPI-Sintel frames, Tears of Steel): "
-    "CC-BY 3.0, Blender Foundation; Intel IoT sample videos: CC-BY 4.0; "
-    "Pexels squirrel clip (Nathan J Hilton): Pexels License"
+from vsrt_cli.train.flowcache import (
+    augment_flow, cached_flows, pan_flows, spynet_digest, to_flow_tensors, window_ends_still,
 )
+from vsrt_cli.train.motion import film, margin_for, motion_window
+from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES  # noqa: F401
 
 MAX_FRAMES = 480  # per sequence; the long static surveillance clips would otherwise dominate
 
 
 @dataclass(frozen=True)
 class Sequence:
-    """One decoded sequence: ``gt [N, 4h, 4w, 3]`` and ``lr [N, h, w, 3]``, both uint8."""
+    """One decoded sequence: ``gt [N, 4h, 4w, 3]`` and ``lr [N, h, w, 3]``, both uint8, and
+    optionally the flows of its whole LR frames, ``[N, h, w, 4]`` (see ``flowcache``)."""
 
     name: str
     gt: np.ndarray
     lr: np.ndarray
+    flows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.gt)
@@ -110,9 +87,10 @@ def prepare(frames: np.ndarray, gt_scale: float) -> tuple[np.ndarray, np.ndarray
 
 def load_sequences(
     root: Path, sources: dict[str, tuple[str, ...]], cache: Path, gt_scale: float,
-    max_frames: int = MAX_FRAMES,
+    max_frames: int = MAX_FRAMES, spynet: SPyNet | None = None,
 ) -> list[Sequence]:
-    """Decode (or read from ``cache``) every sequence of ``sources``, memory-mapped."""
+    """Decode (or read from ``cache``) every sequence of ``sources``, memory-mapped; with
+    ``spynet``, also the flows of its whole LR frames (computed once, cached beside them)."""
     cache.mkdir(parents=True, exist_ok=True)
     seqs = []
     for name, path in sequence_paths(root, sources):
@@ -124,7 +102,12 @@ def load_sequences(
                 tmp = file.with_name(file.name + ".tmp.npy")
                 np.save(tmp, arr)
                 tmp.replace(file)
-        seqs.append(Sequence(name, np.load(gt_file, mmap_mode="r"), np.load(lr_file, mmap_mode="r")))
+        lr = np.load(lr_file, mmap_mode="r")
+        flows = None
+        if spynet is not None:
+            flow_file = stem.with_name(f"{stem.name}.flow-{spynet_digest(spynet)}.npy")
+            flows = cached_flows(spynet, lr, flow_file)
+        seqs.append(Sequence(name, np.load(gt_file, mmap_mode="r"), lr, flows))
     return seqs
 
 
@@ -147,7 +130,8 @@ class Motion:
 
 
 class WindowSampler:
-    """Random aligned ``(lr [T, 3, p, p], gt [T, 3, 4p, 4p])`` float windows in [0, 1].
+    """Random aligned ``(lr [T, 3, p, p], gt [T, 3, 4p, 4p])`` float windows in [0, 1], and
+    with ``flows`` their cached whole-frame flows (exact ones for motion windows).
 
     Each source (folder) is equally likely; within a source a sequence is picked in proportion
     to its length. With ``motion.share > 0`` that share of samples is a motion window made from
@@ -158,9 +142,12 @@ class WindowSampler:
     """
 
     def __init__(
-        self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion()
+        self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion(),
+        *, flows: bool = False,
     ) -> None:
-        self.frames, self.patch, self.motion = frames, patch, motion
+        self.frames, self.patch, self.motion, self.flows = frames, patch, motion, flows
+        if flows and any(s.flows is None for s in seqs):
+            raise ValueError("flows=True needs sequences loaded with their flows (spynet=...)")
         usable = [s for s in seqs if len(s) >= frames and min(s.lr.shape[1:3]) >= patch]
         if not usable:
             raise ValueError(f"no sequence has {frames} frames of at least {patch}x{patch} LR")
@@ -169,37 +156,48 @@ class WindowSampler:
         self.margin = motion.margin(frames)
         self.movable = {s.name for s in usable if min(s.lr.shape[1:3]) >= patch + 2 * self.margin}
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(lr [T, p, p, 3], gt [T, 4p, 4p, 3], flows [T, p, p, 4] or None)``."""
         group = self.by_source[self.sources[rng.integers(len(self.sources))]]
         lengths = np.array([len(s) for s in group], dtype=np.float64)
         seq = group[rng.choice(len(group), p=lengths / lengths.sum())]
+        p = self.patch
         if self.motion.share > 0 and rng.random() < self.motion.share and seq.name in self.movable:
             m = self.motion
             frame = np.asarray(seq.gt[rng.integers(len(seq))])
-            lr, gt = motion_window(frame, rng, self.frames, self.patch, self.margin, m.max_speed, m.jitter)
-            return augment(lr, gt, rng)
+            lr, gt, offsets = motion_window(frame, rng, self.frames, p, self.margin, m.max_speed, m.jitter)
+            flow = pan_flows(offsets, p, p) if self.flows else None
+            return augment(lr, gt, rng, flow)
         t0 = rng.integers(len(seq) - self.frames + 1)
-        p = self.patch
         y = rng.integers(seq.lr.shape[1] - p + 1)
         x = rng.integers(seq.lr.shape[2] - p + 1)
-        lr = seq.lr[t0 : t0 + self.frames, y : y + p, x : x + p]
+        window = slice(t0, t0 + self.frames)
+        lr = seq.lr[window, y : y + p, x : x + p]
         s = SCALE
-        gt = seq.gt[t0 : t0 + self.frames, s * y : s * (y + p), s * x : s * (x + p)]
-        return augment(np.asarray(lr), np.asarray(gt), rng)
+        gt = seq.gt[window, s * y : s * (y + p), s * x : s * (x + p)]
+        flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if self.flows else None
+        return augment(np.asarray(lr), np.asarray(gt), rng, flow)
 
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lr [B, T, 3, p, p], gt [B, T, 3, 4p, 4p])`` float32 in [0, 1]."""
-        pairs = [self.sample(rng) for _ in range(size)]
-        lr = np.stack([p[0] for p in pairs])
-        gt = np.stack([p[1] for p in pairs])
-        return to_tensor(lr), to_tensor(gt)
+    def batch(
+        self, rng: np.random.Generator, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """``(lr [B, T, 3, p, p], gt [B, T, 3, 4p, 4p])`` float32 in [0, 1], and with
+        ``flows`` the window's ``(to_prev, to_next)`` ``[B, T, 2, p, p]`` (else None)."""
+        samples = [self.sample(rng) for _ in range(size)]
+        lr = np.stack([s[0] for s in samples])
+        gt = np.stack([s[1] for s in samples])
+        flows = to_flow_tensors(np.stack([s[2] for s in samples])) if self.flows else None
+        return to_tensor(lr), to_tensor(gt), flows
 
 
 def augment(
-    lr: np.ndarray, gt: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """The same random flips / transpose / time reversal on ``[T, H, W, 3]`` LR and GT."""
+    lr: np.ndarray, gt: np.ndarray, rng: np.random.Generator, flow: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The same random flips / transpose / time reversal on ``[T, H, W, 3]`` LR and GT, and on
+    the window's flows ``[T, h, w, 4]`` if given (the draws do not depend on it)."""
     hflip, vflip, transpose, reverse = rng.integers(2, size=4)
+    if flow is not None:
+        flow = augment_flow(flow, hflip, vflip, transpose, reverse)
     out = []
     for a in (lr, gt):
         if hflip:
@@ -211,7 +209,7 @@ def augment(
         if reverse:
             a = a[::-1]
         out.append(a)
-    return out[0], out[1]
+    return out[0], out[1], flow
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -229,6 +227,7 @@ class ValWindow:
     lr: torch.Tensor
     gt: torch.Tensor
     pan: tuple[float, float] | None = None
+    flows: tuple[torch.Tensor, torch.Tensor] | None = None  # cut from whole-frame flows
 
 
 def val_windows(
@@ -245,7 +244,10 @@ def val_windows(
         for t0 in starts:
             lr = seq.lr[t0 : t0 + frames, y : y + h, x : x + w]
             gt = seq.gt[t0 : t0 + frames, SCALE * y : SCALE * (y + h), SCALE * x : SCALE * (x + w)]
-            out.append(ValWindow(f"{seq.name}@{t0}", to_tensor(np.asarray(lr)), to_tensor(np.asarray(gt))))
+            flows = None
+            if seq.flows is not None:
+                flows = to_flow_tensors(window_ends_still(seq.flows[t0 : t0 + frames, y : y + h, x : x + w]))
+            out.append(ValWindow(f"{seq.name}@{t0}", to_tensor(np.asarray(lr)), to_tensor(np.asarray(gt)), None, flows))
     return out
 
 

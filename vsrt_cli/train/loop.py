@@ -30,14 +30,13 @@ from vsrt_cli.model.spynet import SPyNet
 from vsrt_cli.model.vsrt import VSRT, VSRTConfig, build_model, get_config
 from vsrt_cli.train import flow as flowlib
 from vsrt_cli.train.checkpoint import (
-    CHECKPOINT, append_log, export_weights, load_checkpoint, save_atomic,
+    CHECKPOINT, append_log, export_weights, load_checkpoint, read_log, restore_curve, save_atomic,
 )
 from vsrt_cli.train.config import TrainConfig
-from vsrt_cli.train.data import (
-    DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES, Motion, ValWindow, WindowSampler, load_sequences,
-    panned_val_windows, val_windows,
-)
+from vsrt_cli.train.data import Motion, ValWindow, WindowSampler, load_sequences, panned_val_windows, val_windows
+from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
+from vsrt_cli.train.ema import EMA
 
 SPYNET_FILE = "spynet.pt"
 WEIGHTS_FILE = "weights_fp16.pt"
@@ -46,11 +45,17 @@ VAL_FLOW_PAIRS = 32
 
 
 def model_config(cfg: TrainConfig) -> VSRTConfig:
-    """The network a main/ablation run trains: the preset, or its single-frame ablation."""
+    """The network a main/ablation run trains: the preset, or its single-frame ablation (one
+    frame, no flow, no neighbour paths: the twin the video model is compared with)."""
     config = get_config(cfg.preset)
     if cfg.stage == "ablation":
-        return dataclasses.replace(config, num_frame=1, use_flow=False)
+        return dataclasses.replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)
     return config
+
+
+def is_neighbour_path(name: str) -> bool:
+    """Parameters of the zero-initialised neighbour paths (``neighbour_gates`` presets)."""
+    return "conv_neighbour" in name or name.endswith("cross_gate")
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -74,16 +79,32 @@ def load_spynet_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def body_weights(run_dir: Path, net: VSRT) -> dict[str, torch.Tensor]:
-    """The network of a finished run (its exported weights), without SPyNet, checked against
-    ``net``: every non-SPyNet tensor must exist with the same shape."""
-    path = run_dir / WEIGHTS_FILE
-    if not path.exists():
-        raise CheckpointError(f"{path} not found: --init-from needs a finished main or ablation run")
+def warm_start_file(source: str) -> Path:
+    """The weights ``--init-from`` names: a finished run folder, or a bundled model's name."""
+    if Path(source, WEIGHTS_FILE).exists():
+        return Path(source, WEIGHTS_FILE)
+    from vsrt_cli.registry import entries, require_path
+
+    if source in entries():
+        return require_path(entries()[source])
+    raise CheckpointError(
+        f"{Path(source, WEIGHTS_FILE)} not found: --init-from needs a finished main or "
+        "ablation run, or the name of a bundled model (vsrt models list)"
+    )
+
+
+def body_weights(source: str | Path, net: VSRT) -> dict[str, torch.Tensor]:
+    """The network of a finished run or bundled model, without SPyNet, checked against
+    ``net``: every non-SPyNet tensor must exist with the same shape, except the neighbour paths
+    a single-frame network does not have (they stay zero-initialised)."""
+    path = warm_start_file(str(source))
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     body = {k: v.float() for k, v in state.items() if not k.startswith("spynet.")}
     own = {k: v for k, v in net.state_dict().items() if not k.startswith("spynet.")}
-    bad = sorted(k for k in own if k not in body or body[k].shape != own[k].shape)
+    bad = sorted(
+        k for k in own
+        if (k not in body and not is_neighbour_path(k)) or (k in body and body[k].shape != own[k].shape)
+    )
     if bad or set(body) - set(own):
         raise CheckpointError(f"{path} does not fit this preset ({len(bad)} missing or mis-shaped tensors, e.g. {bad[:3]})")
     return body
@@ -104,6 +125,12 @@ class FlowStage:
         self.val = flowlib.synthetic_batch(
             val, np.random.default_rng(12345), VAL_FLOW_PAIRS, cfg.patch, cfg.max_shift, cfg.max_local
         )
+
+    model = property(lambda self: self.net)
+    ema = None
+
+    def after_step(self) -> None:
+        pass
 
     def loss(self, rng: np.random.Generator) -> torch.Tensor:
         c = self.cfg
@@ -131,40 +158,57 @@ class SRStage:
         self.config = model_config(cfg)
         self.net: VSRT = build_model(self.config)
         if fresh and cfg.init_from is not None:
-            self.net.load_state_dict(body_weights(Path(cfg.init_from), self.net), strict=False)
-        if cfg.stage == "main" and fresh:
+            self.net.load_state_dict(body_weights(cfg.init_from, self.net), strict=False)
+        # A frozen SPyNet is not in the checkpoint: it is loaded from spynet_from every time.
+        if cfg.stage == "main" and (fresh or cfg.flow_lr_mul == 0):
             self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
         flow_params = list(self.net.spynet.parameters())
-        body = [p for n, p in self.net.named_parameters() if not n.startswith("spynet.")]
-        self.groups = [{"params": body, "lr_mul": 1.0}]
+        named = [(n, p) for n, p in self.net.named_parameters() if not n.startswith("spynet.")]
+        self.groups = [{"params": [p for n, p in named if not is_neighbour_path(n)], "lr_mul": 1.0}]
+        neighbour = [p for n, p in named if is_neighbour_path(n)]
+        if neighbour:
+            self.groups.append({"params": neighbour, "lr_mul": cfg.neighbour_lr_mul})
         if cfg.stage == "main" and cfg.flow_lr_mul > 0:
             self.groups.append({"params": flow_params, "lr_mul": cfg.flow_lr_mul})
         else:
             for p in flow_params:
                 p.requires_grad_(False)
         cache = Path(cfg.cache)
-        train = load_sequences(Path(cfg.data_root), TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames)
-        val = load_sequences(Path(cfg.data_root), VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames)
+        spynet = self.net.spynet if cfg.cached_flows else None
+        train = load_sequences(Path(cfg.data_root), TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
+        val = load_sequences(Path(cfg.data_root), VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
         motion = Motion(cfg.motion, cfg.motion_speed, cfg.motion_jitter)
-        self.sampler = WindowSampler(train, self.config.num_frame, cfg.patch, motion)
+        self.sampler = WindowSampler(train, self.config.num_frame, cfg.patch, motion, flows=cfg.cached_flows)
+        # What is validated and exported: the running average of the weights, if kept.
+        self.ema = EMA(self.net, cfg.ema) if cfg.ema > 0 else None
         multiple = self.config.size_multiple
         self.val = val_windows(val, VAL_FRAMES, cfg.val_windows, cfg.val_size, multiple)
         # The held-out clips barely move at this scale; the same frames under a camera pan
         # measure what neighbours add.
         self.val_pan = panned_val_windows(val, VAL_FRAMES, 2 * cfg.val_windows, cfg.val_size, multiple)
 
+    @property
+    def model(self) -> VSRT:
+        """The network to validate and export (the weight average when there is one)."""
+        return self.ema.net if self.ema is not None else self.net
+
     def loss(self, rng: np.random.Generator) -> torch.Tensor:
-        lr, gt = self.sampler.batch(rng, self.cfg.batch)
+        lr, gt, flows = self.sampler.batch(rng, self.cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            pred = self.net(lr)
+            pred = self.net(lr, flows)
         return charbonnier(pred.float(), gt)
+
+    def after_step(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.net)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        pan = evaluate(self.net, self.val_pan)
-        out = {**evaluate(self.net, self.val), **{f"pan_{k}": v for k, v in pan.items()}}
+        net = self.model
+        pan = evaluate(net, self.val_pan)
+        out = {**evaluate(net, self.val), **{f"pan_{k}": v for k, v in pan.items()}}
         if self.config.use_flow:  # a flow trained end to end can break; this shows it
-            out["pan_flow_epe_px"] = pan_flow_error(self.net, self.val_pan)
+            out["pan_flow_epe_px"] = pan_flow_error(net, self.val_pan)
         return out
 
     def export(self, out: Path, quality: dict) -> str:
@@ -172,16 +216,21 @@ class SRStage:
         recipe["val_sources"] = ",".join(VAL_SOURCES)
         recipe["train_sources"] = ",".join(TRAIN_SOURCES)
         recipe["data_licences"] = DATA_LICENCES
-        digest = export_weights(self.net, self.config, out / WEIGHTS_FILE, recipe, quality)
+        digest = export_weights(self.model, self.config, out / WEIGHTS_FILE, recipe, quality)
         return f"{out / WEIGHTS_FILE} sha256={digest}"
 
 
-def centre_prediction(net: VSRT, lr: torch.Tensor) -> torch.Tensor:
+def centre_prediction(
+    net: VSRT, lr: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """The model's ``[3, 4h, 4w]`` output for the centre frame of ``lr [T, 3, h, w]``; a model
-    with fewer frames than the window gets the centred sub-window."""
+    with fewer frames than the window gets the centred sub-window. ``flows``: the window's
+    ``(to_prev, to_next)`` ``[T, 2, h, w]`` cut from whole frames (else SPyNet on the window)."""
     t, c = lr.shape[0], lr.shape[0] // 2
     n = min(net.config.num_frame, t)
     start = c - n // 2
+    if flows is not None and net.config.use_flow and n == t:
+        return net(lr[None], (flows[0][None], flows[1][None]))[0, c].clamp(0, 1)
     return net(lr[start : start + n][None])[0, c - start].clamp(0, 1)
 
 
@@ -213,7 +262,7 @@ def evaluate(net: VSRT, windows: list[ValWindow]) -> dict[str, float]:
     for window in windows:
         base = bicubic_upscale(window.lr[VAL_FRAMES // 2]).clamp(0, 1)
         gt = to_image(window.gt[VAL_FRAMES // 2])
-        pred = to_image(centre_prediction(net, window.lr))
+        pred = to_image(centre_prediction(net, window.lr, window.flows))
         score = (
             psnr(pred, gt, y=True, crop_border=SCALE),
             psnr(to_image(base), gt, y=True, crop_border=SCALE),
@@ -268,9 +317,17 @@ def _run(
     net: nn.Module = stage.net
     opt = torch.optim.Adam([{"params": g["params"]} for g in stage.groups], lr=cfg.lr, betas=(0.9, 0.99))
     step, compute0, wall0 = 0, 0.0, 0.0
+    frozen = {k for k, p in net.named_parameters() if not p.requires_grad}
     if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
+        missing, unexpected = net.load_state_dict(ckpt["model"], strict=False)
+        if unexpected or set(missing) - frozen:  # only a frozen SPyNet may be absent
+            raise CheckpointError(f"{out / CHECKPOINT} does not fit this network ({len(missing)} missing, {len(unexpected)} unexpected tensors)")
         opt.load_state_dict(ckpt["optimizer"])
+        if stage.ema is not None:
+            stage.ema.load_state_dict(ckpt.get("ema", ckpt["model"]))
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"])
+        restore_curve(out, ckpt.get("curve"))
         step, compute0, wall0 = ckpt["step"], ckpt["compute"], ckpt["wall"]
         echo(f"resuming {out} at step {step} ({compute0 / 60:.1f} of {cfg.minutes} compute min)")
     net.train()
@@ -288,11 +345,17 @@ def _run(
     losses: list[float] = []
 
     def checkpoint() -> None:
-        save_atomic(
-            {"key": cfg.resume_key(), "model": net.state_dict(), "optimizer": opt.state_dict(),
-             "step": step, "compute": compute(), "wall": wall()},
-            out / CHECKPOINT,
-        )
+        # The run's whole state in one small file (a frozen SPyNet is referenced by
+        # spynet_from, not stored), so a run resumes on another machine from it alone.
+        state = {
+            "key": cfg.resume_key(), "config": dataclasses.asdict(cfg),
+            "model": {k: v for k, v in net.state_dict().items() if k not in frozen},
+            "optimizer": opt.state_dict(), "step": step, "compute": compute(), "wall": wall(),
+            "torch_rng": torch.get_rng_state(), "curve": read_log(out),
+        }
+        if stage.ema is not None:
+            state["ema"] = {k: v for k, v in stage.ema.state_dict().items() if k not in frozen}
+        save_atomic(state, out / CHECKPOINT)
 
     def log(now: float, lr: float) -> dict[str, float]:
         metrics = stage.validate()
@@ -322,6 +385,7 @@ def _run(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        stage.after_step()
         losses.append(loss.item())
         step += 1
         if time.monotonic() - last_echo >= 60:

@@ -67,9 +67,10 @@ def translate(hr: torch.Tensor, offsets: np.ndarray) -> torch.Tensor:
 def motion_window(
     gt: np.ndarray, rng: np.random.Generator, frames: int, patch: int, margin: int,
     max_speed: float, jitter: float,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A window filmed by a moving camera from one GT frame ``gt [4h, 4w, 3]`` uint8:
-    ``(lr [T, p, p, 3], gt [T, 4p, 4p, 3])`` uint8, the same layout as a real window.
+    ``(lr [T, p, p, 3], gt [T, 4p, 4p, 3])`` uint8, the same layout as a real window, and the
+    camera's ``offsets [T, 2]`` (LR px; the exact flows follow from them).
     ``margin`` (LR px, at least :func:`margin_for`) fixes where the crop may fall, so windows
     of any length take their centre frames from the same places."""
     m = margin
@@ -81,7 +82,8 @@ def motion_window(
         raise ValueError(f"a {h}x{w} LR frame is smaller than the {size} px a motion window needs")
     y, x = rng.integers(h - size + 1), rng.integers(w - size + 1)
     crop = gt[SCALE * y : SCALE * (y + size), SCALE * x : SCALE * (x + size)]
-    return film(crop, pan_offsets(rng, frames, max_speed, jitter), m)
+    offsets = pan_offsets(rng, frames, max_speed, jitter)
+    return (*film(crop, offsets, m), offsets)
 
 
 def film(crop: np.ndarray, offsets: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
