@@ -24,6 +24,7 @@ from vsrt_cli.train.flowcache import (
 )
 from vsrt_cli.train.motion import film, margin_for, motion_window
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES  # noqa: F401
+from vsrt_cli.train.validate import ValWindow, to_tensor
 
 MAX_FRAMES = 480  # per sequence; the long static surveillance clips would otherwise dominate
 
@@ -210,24 +211,6 @@ def augment(
             a = a[::-1]
         out.append(a)
     return out[0], out[1], flow
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """``[..., H, W, 3]`` uint8 -> ``[..., 3, H, W]`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
-
-
-@dataclass(frozen=True)
-class ValWindow:
-    """A fixed validation window: ``lr [T, 3, h, w]``, ``gt [T, 3, 4h, 4w]`` floats in [0, 1].
-    ``pan``: for a panned window, the camera's (dx, dy) in LR px per frame, so the true flow
-    from each frame to the next is ``-pan`` everywhere."""
-
-    name: str
-    lr: torch.Tensor
-    gt: torch.Tensor
-    pan: tuple[float, float] | None = None
-    flows: tuple[torch.Tensor, torch.Tensor] | None = None  # cut from whole-frame flows
 
 
 def val_windows(

@@ -25,48 +25,26 @@ import torch
 from torch import nn
 
 from vsrt_cli.errors import CheckpointError, ConfigError
-from vsrt_cli.metrics import psnr, ssim
 from vsrt_cli.model.spynet import SPyNet
-from vsrt_cli.model.vsrt import VSRT, VSRTConfig, build_model, get_config
+from vsrt_cli.model.vsrt import VSRT, build_model
 from vsrt_cli.train import flow as flowlib
 from vsrt_cli.train.checkpoint import (
     CHECKPOINT, append_log, export_weights, load_checkpoint, read_log, restore_curve, save_atomic,
 )
 from vsrt_cli.train.config import TrainConfig
-from vsrt_cli.train.data import Motion, ValWindow, WindowSampler, load_sequences, panned_val_windows, val_windows
-from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
-from vsrt_cli.train.degrade import SCALE, bicubic_upscale
+from vsrt_cli.train.data import Motion, WindowSampler, load_sequences, panned_val_windows, val_windows
 from vsrt_cli.train.ema import EMA
+from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
+from vsrt_cli.train.steps import (  # noqa: F401  (cosine, model_config: the loop's public API)
+    charbonnier, cosine, is_neighbour_path, model_config, param_groups,
+)
+from vsrt_cli.train.validate import (  # noqa: F401
+    VAL_FRAMES, centre_prediction, evaluate, pan_flow_error, to_image,
+)
 
 SPYNET_FILE = "spynet.pt"
 WEIGHTS_FILE = "weights_fp16.pt"
-VAL_FRAMES = 5
 VAL_FLOW_PAIRS = 32
-
-
-def model_config(cfg: TrainConfig) -> VSRTConfig:
-    """The network a main/ablation run trains: the preset, or its single-frame ablation (one
-    frame, no flow, no neighbour paths: the twin the video model is compared with)."""
-    config = get_config(cfg.preset)
-    if cfg.stage == "ablation":
-        return dataclasses.replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)
-    return config
-
-
-def is_neighbour_path(name: str) -> bool:
-    """Parameters of the zero-initialised neighbour paths (``neighbour_gates`` presets)."""
-    return "conv_neighbour" in name or name.endswith("cross_gate")
-
-
-def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Mean ``sqrt((pred - target)^2 + eps^2)`` over all elements."""
-    return torch.sqrt((pred - target).square() + eps * eps).mean()
-
-
-def cosine(cfg: TrainConfig, progress: float) -> float:
-    """Learning rate at ``progress`` in [0, 1] of the budget."""
-    progress = min(max(progress, 0.0), 1.0)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def load_spynet_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -162,17 +140,7 @@ class SRStage:
         # A frozen SPyNet is not in the checkpoint: it is loaded from spynet_from every time.
         if cfg.stage == "main" and (fresh or cfg.flow_lr_mul == 0):
             self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
-        flow_params = list(self.net.spynet.parameters())
-        named = [(n, p) for n, p in self.net.named_parameters() if not n.startswith("spynet.")]
-        self.groups = [{"params": [p for n, p in named if not is_neighbour_path(n)], "lr_mul": 1.0}]
-        neighbour = [p for n, p in named if is_neighbour_path(n)]
-        if neighbour:
-            self.groups.append({"params": neighbour, "lr_mul": cfg.neighbour_lr_mul})
-        if cfg.stage == "main" and cfg.flow_lr_mul > 0:
-            self.groups.append({"params": flow_params, "lr_mul": cfg.flow_lr_mul})
-        else:
-            for p in flow_params:
-                p.requires_grad_(False)
+        self.groups = param_groups(self.net, cfg)
         cache = Path(cfg.cache)
         spynet = self.net.spynet if cfg.cached_flows else None
         train = load_sequences(Path(cfg.data_root), TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
@@ -220,68 +188,6 @@ class SRStage:
         return f"{out / WEIGHTS_FILE} sha256={digest}"
 
 
-def centre_prediction(
-    net: VSRT, lr: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> torch.Tensor:
-    """The model's ``[3, 4h, 4w]`` output for the centre frame of ``lr [T, 3, h, w]``; a model
-    with fewer frames than the window gets the centred sub-window. ``flows``: the window's
-    ``(to_prev, to_next)`` ``[T, 2, h, w]`` cut from whole frames (else SPyNet on the window)."""
-    t, c = lr.shape[0], lr.shape[0] // 2
-    n = min(net.config.num_frame, t)
-    start = c - n // 2
-    if flows is not None and net.config.use_flow and n == t:
-        return net(lr[None], (flows[0][None], flows[1][None]))[0, c].clamp(0, 1)
-    return net(lr[start : start + n][None])[0, c - start].clamp(0, 1)
-
-
-@torch.no_grad()
-def pan_flow_error(net: VSRT, windows: list[ValWindow], border: int = 4) -> float:
-    """Mean end-point error (LR px, ``border`` px cropped) of the network's flow from the centre
-    frame to the next one against the true flow ``-pan`` of panned windows."""
-    errors = []
-    for window in windows:
-        if window.pan is None:
-            continue
-        c = window.lr.shape[0] // 2
-        flow = net.compute_flows(window.lr[None])[1][0, c, :, border:-border, border:-border]
-        truth = -torch.tensor(window.pan, dtype=flow.dtype)[:, None, None]
-        errors.append(float((flow - truth).norm(dim=0).mean()))
-    return float(np.mean(errors)) if errors else float("nan")
-
-
-def to_image(x: torch.Tensor) -> np.ndarray:
-    return x.permute(1, 2, 0).numpy()
-
-
-@torch.no_grad()
-def evaluate(net: VSRT, windows: list[ValWindow]) -> dict[str, float]:
-    """Mean PSNR-Y / SSIM-Y (border ``SCALE``) of model and bicubic, overall and per source."""
-    was_training = net.training
-    net.eval()
-    rows: dict[str, list[tuple[float, float, float]]] = {}
-    for window in windows:
-        base = bicubic_upscale(window.lr[VAL_FRAMES // 2]).clamp(0, 1)
-        gt = to_image(window.gt[VAL_FRAMES // 2])
-        pred = to_image(centre_prediction(net, window.lr, window.flows))
-        score = (
-            psnr(pred, gt, y=True, crop_border=SCALE),
-            psnr(to_image(base), gt, y=True, crop_border=SCALE),
-            ssim(pred, gt, y=True, crop_border=SCALE),
-        )
-        rows.setdefault(window.name.split("/")[0].split("@")[0], []).append(score)
-    net.train(was_training)
-    everything = [s for scores in rows.values() for s in scores]
-    out = {
-        "val_psnr_y": float(np.mean([s[0] for s in everything])),
-        "val_bicubic_psnr_y": float(np.mean([s[1] for s in everything])),
-        "val_ssim_y": float(np.mean([s[2] for s in everything])),
-    }
-    for source, scores in sorted(rows.items()):
-        out[f"gain_db_{source}"] = float(np.mean([s[0] - s[1] for s in scores]))
-    out["val_gain_db"] = out["val_psnr_y"] - out["val_bicubic_psnr_y"]
-    return out
-
-
 def run(
     cfg: TrainConfig, out: Path, *, max_steps: int | None = None,
     echo: Callable[[str], None] = print,
@@ -317,6 +223,7 @@ def _run(
     net: nn.Module = stage.net
     opt = torch.optim.Adam([{"params": g["params"]} for g in stage.groups], lr=cfg.lr, betas=(0.9, 0.99))
     step, compute0, wall0 = 0, 0.0, 0.0
+    samples0, extra = 0, {}  # extra: what a GPU segment of the run recorded (gpu_s)
     frozen = {k for k, p in net.named_parameters() if not p.requires_grad}
     if ckpt is not None:
         missing, unexpected = net.load_state_dict(ckpt["model"], strict=False)
@@ -329,8 +236,10 @@ def _run(
             torch.set_rng_state(ckpt["torch_rng"])
         restore_curve(out, ckpt.get("curve"))
         step, compute0, wall0 = ckpt["step"], ckpt["compute"], ckpt["wall"]
+        samples0, extra = ckpt.get("samples", step * cfg.batch), {k: ckpt[k] for k in ("gpu_s",) if k in ckpt}
         echo(f"resuming {out} at step {step} ({compute0 / 60:.1f} of {cfg.minutes} compute min)")
     net.train()
+    step0 = step
     budget = cfg.minutes * 60
     cpu_start, wall_start = time.process_time(), time.monotonic()
 
@@ -352,6 +261,7 @@ def _run(
             "model": {k: v for k, v in net.state_dict().items() if k not in frozen},
             "optimizer": opt.state_dict(), "step": step, "compute": compute(), "wall": wall(),
             "torch_rng": torch.get_rng_state(), "curve": read_log(out),
+            "samples": samples0 + (step - step0) * cfg.batch, **extra,
         }
         if stage.ema is not None:
             state["ema"] = {k: v for k, v in stage.ema.state_dict().items() if k not in frozen}
@@ -360,7 +270,7 @@ def _run(
     def log(now: float, lr: float) -> dict[str, float]:
         metrics = stage.validate()
         row = {"compute_s": round(now, 1), "wall_s": round(wall(), 1), "step": step,
-               "samples": step * cfg.batch, "lr": lr,
+               "samples": samples0 + (step - step0) * cfg.batch, "lr": lr,
                "train_loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
         append_log(out, row)
         losses.clear()

@@ -1,0 +1,56 @@
+"""What one training step of a super-resolution run is, wherever it runs (CPU loop or the GPU
+trainer, which has no PyAV): the network a run trains, its parameter groups, loss, schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from vsrt_cli.model.vsrt import VSRT, VSRTConfig, get_config
+from vsrt_cli.train.config import TrainConfig
+
+
+def model_config(cfg: TrainConfig) -> VSRTConfig:
+    """The network a main/ablation run trains: the preset, or its single-frame ablation (one
+    frame, no flow, no neighbour paths: the twin the video model is compared with)."""
+    config = get_config(cfg.preset)
+    if cfg.stage == "ablation":
+        return dataclasses.replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)
+    return config
+
+
+def is_neighbour_path(name: str) -> bool:
+    """Parameters of the zero-initialised neighbour paths (``neighbour_gates`` presets)."""
+    return "conv_neighbour" in name or name.endswith("cross_gate")
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean ``sqrt((pred - target)^2 + eps^2)`` over all elements."""
+    return torch.sqrt((pred - target).square() + eps * eps).mean()
+
+
+def cosine(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1] of the budget."""
+    progress = min(max(progress, 0.0), 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+
+def param_groups(net: VSRT, cfg: TrainConfig) -> list[dict]:
+    """Adam groups ``{"params", "lr_mul"}``: the body, the neighbour paths (if any) and, when
+    the flow trains, SPyNet; a frozen SPyNet gets ``requires_grad=False``."""
+    named = [(n, p) for n, p in net.named_parameters() if not n.startswith("spynet.")]
+    groups = [{"params": [p for n, p in named if not is_neighbour_path(n)], "lr_mul": 1.0}]
+    neighbour = [p for n, p in named if is_neighbour_path(n)]
+    if neighbour:
+        groups.append({"params": neighbour, "lr_mul": cfg.neighbour_lr_mul})
+    flow_params = list(net.spynet.parameters())
+    if cfg.stage == "main" and cfg.flow_lr_mul > 0:
+        groups.append({"params": flow_params, "lr_mul": cfg.flow_lr_mul})
+    else:
+        for p in flow_params:
+            p.requires_grad_(False)
+    return groups
