@@ -23,8 +23,10 @@ from typing import Literal
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, natural_key
 from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
+from vsrt_cli.io.sidecar import sidecar_path
 from vsrt_cli.model.vsrt import VSRT
 from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob, check_schedule, upscale
+from vsrt_cli.provenance import ModelId, recording
 
 VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
@@ -54,6 +56,7 @@ class ClipResult:
     seconds: float = 0.0
     repaired: int = 0
     detail: str = ""  # the traceback of an unexpected error (shown with --debug)
+    sidecar: str = ""  # the output's record of how it was made (OUT.vsrt.json), when one was written
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,12 @@ def write_report(path: Path, results: list[ClipResult]) -> None:
 
 def batch(
     model: VSRT, root: Path, out_root: Path, template: UpscaleJob, *,
-    pattern: str | None = None, frame_folders: bool = False,
+    pattern: str | None = None, frame_folders: bool = False, record: ModelId | None = None,
 ) -> Iterator[BatchEvent]:
     """Upscale every clip of ``root`` into ``out_root`` with ``template``'s settings (its
-    ``source``/``output`` are replaced per clip; ``overwrite`` redoes finished clips)."""
+    ``source``/``output`` are replaced per clip; ``overwrite`` redoes finished clips). With
+    ``record`` (the model's identity) each output gets its ``OUT.vsrt.json``, linked from the
+    report."""
     check_schedule(model, template.schedule)
     clips = find_clips(root, out_root, pattern=pattern, frame_folders=frame_folders)
     if not clips:
@@ -174,18 +179,18 @@ def batch(
     results: list[ClipResult] = []
     for number, clip in enumerate(clips, 1):
         yield ClipStarted(number, clip)
-        result = yield from _one(model, clip, template)
+        result = yield from _one(model, clip, template, record)
         results.append(result)
         write_report(report, results)
         yield ClipFinished(result)
     yield BatchFinished(tuple(results), report)
 
 
-def _one(model: VSRT, clip: Clip, template: UpscaleJob) -> Iterator[BatchEvent]:
+def _one(model: VSRT, clip: Clip, template: UpscaleJob, record: ModelId | None = None) -> Iterator[BatchEvent]:
     """Run one clip, turning its failure into a result (the generator's return value)."""
     remove_stale_partials(clip.output)
     if clip.output.exists() and not template.overwrite:
-        return ClipResult(clip, "skipped", "output exists (--overwrite redoes it)")
+        return ClipResult(clip, "skipped", "output exists (--overwrite redoes it)", sidecar=_existing_sidecar(clip.output))
     started = time.perf_counter()
     try:
         clip.output.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +201,8 @@ def _one(model: VSRT, clip: Clip, template: UpscaleJob) -> Iterator[BatchEvent]:
     try:
         # closed explicitly: when the batch is closed (Ctrl-C in the CLI), the clip's upscale
         # must remove its partial output now, not whenever the generator is collected
-        with contextlib.closing(upscale(model, job)) as events:
+        events = recording(upscale(model, job), job, record)
+        with contextlib.closing(events) as events:
             for event in events:
                 if isinstance(event, Progress):
                     done = event.done
@@ -208,4 +214,11 @@ def _one(model: VSRT, clip: Clip, template: UpscaleJob) -> Iterator[BatchEvent]:
     except Exception as exc:  # one clip's bug must not stop the rest; the traceback is kept
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return ClipResult(clip, "failed", reason, done, time.perf_counter() - started, detail=traceback.format_exc())
-    return ClipResult(clip, "done", "", done, time.perf_counter() - started, repaired)
+    sidecar = str(sidecar_path(clip.output)) if record is not None else ""
+    return ClipResult(clip, "done", "", done, time.perf_counter() - started, repaired, sidecar=sidecar)
+
+
+def _existing_sidecar(output: Path) -> str:
+    """The record a previous run left beside a skipped clip's output ("" if none)."""
+    path = sidecar_path(output)
+    return str(path) if path.is_file() else ""

@@ -1,0 +1,195 @@
+"""How an output was made: the record written beside it (``OUT.vsrt.json``) and its one-line tag.
+
+The record is built from the frozen job the CLI made, the model's identity and the pipeline's
+own events (frame count, timings); :mod:`vsrt_cli.io.sidecar` writes and reads it. The input is
+identified by a fast fingerprint, not a full hash: its size plus the sha256 of a few sampled
+blocks, so an hours-long clip costs a millisecond-scale read, and any truncation, re-encode or
+edit of the sampled regions changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vsrt_cli import __version__
+from vsrt_cli.io.sidecar import TAG_PREFIX, sidecar_path, write_sidecar
+from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob
+
+BLOCK = 64 * 1024
+SAMPLES = 16
+RECORD_FORMAT = "vsrt-record/1"
+
+
+@dataclass(frozen=True)
+class ModelId:
+    """Which weights made an output: a registry name (or the weights file's stem) and its sha256."""
+
+    name: str
+    sha256: str | None
+    file: str | None = None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def identify_model(model_name: str | None, weights: Path | None) -> ModelId:
+    """The identity of the model ``--model``/``--weights`` select (as the CLI resolves them):
+    a given file is hashed; a registry model's sha256 comes from its manifest entry."""
+    from vsrt_cli.registry import default_name, get_entry, local_path
+
+    if weights is not None:
+        return ModelId(model_name or Path(weights).stem, file_sha256(Path(weights)), str(weights))
+    name = model_name or default_name()
+    if name is None:
+        return ModelId("unknown", None)
+    entry = get_entry(name)
+    path = local_path(entry)
+    return ModelId(name, entry.sha256 or (file_sha256(path) if path else None), str(path) if path else None)
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """``{"bytes", "sha256", "method"}`` of a file (size + ``SAMPLES`` evenly spaced 64 KiB
+    blocks, first and last included) or of a frame folder (every file's name and size, and the
+    sampled blocks of its first and last frame)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        total = 0
+        for f in files:
+            size = f.stat().st_size
+            total += size
+            digest.update(f"{f.name}\0{size}\n".encode())
+        for f in dict.fromkeys(files[:1] + files[-1:]):
+            digest.update(_sampled(f).encode())
+        return {"bytes": total, "files": len(files), "sha256": digest.hexdigest(),
+                "method": "names and sizes of every file + sampled blocks of the first and last"}
+    return {"bytes": path.stat().st_size, "sha256": _sampled(path),
+            "method": f"size + sha256 of {SAMPLES} evenly spaced {BLOCK // 1024} KiB blocks"}
+
+
+def _sampled(path: Path) -> str:
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        if size <= SAMPLES * BLOCK:
+            digest.update(handle.read())
+        else:
+            for k in range(SAMPLES):
+                handle.seek((size - BLOCK) * k // (SAMPLES - 1))
+                digest.update(handle.read(BLOCK))
+    return digest.hexdigest()
+
+
+def device_facts(device: torch.device) -> dict[str, Any]:
+    """Type, model name, torch version and threads of the device that ran the model."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name()
+    return {"type": device.type, "name": name, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def job_options(job: UpscaleJob) -> dict[str, Any]:
+    """Every setting of the job that shapes the output, as plain JSON values."""
+    options: dict[str, Any] = {
+        **{k: v for k, v in dataclasses.asdict(job.schedule).items()},
+        **{k: v for k, v in dataclasses.asdict(job.encode).items()},
+        "precision": job.precision,
+        "device": str(job.device),
+        "skip_bad_frames": job.skip_bad_frames,
+        "overwrite": job.overwrite,
+        "frames_out": job.writes_frames,
+    }
+    if job.source.is_dir():
+        options["fps"] = str(job.fps)
+    return options
+
+
+def build_record(
+    job: UpscaleJob, model: ModelId, finished: Finished, *, first_frame_s: float | None,
+    input_fingerprint: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole record of one finished upscale (see :func:`recording`)."""
+    fps = finished.frames / finished.seconds if finished.seconds > 0 else None
+    record: dict[str, Any] = {
+        "vsrt": __version__,
+        "format": RECORD_FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source": str(job.source),
+        "output": str(job.output),
+        "input": input_fingerprint,
+        "model": dataclasses.asdict(model),
+        "options": job_options(job),
+        "device": device_facts(job.device),
+        "precision": job.precision,
+        "frames": finished.frames,
+        "repaired_frames": finished.repaired,
+        "bytes": finished.bytes,
+        "timings": {
+            "total_s": round(finished.seconds, 3),
+            "first_frame_s": None if first_frame_s is None else round(first_frame_s, 3),
+            "fps": None if fps is None else round(fps, 4),
+        },
+    }
+    record["tag"] = container_tag(record)
+    return record
+
+
+def container_tag(record: dict[str, Any]) -> str:
+    """The short line for the container's ``comment``: version, model, hashes, schedule, device."""
+    o = record["options"]
+    sha = record["model"]["sha256"] or "unknown"
+    return (
+        f"{TAG_PREFIX}{record['vsrt']} model={record['model']['name']} sha256={sha[:16]} "
+        f"input={record['input']['sha256'][:16]} window={o['window']} stride={o['stride']} "
+        f"tile={o['tile']} overlap={o['overlap']} device={record['device']['type']} "
+        f"precision={record['precision']} frames={record['frames']}"
+    )
+
+
+def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None) -> Iterator[Event]:
+    """Pass the pipeline's events through and, once it has finished, write the output's record.
+    With ``model`` None (``--no-sidecar``) no record is written, and a record an earlier run left
+    beside a replaced output is removed, so no record ever describes another run.
+
+    Closing this generator closes ``events`` (the partial output is removed as before)."""
+    # before the run: the input must not change under us
+    input_fingerprint = fingerprint(job.source) if model is not None else {}
+    started = time.perf_counter()
+    first: float | None = None
+    with contextlib.closing(events):
+        for event in events:
+            if isinstance(event, Progress) and first is None:
+                first = time.perf_counter() - started
+            if isinstance(event, Finished):
+                if model is None:
+                    sidecar_path(event.output).unlink(missing_ok=True)
+                else:
+                    write_sidecar(event.output, build_record(job, model, event, first_frame_s=first,
+                                                             input_fingerprint=input_fingerprint))
+            yield event
