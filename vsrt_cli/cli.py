@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from vsrt_cli import __version__
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
 from vsrt_cli.models_cli import models_app
+from vsrt_cli.tools_cli import register as register_tools
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models_app, name="models")
+register_tools(app)  # eval, info, compare, preview
 
 out = Console()
 err = Console(stderr=True)
@@ -55,32 +56,6 @@ def root(
     ] = False,
 ) -> None:
     """x4 video super-resolution with the Video Super-Resolution Transformer (VSRT)."""
-
-
-@app.command("eval")
-def eval_command(
-    output: Annotated[Path, typer.Argument(help="Upscaled video or frame folder (or a folder of them).", show_default=False)],
-    truth: Annotated[Path, typer.Argument(help="Ground truth of the same size (or a folder of clips with the same names).", show_default=False)],
-    crop_border: Annotated[int, typer.Option(help="Pixels ignored at every edge.")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
-) -> None:
-    """PSNR and SSIM (RGB and Y, BT.601) of an output against ground truth, per clip and mean."""
-    import dataclasses
-    import json
-
-    from vsrt_cli.evaluate import clip_pairs, score_clip
-
-    scores = [score_clip(p, t, crop_border=crop_border, name=n) for n, p, t in clip_pairs(output, truth)]
-    table = Table("clip", "frames", "PSNR RGB", "PSNR Y", "SSIM RGB", "SSIM Y")
-    for s in scores:
-        table.add_row(s.name, str(s.frames), f"{s.psnr_rgb:.3f}", f"{s.psnr_y:.3f}", f"{s.ssim_rgb:.4f}", f"{s.ssim_y:.4f}")
-    means = {k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")}
-    if len(scores) > 1:
-        table.add_row("mean", str(sum(s.frames for s in scores)), f"{means['psnr_rgb']:.3f}", f"{means['psnr_y']:.3f}",
-                      f"{means['ssim_rgb']:.4f}", f"{means['ssim_y']:.4f}")
-    out.print(table)
-    if json_out is not None:
-        json_out.write_text(json.dumps({"clips": [dataclasses.asdict(s) for s in scores], "mean": means}, indent=2))
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -134,6 +109,7 @@ NoAudioOpt = Annotated[bool, typer.Option("--no-audio", help="Do not copy audio 
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad-frames", help="Where a frame cannot be decoded, repeat the last good one (timing stays intact) instead of failing.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+NoSidecarOpt = Annotated[bool, typer.Option("--no-sidecar", help="Do not write OUT.vsrt.json, the record of how the output was made (`vsrt info OUT`).")]
 
 
 def _job(
@@ -224,6 +200,7 @@ def upscale(
     no_audio: NoAudioOpt = False,
     skip_bad_frames: SkipBadOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    no_sidecar: NoSidecarOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -237,7 +214,10 @@ def upscale(
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames,
     )
-    with contextlib.closing(run_upscale(net, job)) as events:
+    from vsrt_cli.provenance import identify_model, recording
+
+    events = recording(run_upscale(net, job), job, None if no_sidecar else identify_model(model, weights))
+    with contextlib.closing(events) as events:
         render(events, err, quiet=quiet)
 
 
@@ -265,6 +245,7 @@ def batch_command(
     no_audio: NoAudioOpt = False,
     skip_bad_frames: SkipBadOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo clips whose output already exists (default: skip them).")] = False,
+    no_sidecar: NoSidecarOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -280,7 +261,10 @@ def batch_command(
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames,
     )
-    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders)) as events:
+    from vsrt_cli.provenance import identify_model
+
+    record = None if no_sidecar else identify_model(model, weights)
+    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record)) as events:
         finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
         raise typer.Exit(1)
