@@ -192,7 +192,8 @@ def test_sigint_mid_batch_then_rerun_completes_every_output(tiny_weights, tmp_pa
     report = json.loads((out / REPORT).read_text())
     assert {row["clip"]: row["status"] for row in report["clips"]} == {
         "a.mp4": "skipped", "b.mp4": "done", "sub/c.mp4": "done", "sub/d.mp4": "done"}
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(names + [REPORT])
+    records = [n + ".vsrt.json" for n in names]  # each output's record of how it was made
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(names + records + [REPORT])
 
 
 def test_cli_batch_exit_code_and_table_when_a_clip_fails(tiny_weights, tmp_path):

@@ -124,7 +124,8 @@ def test_overwrite_replaces_only_a_folder_of_vsrt_frames(capsys, tiny_weights, t
     assert vsrt_upscale(capsys, tiny_weights, clip, frames) == (0, "")
     assert vsrt_upscale(capsys, tiny_weights, clip, frames, "--overwrite") == (0, "")  # vsrt's own frames
     assert sorted(p.name for p in frames.iterdir()) == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "in.mp4"]  # no partial or old folder left
+    # no partial or old folder left; the record of the run sits beside the folder, not in it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "frames.vsrt.json", "in.mp4"]
 
     (frames / "keep.txt").write_text("mine")
     desktop = tmp_path / "Desktop"
