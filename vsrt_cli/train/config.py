@@ -28,6 +28,9 @@ class TrainConfig:
     precision: ``bf16`` trains under CPU/CUDA bf16 autocast (fp32 master weights).
     neighbour_lr_mul: learning-rate multiplier of the zero-initialised neighbour paths of a
         ``neighbour_gates`` preset (they start from nothing while the rest is trained).
+    degradation: how LR training windows are made from GT: ``bi`` (the benchmark protocol,
+        cached) or ``real`` (blur, resize, noise and video compression per window, see
+        :mod:`vsrt_cli.train.realdeg`); validation stays BI (the protocol) either way.
     ema: decay of an exponential moving average of the weights, validated and exported in
         their place (0: off). Long runs over many sessions stop anywhere; the average is the
         model to ship at any point.
@@ -55,6 +58,7 @@ class TrainConfig:
     motion_jitter: float = 0.35
     neighbour_lr_mul: float = 1.0
     ema: float = 0.0
+    degradation: Literal["bi", "real"] = "bi"
     max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
     max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
     data_root: str = DATA_ROOT
@@ -80,6 +84,8 @@ class TrainConfig:
             raise ConfigError(f"--motion is a share of samples in [0, 1], got {self.motion}")
         if self.motion_speed < 0 or self.motion_jitter < 0:
             raise ConfigError("--motion-speed and --motion-jitter must be >= 0")
+        if self.degradation not in ("bi", "real"):
+            raise ConfigError(f"--degradation must be bi or real, got {self.degradation!r}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 < self.gt_scale <= 1:

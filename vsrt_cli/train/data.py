@@ -23,9 +23,11 @@ from vsrt_cli.train.flowcache import (
     augment_flow, cached_flows, pan_flows, spynet_digest, to_flow_tensors, window_ends_still,
 )
 from vsrt_cli.train.motion import film, margin_for, motion_window
+from vsrt_cli.train.realdeg import real_degrade
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES  # noqa: F401
 from vsrt_cli.train.validate import ValWindow, to_tensor
 
+REAL_CONTEXT = 5  # frames a ``real`` window is degraded with (see WindowSampler)
 MAX_FRAMES = 480  # per sequence; the long static surveillance clips would otherwise dominate
 
 
@@ -144,17 +146,21 @@ class WindowSampler:
 
     def __init__(
         self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion(),
-        *, flows: bool = False,
+        *, flows: bool = False, degradation: str = "bi",
     ) -> None:
         self.frames, self.patch, self.motion, self.flows = frames, patch, motion, flows
+        self.degradation = degradation
+        # ``real`` degrades a whole 5-frame window (a codec's frame depends on its neighbours)
+        # and keeps its centre ``frames``: a single-frame twin sees the same artefacts.
+        self.drawn = max(frames, REAL_CONTEXT) if degradation == "real" else frames
         if flows and any(s.flows is None for s in seqs):
             raise ValueError("flows=True needs sequences loaded with their flows (spynet=...)")
-        usable = [s for s in seqs if len(s) >= frames and min(s.lr.shape[1:3]) >= patch]
+        usable = [s for s in seqs if len(s) >= self.drawn and min(s.lr.shape[1:3]) >= patch]
         if not usable:
-            raise ValueError(f"no sequence has {frames} frames of at least {patch}x{patch} LR")
+            raise ValueError(f"no sequence has {self.drawn} frames of at least {patch}x{patch} LR")
         self.sources = sorted({source_of(s.name) for s in usable})
         self.by_source = {k: [s for s in usable if source_of(s.name) == k] for k in self.sources}
-        self.margin = motion.margin(frames)
+        self.margin = motion.margin(self.drawn)
         self.movable = {s.name for s in usable if min(s.lr.shape[1:3]) >= patch + 2 * self.margin}
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -162,22 +168,27 @@ class WindowSampler:
         group = self.by_source[self.sources[rng.integers(len(self.sources))]]
         lengths = np.array([len(s) for s in group], dtype=np.float64)
         seq = group[rng.choice(len(group), p=lengths / lengths.sum())]
-        p = self.patch
+        p, n = self.patch, self.drawn
         if self.motion.share > 0 and rng.random() < self.motion.share and seq.name in self.movable:
             m = self.motion
             frame = np.asarray(seq.gt[rng.integers(len(seq))])
-            lr, gt, offsets = motion_window(frame, rng, self.frames, p, self.margin, m.max_speed, m.jitter)
+            lr, gt, offsets = motion_window(frame, rng, n, p, self.margin, m.max_speed, m.jitter)
             flow = pan_flows(offsets, p, p) if self.flows else None
-            return augment(lr, gt, rng, flow)
-        t0 = rng.integers(len(seq) - self.frames + 1)
-        y = rng.integers(seq.lr.shape[1] - p + 1)
-        x = rng.integers(seq.lr.shape[2] - p + 1)
-        window = slice(t0, t0 + self.frames)
-        lr = seq.lr[window, y : y + p, x : x + p]
-        s = SCALE
-        gt = seq.gt[window, s * y : s * (y + p), s * x : s * (x + p)]
-        flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if self.flows else None
-        return augment(np.asarray(lr), np.asarray(gt), rng, flow)
+        else:
+            t0 = rng.integers(len(seq) - n + 1)
+            y = rng.integers(seq.lr.shape[1] - p + 1)
+            x = rng.integers(seq.lr.shape[2] - p + 1)
+            window = slice(t0, t0 + n)
+            lr = np.asarray(seq.lr[window, y : y + p, x : x + p])
+            s = SCALE
+            gt = np.asarray(seq.gt[window, s * y : s * (y + p), s * x : s * (x + p)])
+            flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if self.flows else None
+        if self.degradation == "real":
+            lr = real_degrade(gt, rng)
+            keep = slice((n - self.frames) // 2, (n - self.frames) // 2 + self.frames)
+            lr, gt = lr[keep], gt[keep]
+            flow = window_ends_still(flow[keep]) if flow is not None else None
+        return augment(lr, gt, rng, flow)
 
     def batch(
         self, rng: np.random.Generator, size: int
