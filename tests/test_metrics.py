@@ -77,3 +77,37 @@ def test_gaussian_window_and_crop_border():
         psnr(a, a[:-1])
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(a[:10, :10], a[:10, :10])
+
+
+# --- temporal consistency ---------------------------------------------------------------------
+
+from vsrt_cli.metrics import seam_ratio, trusted_motion, warp, warping_error  # noqa: E402
+
+
+def shifted_pair(dx: int = 2, size: int = 40):
+    """A textured frame and the same scene moved ``dx`` pixels right, with the exact flows."""
+    rng = np.random.default_rng(3)
+    scene = rng.integers(0, 256, size=(size, size + dx, 3), dtype=np.uint8)
+    prev, cur = scene[:, dx:], scene[:, :-dx]  # cur[p] = prev[p - (dx, 0)]: the scene moved right
+    to_prev = np.zeros((size, size, 2))
+    to_prev[..., 0] = -dx
+    return prev, cur, to_prev, -to_prev
+
+
+def test_warp_along_the_true_motion_explains_the_pair():
+    prev, cur, to_prev, to_cur = shifted_pair()
+    mask = trusted_motion(to_prev, to_cur)
+    assert not mask[:, :2].any() and mask[:, 2:].all()  # what came in from outside is left out
+    assert warping_error(prev, cur, to_prev, mask) == 0.0
+    assert np.array_equal(warp(prev, np.zeros_like(to_prev)), prev.astype(np.float64))
+    assert warping_error(prev, cur, np.zeros_like(to_prev), mask) > 20  # without motion: all change
+
+
+def test_inconsistent_flow_is_not_trusted():
+    _, _, to_prev, _ = shifted_pair()
+    assert not trusted_motion(to_prev, np.zeros_like(to_prev))[:, 2:].any()
+
+
+def test_seam_ratio():
+    assert seam_ratio([1, 1, 3, 1, 1, 3], [False, False, True, False, False, True]) == pytest.approx(3.0)
+    assert seam_ratio([1, 2], [True, True]) is None  # every pair across calls (--window-stride 1)

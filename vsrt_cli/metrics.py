@@ -90,3 +90,62 @@ def ssim(a: np.ndarray, b: np.ndarray, *, y: bool = False, crop_border: int = 0)
     if min(x.shape[:2]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {x.shape[:2]}")
     return float(np.mean([_ssim_channel(x[..., c], z[..., c]) for c in range(x.shape[2])]))
+
+
+# --- temporal consistency -----------------------------------------------------------------------
+# Flicker is measured as a warping error (Lai et al., "Learning Blind Video Temporal Consistency",
+# ECCV 2018): frame t-1 is moved onto frame t along the *reference's* motion, and what still
+# differs is change the motion does not explain. Pixels the motion cannot be trusted at (occluded,
+# or flowing out of the frame) are left out by the forward-backward check of Sundaram et al. 2010.
+# Flows are ``[H, W, 2]`` in pixels, channel 0 horizontal: ``warp(prev, flow)[p] = prev[p + flow(p)]``.
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``[H, W, C]`` sampled bilinearly at ``p + flow(p)`` (edge pixels repeat outside)."""
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = np.clip(xs + flow[..., 0], 0, w - 1)
+    sy = np.clip(ys + flow[..., 1], 0, h - 1)
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    img = image.astype(np.float64)
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def trusted_motion(to_prev: np.ndarray, to_cur: np.ndarray) -> np.ndarray:
+    """``[H, W]`` bool: pixels of frame t whose flow to t-1 (``to_prev``) lands inside the frame
+    and comes back (``to_cur``, the flow of t-1 to t) to where it started, within
+    ``0.01 (|f|^2 + |b|^2) + 0.5`` px^2; elsewhere (occlusions, flow errors) is left out."""
+    h, w = to_prev.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx, sy = xs + to_prev[..., 0], ys + to_prev[..., 1]
+    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    back = warp(to_cur, to_prev)
+    loop = np.sum((to_prev + back) ** 2, axis=-1)
+    bound = 0.01 * (np.sum(to_prev**2, axis=-1) + np.sum(back**2, axis=-1)) + 0.5
+    return inside & (loop <= bound)
+
+
+def warping_error(prev: np.ndarray, cur: np.ndarray, to_prev: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute luma difference (BT.601 Y, 0-255 levels) between frame t (``cur``) and frame
+    t-1 warped onto it along ``to_prev``, over ``mask``; 0 for a perfectly consistent pair."""
+    if not mask.any():
+        return float("nan")
+    moved = rgb_to_y(warp(to_levels(prev), to_prev))[..., 0]
+    here = rgb_to_y(to_levels(cur))[..., 0]
+    return float(np.mean(np.abs(here - moved)[mask]))
+
+
+def seam_ratio(errors: list[float], boundary: list[bool]) -> float | None:
+    """Mean warping error of frame pairs that straddle two model calls over that of pairs from
+    one call: 1.0 = no seam; above 1, frames jump where calls meet. None without both kinds."""
+    err = np.asarray(errors, dtype=np.float64)
+    at = np.asarray(boundary, dtype=bool)
+    ok = np.isfinite(err)
+    across, within = err[at & ok], err[~at & ok]
+    if not len(across) or not len(within) or within.mean() == 0:
+        return None
+    return float(across.mean() / within.mean())

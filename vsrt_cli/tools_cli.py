@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -20,28 +21,107 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_command(
-    output: Annotated[Path, typer.Argument(help="Upscaled video or frame folder (or a folder of them).", show_default=False)],
-    truth: Annotated[Path, typer.Argument(help="Ground truth of the same size (or a folder of clips with the same names).", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="OUTPUT... TRUTH: one or more upscaled videos or frame folders, then the ground truth (or a folder of outputs and a folder of truths, matched by name).", show_default=False)],
     crop_border: Annotated[int, typer.Option(help="Pixels ignored at every edge.")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores (per frame too) to this JSON file.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw PSNR-Y and warping error per frame of each output into this PNG.")] = None,
+    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Warping error along the truth's SPyNet motion, and the seam ratio.")] = True,
+    window: Annotated[Optional[int], typer.Option(help="Frames per model call the outputs were made with, for the seam ratio (default: from each output's .vsrt.json).")] = None,
+    window_stride: Annotated[Optional[int], typer.Option(help="Their --window-stride (default: from each output's .vsrt.json).")] = None,
 ) -> None:
-    """PSNR and SSIM (RGB and Y, BT.601) of an output against ground truth, per clip and mean."""
-    import dataclasses
+    """PSNR and SSIM (RGB and Y, BT.601) against ground truth, and temporal steadiness: the
+    warping error between consecutive frames along the truth's own motion (flicker), and the
+    seam ratio (pairs from two model calls vs pairs from one; 1 = no seam). The truth's own
+    values are shown in brackets. Per clip and mean."""
     import json
 
-    from vsrt_cli.evaluate import clip_pairs, score_clip
+    from vsrt_cli.errors import ConfigError, InputError
+    from vsrt_cli.evaluate import clip_pairs, score_clips
 
-    scores = [score_clip(p, t, crop_border=crop_border, name=n) for n, p, t in clip_pairs(output, truth)]
-    table = Table("clip", "frames", "PSNR RGB", "PSNR Y", "SSIM RGB", "SSIM Y")
-    for s in scores:
-        table.add_row(s.name, str(s.frames), f"{s.psnr_rgb:.3f}", f"{s.psnr_y:.3f}", f"{s.ssim_rgb:.4f}", f"{s.ssim_y:.4f}")
-    means = {k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")}
-    if len(scores) > 1:
-        table.add_row("mean", str(sum(s.frames for s in scores)), f"{means['psnr_rgb']:.3f}", f"{means['psnr_y']:.3f}",
-                      f"{means['ssim_rgb']:.4f}", f"{means['ssim_y']:.4f}")
-    out.print(table)
+    if len(paths) < 2:
+        raise ConfigError("vsrt eval needs at least one output and the ground truth: vsrt eval OUTPUT... TRUTH")
+    *outputs, truth = paths
+    if (window is None) != (window_stride is None):
+        raise ConfigError("give --window and --window-stride together (or neither, to read them from each output's .vsrt.json)")
+    flow = None
+    if temporal:
+        from vsrt_cli.temporal import ReferenceFlow
+
+        flow = ReferenceFlow.bundled()
+    if len(outputs) == 1:
+        groups = [([(n, p)], t) for n, p, t in clip_pairs(outputs[0], truth)]
+    else:
+        for p in (*outputs, truth):
+            if not p.exists():
+                raise InputError(f"{p}: no such file or folder")
+        names = [p.stem for p in outputs]
+        if len(set(names)) < len(names):
+            names = [str(p) for p in outputs]
+        groups = [(list(zip(names, outputs)), truth)]
+    scores = []
+    for group, truth_clip in groups:
+        scores += score_clips([p for _, p in group], truth_clip, crop_border=crop_border, names=[n for n, _ in group],
+                              flow=flow, calls=[_calls(p, window, window_stride) for _, p in group])
+    out.print(_score_table(scores))
+    if temporal:
+        out.print("warp: mean |Y| change between consecutive frames after moving the earlier one along the truth's "
+                  "motion (SPyNet), in 8-bit levels; lower is steadier. seam: warp at pairs from two model calls / "
+                  "at pairs from one; 1 = no seam. (truth's own value)", highlight=False, soft_wrap=True)
+    fields = ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "warp_error", "warp_error_truth", "seam", "seam_truth")
+    means = {k: _mean([getattr(s, k) for s in scores]) for k in fields}
     if json_out is not None:
         json_out.write_text(json.dumps({"clips": [dataclasses.asdict(s) for s in scores], "mean": means}, indent=2))
+    if plot is not None:
+        from vsrt_cli.io.frames import encode_png
+        from vsrt_cli.plot import eval_plot
+
+        plot.write_bytes(encode_png(eval_plot(scores, one_truth=len(groups) == 1)))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _calls(output: Path, window: int | None, stride: int | None):
+    """Frame count -> model call of each frame, for the seam ratio: from the options given, else
+    the output's record; None when neither says."""
+    from vsrt_cli.io.sidecar import read_sidecar
+    from vsrt_cli.temporal import call_ids
+
+    if window is None or stride is None:
+        record = read_sidecar(output) if output.exists() else None
+        options = (record or {}).get("options", {})
+        if "window" not in options or "stride" not in options:
+            return None
+        window, stride = int(options["window"]), int(options["stride"])
+        chunks = tuple((record or {}).get("chunk_starts", ()))
+    else:
+        chunks = ()
+    return lambda frames: call_ids(frames, window, stride, chunks)
+
+
+def _score_table(scores: list) -> Table:
+    temporal = any(s.warp_error is not None for s in scores)
+    columns = ["clip", "frames", "PSNR RGB", "PSNR Y", "SSIM RGB", "SSIM Y"] + (["warp (truth)", "seam (truth)"] if temporal else [])
+    table = Table(*columns)
+
+    def num(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    def row(name: str, frames: int, values: dict) -> list[str]:
+        cells = [name, str(frames), num(values["psnr_rgb"], 3), num(values["psnr_y"], 3), num(values["ssim_rgb"], 4), num(values["ssim_y"], 4)]
+        if temporal:
+            cells += [f"{num(values['warp_error'], 2)} ({num(values['warp_error_truth'], 2)})",
+                      f"{num(values['seam'], 2)} ({num(values['seam_truth'], 2)})"]
+        return cells
+
+    for s in scores:
+        table.add_row(*row(s.name, s.frames, dataclasses.asdict(s)))
+    if len(scores) > 1:
+        keys = ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "warp_error", "warp_error_truth", "seam", "seam_truth")
+        table.add_row(*row("mean", sum(s.frames for s in scores), {k: _mean([getattr(s, k) for s in scores]) for k in keys}))
+    return table
 
 
 def info_command(
