@@ -18,6 +18,7 @@ err = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("info")(info_command)
+    app.command("compare")(compare_command)
 
 
 def eval_command(
@@ -183,3 +184,40 @@ def record_lines(record: dict[str, Any]) -> list[str]:
     lines.append("options:")
     lines += [f"  {key}: {value}" for key, value in record.get("options", {}).items()]
     return lines
+
+
+def compare_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Two or more videos or frame folders; the first sets the clock.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The comparison video (or .png with --frame).", show_default=False)],
+    mode: Annotated[str, typer.Option(help="side (in a row), grid, wipe (vertical bands of one picture) or diff (|X - first| x4).")] = "side",
+    label: Annotated[Optional[list[str]], typer.Option("--label", help="A label per input, in order (default: file names).")] = None,
+    frame: Annotated[Optional[int], typer.Option(help="Write only this frame (0-based, of the first input) as a PNG.")] = None,
+    fps: Annotated[str, typer.Option(help="Frame rate of image-folder inputs.")] = "25",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """A frame-synchronised, labelled comparison of outputs: frames matched by timestamp, every
+    input zoomed (nearest neighbour) to the largest one's size."""
+    from fractions import Fraction
+
+    from vsrt_cli.compare import CompareDone, compare
+    from vsrt_cli.errors import ConfigError
+
+    try:
+        rate = Fraction(fps)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"--fps {fps}: give a number such as 25 or 30000/1001") from None
+    done = None
+    with err.status("comparing", spinner="dots") if not quiet else _nothing():
+        for event in compare(inputs, output, mode=mode, labels=label, frame=frame, fps=rate, overwrite=overwrite):  # type: ignore[arg-type]
+            if isinstance(event, CompareDone):
+                done = event
+    if done is not None and not quiet:
+        err.print(f"[green]done:[/] {done.frames} frame(s), {done.width}x{done.height} -> {done.output}",
+                  highlight=False, soft_wrap=True)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
