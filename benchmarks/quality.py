@@ -1,13 +1,19 @@
-"""Quality of a model through the real `vsrt upscale` path on held-out clips, vs bicubic.
+"""Quality of models through the real `vsrt upscale` path on held-out clips, vs bicubic.
 
-    python benchmarks/quality.py [--model NAME | --weights PATH] [--frames 24] [upscale options]
+    python benchmarks/quality.py [--models A,B | --model NAME | --weights PATH] [--frames 24]
+        [--compressed 23,28,33] [--clips car_aerial,ski] [upscale options]
 
-For each held-out clip (never trained on: VAL_SOURCES in vsrt_cli/train/data.py, plus the
-hand-held `realshort` test clip): the first
-``--frames`` frames, cropped to a multiple of 4, are the ground truth; the LR input is their
+For each held-out clip (never trained on: VAL_SOURCES in vsrt_cli/train/sources.py, plus the
+hand-held `realshort` test clip): the first ``--frames`` frames, cropped to a multiple of 4 (the
+large moving clips to a 768x432 centre), are the ground truth; the LR input is their
 MATLAB-bicubic x1/4 (the BI protocol). The LR frames are upscaled by `vsrt upscale` (windows,
 tiles, blending: the shipped schedule unless options say otherwise) and by bicubic x4, and
 both are scored with `vsrt eval` metrics (PSNR/SSIM on Y, BT.601, 4-pixel border crop).
+
+``--compressed CRFS``: real footage is compressed, so the BI frames are also encoded with
+libx264 (yuv420p, preset medium) at each CRF and the *video file* is upscaled (so `vsrt
+upscale` picks the model it picks for video files, unless ``--models`` names them), against
+the clean GT. ``--models`` runs each named model on the same inputs, side by side.
 """
 
 from __future__ import annotations
@@ -28,19 +34,24 @@ from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.train.degrade import bi_degrade, bicubic_upscale, crop_to_multiple, resize_uint8
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-# name -> (clip, scale applied to make the ground truth; 0.5 halves compression artefacts)
+MOVING_CROP = (432, 768)  # GT centre crop of the large moving clips (LR 192x108)
+# name -> (clip, scale applied to make the ground truth (0.5 halves compression artefacts),
+#          centre crop of the GT or None)
 CLIPS = {
     # real camera: data/test's excerpt of intel_car_aerial, already at half size (384x216)
-    "car_aerial": (SHARED / "data/test/derived/car_3s_384x216_h264_aac.mp4", 1.0),
+    "car_aerial": (SHARED / "data/test/derived/car_3s_384x216_h264_aac.mp4", 1.0, None),
     # 3-D animation: the held-out Caminandes excerpt at half size (320x180)
-    "caminandes": (SHARED / "data/train/caminandes_excerpt/clip_02_caminandes.mp4", 0.5),
+    "caminandes": (SHARED / "data/train/caminandes_excerpt/clip_02_caminandes.mp4", 0.5, None),
     # real hand-held phone video (320x240, 36 frames), never trained on; unlike the two above
     # it moves at the LR scale (consecutive LR frames ~30 dB apart, against 45+ dB)
-    "realshort": (SHARED / "data/test/imageio_realshort/realshort.mp4", 1.0),
+    "realshort": (SHARED / "data/test/imageio_realshort/realshort.mp4", 1.0, None),
+    # the held-out sources that move: hand-held follow shot (near-lossless), drifting sky
+    "ski": (SHARED / "data/train/pexels_ski_slope_frames/ski_slope_f0001-0035_yuv444p10_crf4.mkv", 1.0, MOVING_CROP),
+    "plane": (SHARED / "data/train/pexels_plane_clouds/vid_plane.mp4", 1.0, MOVING_CROP),
 }
 
 
-def read_frames(path: Path, count: int, scale: float = 1.0) -> np.ndarray:
+def read_frames(path: Path, count: int, scale: float = 1.0, crop: tuple[int, int] | None = None) -> np.ndarray:
     frames = []
     with VideoReader(probe(path)) as reader:
         for frame in reader:
@@ -48,7 +59,26 @@ def read_frames(path: Path, count: int, scale: float = 1.0) -> np.ndarray:
             if len(frames) == count:
                 break
     frames = np.stack(frames)
+    if crop is not None:
+        h, w = min(crop[0], frames.shape[1]), min(crop[1], frames.shape[2])
+        y, x = (frames.shape[1] - h) // 2, (frames.shape[2] - w) // 2
+        frames = frames[:, y : y + h, x : x + w]
     return crop_to_multiple(resize_uint8(frames, scale) if scale != 1.0 else frames)
+
+
+def encode_h264(frames: np.ndarray, path: Path, crf: int) -> np.ndarray:
+    """Write ``frames`` as libx264 yuv420p at ``crf`` (25 fps); returns the decoded frames."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def write_folder(folder: Path, frames: np.ndarray) -> Path:
@@ -62,43 +92,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--extra-clip", action="append", default=[], help="NAME=PATH of another held-out clip")
+    parser.add_argument("--clips", help="comma-separated subset of the clips")
+    parser.add_argument("--models", help="comma-separated model names, each run on the same inputs")
+    parser.add_argument("--compressed", help="comma-separated x264 CRFs: score compressed input instead of BI")
     args, upscale_options = parser.parse_known_args()
     clips = dict(CLIPS)
     for item in args.extra_clip:
         name, path = item.split("=", 1)
-        clips[name] = (Path(path), 1.0)
+        clips[name] = (Path(path), 1.0, None)
+    if args.clips:
+        clips = {k: clips[k] for k in args.clips.split(",")}
+    models = args.models.split(",") if args.models else [None]
+    crfs = [int(c) for c in args.compressed.split(",")] if args.compressed else [None]
     from vsrt_cli.cli import main as vsrt
 
-    results = {}
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for name, (path, scale) in clips.items():
-            gt = read_frames(path, args.frames, scale)
-            lr = bi_degrade(gt)
+        for name, (path, scale, crop) in clips.items():
+            gt = read_frames(path, args.frames, scale, crop)
             gt_dir = write_folder(tmp / name / "gt", gt)
-            lr_dir = write_folder(tmp / name / "lr", lr)
-            lr_t = torch.from_numpy(lr).permute(0, 3, 1, 2).float()
-            bicubic = bicubic_upscale(lr_t).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            bic_dir = write_folder(tmp / name / "bicubic", bicubic)
-            out_dir = tmp / name / "vsrt"
-            try:
-                vsrt(["upscale", str(lr_dir), "-o", str(out_dir), "--quiet", *upscale_options])
-            except SystemExit as exc:
-                if exc.code:
-                    sys.exit(exc.code)
-            model = score_clip(out_dir, gt_dir, crop_border=4, name=name)
-            base = score_clip(bic_dir, gt_dir, crop_border=4, name=name)
-            results[name] = {
-                "frames": model.frames, "lr_size": f"{lr.shape[2]}x{lr.shape[1]}",
-                "psnr_y": round(model.psnr_y, 3), "ssim_y": round(model.ssim_y, 4),
-                "bicubic_psnr_y": round(base.psnr_y, 3), "bicubic_ssim_y": round(base.ssim_y, 4),
-                "gain_db": round(model.psnr_y - base.psnr_y, 3),
-            }
-            print(f"{name}: vsrt {model.psnr_y:.3f} dB / {model.ssim_y:.4f}, bicubic {base.psnr_y:.3f} dB / "
-                  f"{base.ssim_y:.4f}, gain {model.psnr_y - base.psnr_y:+.3f} dB", flush=True)
-    gains = [r["gain_db"] for r in results.values()]
-    print(json.dumps({"clips": results, "mean_gain_db": round(float(np.mean(gains)), 3),
-                      "options": upscale_options}, indent=2))
+            for crf in crfs:
+                case = name if crf is None else f"{name}@crf{crf}"
+                lr = bi_degrade(gt)
+                source = write_folder(tmp / case / "lr", lr)
+                if crf is not None:  # the upscaler gets the video file, the baseline its frames
+                    lr = encode_h264(lr, tmp / case / "lr.mp4", crf)
+                    source = tmp / case / "lr.mp4"
+                lr_t = torch.from_numpy(lr).permute(0, 3, 1, 2).float()
+                bicubic = bicubic_upscale(lr_t).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                base = score_clip(write_folder(tmp / case / "bicubic", bicubic), gt_dir, crop_border=4, name=case)
+                row: dict[str, object] = {"frames": base.frames, "lr_size": f"{lr.shape[2]}x{lr.shape[1]}",
+                                          "bicubic_psnr_y": round(base.psnr_y, 3), "bicubic_ssim_y": round(base.ssim_y, 4)}
+                for model in models:
+                    out_dir = tmp / case / f"vsrt-{model or 'default'}"
+                    chosen = ["--model", model] if model else []
+                    try:
+                        vsrt(["upscale", str(source), "-o", str(out_dir), "--quiet", *chosen, *upscale_options])
+                    except SystemExit as exc:
+                        if exc.code:
+                            sys.exit(exc.code)
+                    score = score_clip(out_dir, gt_dir, crop_border=4, name=case)
+                    key = model or "vsrt"
+                    row[f"{key}_psnr_y"], row[f"{key}_ssim_y"] = round(score.psnr_y, 3), round(score.ssim_y, 4)
+                    row[f"{key}_gain_db"] = round(score.psnr_y - base.psnr_y, 3)
+                    print(f"{case}: {key} {score.psnr_y:.3f} dB / {score.ssim_y:.4f}, bicubic {base.psnr_y:.3f} dB / "
+                          f"{base.ssim_y:.4f}, gain {score.psnr_y - base.psnr_y:+.3f} dB", flush=True)
+                results[case] = row
+    summary = {}
+    for model in models:
+        key = model or "vsrt"
+        summary[f"{key}_mean_gain_db"] = round(float(np.mean([r[f"{key}_gain_db"] for r in results.values()])), 3)
+    print(json.dumps({"clips": results, **summary, "options": upscale_options}, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ flips, transposes and temporal reversal, drawn from a numpy Generator the caller
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def load_sequences(
         if not (gt_file.exists() and lr_file.exists()):
             gt, lr = prepare(decode_sequence(path, max_frames), gt_scale)
             for file, arr in ((gt_file, gt), (lr_file, lr)):
-                tmp = file.with_name(file.name + ".tmp.npy")
+                tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp.npy")  # processes sharing a cache
                 np.save(tmp, arr)
                 tmp.replace(file)
         lr = np.load(lr_file, mmap_mode="r")

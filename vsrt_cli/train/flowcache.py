@@ -13,6 +13,7 @@ Windows use the same layout, so the image augmentations apply to flows with
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def sequence_flows(spynet: SPyNet, lr: np.ndarray) -> np.ndarray:
 def cached_flows(spynet: SPyNet, lr: np.ndarray, file: Path) -> np.ndarray:
     """The flows of ``lr`` from ``file`` (memory-mapped), computed and written first if absent."""
     if not file.exists():
-        tmp = file.with_name(file.name + ".tmp.npy")
+        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp.npy")  # processes sharing a cache
         np.save(tmp, sequence_flows(spynet, np.asarray(lr)))
         tmp.replace(file)
     return np.load(file, mmap_mode="r")
