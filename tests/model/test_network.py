@@ -168,3 +168,74 @@ def test_centre_first_encoding_gives_the_centre_frame_channel_zero():
     diff = (moved.embed(x) - official.embed(x))[0]
     expect = pe[0, [1, 2, 0, 3, 4]] - pe[0]  # centre <- channel 0, the others in order
     assert torch.allclose(diff, expect, atol=1e-6)
+
+
+# --- the cached encoding and keep=positions --------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["official", "centre_first"])
+def test_embedding_adds_exactly_the_materialised_encoding(preset):
+    from dataclasses import replace
+
+    from vsrt_cli.model.layers import positional_encoding
+
+    model = build_model(replace(TINY, centre_first=preset == "centre_first")).eval()
+    x = clip(5, 12, 16)
+    with torch.no_grad():
+        feat = rearrange_feat(model, x)
+        pe = positional_encoding(5, 5, 8, 12, 16)
+        if preset == "centre_first":
+            pe = pe[:, [1, 2, 0, 3, 4]]
+        # bit-identical to the full-size tensor of the official code, in place and with autograd
+        assert torch.equal(model.embed(x), feat + pe)
+    model.train()
+    with_grad = model.embed(x)
+    assert with_grad.requires_grad and torch.equal(with_grad.detach(), feat + pe)
+
+
+def rearrange_feat(model, x):
+    from einops import rearrange
+
+    from vsrt_cli.model.layers import lrelu
+
+    flat = model.stem(rearrange(x, "b t c h w -> (b t) c h w"))
+    return rearrange(model.extract(lrelu(flat)), "(b t) c h w -> b t c h w", b=x.shape[0])
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("gated", [False, True])
+@torch.no_grad()
+def test_keep_computes_only_the_kept_frames_and_equals_slicing(depth, gated):
+    from dataclasses import replace
+
+    torch.manual_seed(1)
+    model = build_model(replace(TINY, depth=depth, neighbour_gates=gated, centre_first=gated)).eval()
+    x = clip(5, 8, 12, b=2)
+    full = model(x)
+    for keep in ([1, 2, 3], [0], [4, 0], [0, 1, 2, 3, 4]):
+        part = model(x, keep=keep)
+        assert part.shape == (2, len(keep), 3, 32, 48)
+        torch.testing.assert_close(part, full[:, keep], atol=2e-6, rtol=0)
+    with pytest.raises(ModelInputError, match="within the 5-frame window"):
+        model(x, keep=[5])
+
+
+def test_keep_does_less_work():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(replace_depth(TINY)).eval()
+    x = clip(5, 16, 16)
+    with torch.no_grad():
+        flows = model.compute_flows(x)  # as the pipeline does: once, on whole frames
+    counts = []
+    for keep in (None, [1, 2, 3]):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x, flows, keep=keep)
+        counts.append(counter.get_total_flops())
+    assert counts[1] < 0.85 * counts[0]
+
+
+def replace_depth(config):
+    from dataclasses import replace
+
+    return replace(config, depth=2)

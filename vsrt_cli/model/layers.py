@@ -5,6 +5,7 @@ Everything here is pure tensor code: no files, no printing. Layouts are stated p
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -67,6 +68,21 @@ def encoding_frequencies(num_frame: int) -> torch.Tensor:
     return 1.0 / (10000 ** (torch.arange(0, k, 2, dtype=torch.float32) / k))
 
 
+def encoding_tables(num_frame: int, channels: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """The encoding's three 1-D factors, float32: ``[channels, k]``, ``[height, k]``, ``[width, k]``.
+
+    Encoding channel ``e`` of :func:`positional_encoding` is column ``e`` of the first table
+    broadcast over rows and columns (``e < k``), column ``e - k`` of the second broadcast over
+    channels and columns (``e < 2k``), else column ``e - 2k`` of the third."""
+    inv_freq = encoding_frequencies(num_frame)
+
+    def axis(n: int) -> torch.Tensor:  # [n, k]
+        arg = torch.einsum("i,j->ij", torch.arange(n, dtype=torch.float32), inv_freq)
+        return torch.cat((arg.sin(), arg.cos()), dim=-1)
+
+    return axis(channels), axis(height), axis(width)
+
+
 def positional_encoding(
     num_frame: int, frames: int, channels: int, height: int, width: int
 ) -> torch.Tensor:
@@ -77,21 +93,55 @@ def positional_encoding(
     Per axis the layout is all sines, then all cosines; the three axes are concatenated and the
     result is cut to the first ``frames`` channels, one per frame. ``num_frame`` (the configured
     window) fixes the frequencies; ``frames`` (the actual T) may be smaller, at most ``3k``.
+    Materialised (tests compare it with the official tensor); the model adds it through
+    :func:`add_positional_encoding` without building it.
     """
     k = encoding_channels(num_frame)
     if frames > 3 * k:
         raise ValueError(f"positional encoding for num_frame={num_frame} covers at most {3 * k} frames")
-    inv_freq = encoding_frequencies(num_frame)
-
-    def axis(n: int) -> torch.Tensor:  # [n, k]
-        arg = torch.einsum("i,j->ij", torch.arange(n, dtype=torch.float32), inv_freq)
-        return torch.cat((arg.sin(), arg.cos()), dim=-1)
-
+    by_channel, by_row, by_col = encoding_tables(num_frame, channels, height, width)
     emb = torch.zeros(channels, height, width, 3 * k)
-    emb[..., :k] = axis(channels)[:, None, None, :]
-    emb[..., k : 2 * k] = axis(height)[None, :, None, :]
-    emb[..., 2 * k :] = axis(width)[None, None, :, :]
+    emb[..., :k] = by_channel[:, None, None, :]
+    emb[..., k : 2 * k] = by_row[None, :, None, :]
+    emb[..., 2 * k :] = by_col[None, None, :, :]
     return emb[..., :frames].permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+
+
+@functools.lru_cache(maxsize=32)
+def _device_tables(
+    num_frame: int, channels: int, height: int, width: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    # Built as ordinary tensors even when first asked for under inference_mode, so that a later
+    # training step may use them too. A few kB per shape: the tables, never the [T, C, H, W] tensor.
+    with torch.inference_mode(False):
+        return tuple(
+            t.to(device=device, dtype=dtype) for t in encoding_tables(num_frame, channels, height, width)
+        )
+
+
+def add_positional_encoding(feat: torch.Tensor, num_frame: int, channels_of_frames: list[int]) -> torch.Tensor:
+    """``feat + positional_encoding(...)`` for ``feat`` ``[B, T, C, H, W]``, frame ``j`` taking
+    encoding channel ``channels_of_frames[j]``: the same numbers, added as broadcasts of the
+    cached 1-D factors (per shape, device and dtype) instead of a full-size tensor rebuilt on the
+    CPU and copied to the device on every call. In place where no gradient is needed."""
+    _, t, c, h, w = feat.shape
+    k = encoding_channels(num_frame)
+    if max(channels_of_frames) >= 3 * k:
+        raise ValueError(f"positional encoding for num_frame={num_frame} covers at most {3 * k} frames")
+    by_channel, by_row, by_col = _device_tables(num_frame, c, h, w, feat.device, feat.dtype)
+    terms = []
+    for e in channels_of_frames:
+        if e < k:
+            terms.append(by_channel[:, e].view(c, 1, 1))
+        elif e < 2 * k:
+            terms.append(by_row[:, e - k].view(1, h, 1))
+        else:
+            terms.append(by_col[:, e - 2 * k].view(1, 1, w))
+    if feat.requires_grad:
+        return torch.stack([feat[:, j] + term for j, term in enumerate(terms)], dim=1)
+    for j, term in enumerate(terms):
+        feat[:, j] += term
+    return feat
 
 
 class ChannelLayerNorm(nn.Module):

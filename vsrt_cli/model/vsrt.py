@@ -11,6 +11,7 @@ Official checkpoint keys are mapped in :mod:`vsrt_cli.model.official`, never her
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -24,9 +25,9 @@ from vsrt_cli.model.layers import (
     ChannelLayerNorm,
     ResidualBlock,
     encoding_channels,
+    add_positional_encoding,
     flow_warp,
     lrelu,
-    positional_encoding,
     residual_stack,
 )
 from vsrt_cli.model.spynet import SPyNet, window_flows
@@ -220,12 +221,18 @@ class BOFF(nn.Module):
         self.fuse = nn.Conv2d(2 * c, c, 1)
 
     def forward(
-        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]
+        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
+        keep: Sequence[int] | None = None,
     ) -> torch.Tensor:
+        """``keep``: only these frame positions are computed (``[B, len(keep), C, H, W]`` out);
+        each frame's output depends only on its own and its neighbours' inputs."""
         b = x.shape[0]
         to_prev, to_next = flows
         nxt = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
         prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+        if keep is not None:
+            x, lrs, nxt, prev = x[:, keep], lrs[:, keep], nxt[:, keep], prev[:, keep]
+            to_prev, to_next = to_prev[:, keep], to_next[:, keep]
 
         def fold_time(t: torch.Tensor) -> torch.Tensor:
             return rearrange(t, "b t c h w -> (b t) c h w")
@@ -257,10 +264,13 @@ class TransformerBlock(nn.Module):
         return x + (y + self.attn(y))
 
     def feed_forward(
-        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]
+        self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
+        keep: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """The feed-forward sub-layer, ``[B, T, C, H, W]`` -> same."""
-        return x + self.ff(self.ff_norm(x), lrs, flows)
+        """The feed-forward sub-layer, ``[B, T, C, H, W]`` -> same (``[B, len(keep), ...]``
+        with ``keep``: the last layer computes only the frames that are kept)."""
+        out = self.ff(self.ff_norm(x), lrs, flows, keep)
+        return (x if keep is None else x[:, keep]) + out
 
     def forward(
         self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]
@@ -324,24 +334,44 @@ class VSRT(nn.Module):
         b, t, _, h, w = x.shape
         feat = self.extract(lrelu(full_precision(self.stem, rearrange(x, "b t c h w -> (b t) c h w"))))
         feat = rearrange(feat, "(b t) c h w -> b t c h w", b=b)
-        pos = positional_encoding(self.config.num_frame, t, self.config.num_feat, h, w)
-        if self.config.centre_first and t > 1:  # channel 0 to the centre frame, others in order
-            order = [t // 2, *(j for j in range(t) if j != t // 2)]
-            pos = pos[:, torch.tensor(order).argsort()]
-        return feat + pos.to(device=feat.device, dtype=feat.dtype)
+        return add_positional_encoding(feat, self.config.num_frame, self.encoding_order(t))
+
+    def encoding_order(self, t: int) -> list[int]:
+        """The positional-encoding channel of each of ``t`` frames: ``j`` (official), or with
+        ``centre_first`` channel 0 for the centre frame and the others in order."""
+        if not (self.config.centre_first and t > 1):
+            return list(range(t))
+        order = [t // 2, *(j for j in range(t) if j != t // 2)]  # frame taking channel e
+        return [order.index(j) for j in range(t)]
 
     def forward(
-        self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None
+        self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *, keep: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """``x`` ``[B, T, 3, H, W]``; ``flows`` optionally precomputed ``(to_prev, to_next)``
-        ``[B, T, 2, H, W]`` (e.g. on whole frames, then cropped per tile)."""
+        ``[B, T, 2, H, W]`` (e.g. on whole frames, then cropped per tile). ``keep``: the window
+        positions wanted; only those are reconstructed (the last layer's feed-forward and
+        everything after it), and the output is ``[B, len(keep), 3, 4H, 4W]``, equal to
+        ``forward(x, flows)[:, keep]``."""
         self.check_input(x)
-        b = x.shape[0]
+        b, t = x.shape[:2]
+        if keep is not None:
+            keep = [int(j) for j in keep]
+            if not keep or not all(-t <= j < t for j in keep):
+                raise ModelInputError(f"keep={keep}: positions must be within the {t}-frame window")
+            keep = [j % t for j in keep]
+            if keep == list(range(t)):
+                keep = None
         if flows is None:
             flows = self.compute_flows(x)
         feat = self.embed(x)
-        for block in self.blocks:
-            feat = block(feat, x, flows)
+        for i, block in enumerate(self.blocks):
+            if keep is not None and i == len(self.blocks) - 1:
+                feat = block.feed_forward(block.attend(feat), x, flows, keep)
+            else:
+                feat = block(feat, x, flows)
+        if keep is not None:  # depth >= 1: the last block has already dropped the others
+            x = x[:, keep]
 
         out = self.reconstruct(rearrange(feat, "b t c h w -> (b t) c h w"))
         out = lrelu(F.pixel_shuffle(self.upsample1(out), 2))
