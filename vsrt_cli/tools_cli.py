@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("info")(info_command)
     app.command("compare")(compare_command)
+    app.command("preview")(preview_command)
 
 
 def eval_command(
@@ -221,3 +222,83 @@ def _nothing():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def preview_command(
+    input: Annotated[Path, typer.Argument(help="The video to try settings on.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Side-by-side of bicubic and every candidate: a video, or .png for the middle frame.", show_default=False)],
+    try_: Annotated[Optional[list[str]], typer.Option("--try", help="Candidate settings, KEY=VALUE,... with keys model, weights, precision, device, tile, tile-overlap, window, window-stride, batch; repeat for more (default: one run with the defaults).")] = None,
+    start: Annotated[Optional[float], typer.Option(help="Seconds into the clip where the excerpt begins (default: centred).")] = None,
+    seconds: Annotated[float, typer.Option(help="Length of the excerpt in seconds.")] = 2.0,
+    crop: Annotated[Optional[str], typer.Option(help="Only this region, WxH+X+Y in input pixels.")] = None,
+    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Measure flicker (warping error along the bicubic upscale's motion).")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Try settings on a short excerpt first: fps, peak memory, the estimated time and size of
+    the whole clip and the flicker of each candidate, and a labelled side-by-side to look at."""
+    from vsrt_cli.cli import _job  # the options of `vsrt upscale`, resolved exactly as it does
+    from vsrt_cli.io.excerpt import Crop
+    from vsrt_cli.preview import Candidate, CandidateResult, CandidateStarted, PreviewDone, parse_try, preview
+    from vsrt_cli.progress import human_size
+
+    candidates = []
+    for spec in try_ or [""]:
+        o = parse_try(spec)
+        net, job = _job(
+            source=input, output=output, model=o.get("model"), weights=Path(o["weights"]) if "weights" in o else None,
+            device=o.get("device", "auto"), precision=o.get("precision", "auto"),
+            tile=_int(o, "tile"), tile_overlap=_int(o, "tile-overlap") or 16, window=_int(o, "window"),
+            window_stride=_int(o, "window-stride"), batch=_int(o, "batch") or 4, codec=None, crf=16, preset="medium",
+            pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False,
+        )
+        short = ",".join(f"{k}={Path(v).name if k == 'weights' else v}" for k, v in o.items())
+        candidates.append(Candidate(f"#{len(candidates) + 1} {short or 'defaults'}", net, job))
+    done = None
+    results: list[CandidateResult] = []
+    events = preview(input, output, candidates, start=start, seconds=seconds,
+                     crop=Crop.parse(crop) if crop else None, temporal=temporal, overwrite=overwrite)
+    with err.status("cutting the excerpt", spinner="dots") if not quiet else _nothing() as status:
+        for event in events:
+            if isinstance(event, CandidateStarted) and status is not None:
+                status.update(f"candidate {event.number}/{len(candidates)}: {event.label}")
+            elif isinstance(event, CandidateResult):
+                results.append(event)
+                if status is not None:
+                    status.update("measuring flicker and drawing the side-by-side")
+            elif isinstance(event, PreviewDone):
+                done = event
+    if done is None or quiet:
+        return
+    ex = done.excerpt
+    out.print(f"excerpt: {ex.frames} frames from {ex.start:.2f} s, {ex.width}x{ex.height} "
+              f"(whole clip: {done.whole_frames} frames, {ex.info.width}x{ex.info.height})", highlight=False)
+    for cand in candidates:
+        out.print(cand.label, highlight=False, soft_wrap=True)
+    table = Table("", "fps", f"peak mem ({results[0].memory_kind if results else ''})", "ETA whole clip",
+                  "est. size", "flicker (bicubic)")
+    ref = "-" if done.reference_warp_error is None else f"{done.reference_warp_error:.2f}"
+    for r in results:
+        flicker = "-" if r.warp_error is None else f"{r.warp_error:.2f} ({ref})"
+        table.add_row(r.label.split()[0], f"{r.fps:.2f}", human_size(r.peak_memory), _duration(r.eta_seconds),
+                      human_size(int(r.size_bytes)), flicker)
+    out.print(table)
+    out.print(f"side-by-side: {done.output}", highlight=False)
+
+
+def _int(options: dict[str, str], key: str) -> int | None:
+    from vsrt_cli.errors import ConfigError
+
+    if key not in options:
+        return None
+    try:
+        return int(options[key])
+    except ValueError:
+        raise ConfigError(f"--try {key}={options[key]}: must be a whole number") from None
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
