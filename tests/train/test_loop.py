@@ -288,3 +288,18 @@ def test_a_gated_video_model_warm_starts_at_its_single_frame_score(tiny_world, m
                      max_steps=1, echo=lambda _: None)
     assert first["val_psnr_y"] == pytest.approx(done["val_psnr_y"], abs=0.01)
     assert first["pan_val_psnr_y"] == pytest.approx(done["pan_val_psnr_y"], abs=0.01)
+
+
+def test_export_state_ships_the_running_average_with_its_frozen_flow(tiny_world):
+    from vsrt_cli.train.bundle import export_state
+    from vsrt_cli.weights import load_weights
+
+    run = tiny_world / "running"
+    loop.run(config(tiny_world, ema=0.5), run, max_steps=3, echo=lambda _: None)
+    net = load_weights(export_state(run, tiny_world / "now.pth"))
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["step"] == 3  # the run itself goes on from here
+    for name, tensor in state["ema"].items():
+        assert torch.allclose(net.state_dict()[name], tensor.half().float()), name
+    flow = torch.load(tiny_world / "spynet" / loop.SPYNET_FILE, weights_only=True)
+    assert all(torch.allclose(net.spynet.state_dict()[k], v.half().float()) for k, v in flow.items())

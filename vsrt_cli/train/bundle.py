@@ -162,17 +162,51 @@ def unbundle(name: str, weights: Path, out: Path) -> Path:
     return out
 
 
+def export_state(run: Path, target: Path) -> Path:
+    """The weights a running run would ship now (its weight average if it keeps one, with the
+    frozen SPyNet it references), in vsrt's format at ``target``, without stopping the run:
+    for measuring it mid-way (``benchmarks/temporal.py``, ``benchmarks/quality.py --weights``)."""
+    from vsrt_cli.model import build_model
+    from vsrt_cli.train.checkpoint import export_weights, load_checkpoint
+    from vsrt_cli.train.config import TrainConfig
+    from vsrt_cli.train.loop import load_spynet_weights
+    from vsrt_cli.train.steps import model_config
+
+    ckpt = load_checkpoint(run)
+    if ckpt is None or "config" not in ckpt:
+        raise CheckpointError(f"{run}/last.pt is missing or has no stored settings")
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    config = model_config(cfg)
+    net = build_model(config)
+    net.load_state_dict(ckpt.get("ema", ckpt["model"]), strict=False)
+    if cfg.stage == "main" and cfg.flow_lr_mul == 0:
+        net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
+    recipe = {k: v for k, v in ckpt["config"].items() if not isinstance(v, (list, tuple))}
+    recipe.update(step=ckpt["step"], compute_s=round(ckpt["compute"], 1), gpu_s=ckpt.get("gpu_s", 0.0))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    export_weights(net, config, target, recipe, {})
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="finished run to ship")
     parser.add_argument("--unbundle-to", type=Path, metavar="DIR",
                         help="instead: rebuild a run folder from the shipped model --name (for --init-from)")
+    parser.add_argument("--export-state", type=Path, metavar="RUN",
+                        help="instead: write the weights running RUN would ship now to --to FILE")
+    parser.add_argument("--to", type=Path)
     parser.add_argument("--ablation", type=Path)
     parser.add_argument("--name", default="vsrt-cpu-small")
     parser.add_argument("--preset", default="vsrt-cpu-small")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--description", default="vsrt's own CPU-sized VSRT, trained here on CC-BY clips")
     args = parser.parse_args()
+    if args.export_state is not None:
+        if args.to is None:
+            parser.error("--export-state needs --to FILE")
+        print(f"wrote {export_state(args.export_state, args.to)}")
+        return
     if args.unbundle_to is not None:
         try:
             print(f"wrote {unbundle(args.name, args.out, args.unbundle_to)}")
