@@ -6,6 +6,7 @@ The pipeline never prints: the CLI draws what it yields.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +27,17 @@ from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.runtime import Precision, autocast
+from vsrt_cli.runtime import (
+    MIN_TILE,
+    Download,
+    Precision,
+    autocast,
+    channels_last_wins,
+    configure_device,
+    is_out_of_memory,
+    release_memory,
+    upload_frame,
+)
 from vsrt_cli.schedule import TileGrid, WindowPlanner, normalised_weights, plan_tiles, smaller_tile
 
 
@@ -172,8 +183,15 @@ class FlowCache:
 class TileRunner:
     """Runs the model over the tiles of one window and blends the HR tiles back together.
 
-    Out of (GPU) memory, it retries the same window with half the tiles per call, then with
-    smaller tiles, and says so once per change in :attr:`notices`; no frame is ever dropped.
+    The model is switched to channels-last weights where that is faster (see
+    :func:`~vsrt_cli.runtime.channels_last_wins`), and asked only for the kept frames.
+
+    Out of memory (torch's ``OutOfMemoryError``, or cuDNN/cuBLAS allocation failures), it frees
+    the failed call's memory and retries the same window using less, one step at a time: fewer
+    tiles per call; fewer frame pairs per flow call, then flows per tile instead of on whole
+    frames; the blend accumulator on the host instead of the device; then tiles of about half
+    the side, never below :data:`~vsrt_cli.runtime.MIN_TILE`. Each change is said once in
+    :attr:`notices`; no frame is ever dropped.
     """
 
     def __init__(self, model: VSRT, grid: TileGrid, *, batch: int, device: torch.device, precision: Precision) -> None:
@@ -182,7 +200,13 @@ class TileRunner:
         self.device = device
         self.precision = precision
         self.flow_cache = FlowCache(model)
+        self.whole_frame_flows = True
+        self.accumulate_on = device
         self.notices: list[str] = []
+        self._stage = "tiles"
+        self._takes_keep = "keep" in inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
+        if isinstance(model, torch.nn.Module) and channels_last_wins(device):
+            model.to(memory_format=torch.channels_last)
         self.set_grid(grid)
 
     def set_grid(self, grid: TileGrid) -> None:
@@ -190,37 +214,62 @@ class TileRunner:
         self.weights = [torch.from_numpy(w).to(self.device) for w in normalised_weights(grid, SCALE)]
         self.flow_cache.flows.clear()  # computed on frames padded for the old grid
 
-    def shrink(self) -> bool:
-        """Use less memory per call: fewer tiles, else smaller tiles. False if it cannot."""
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        if self.batch > 1 or self.flow_cache.chunk > 1:
-            old, self.batch = self.batch, max(1, self.batch // 2)
-            self.flow_cache.chunk = max(1, self.flow_cache.chunk // 2)
-            self.notices.append(f"out of memory: retrying with {self.batch} tile(s) per call (was {old})")
+    def shrink(self, stage: str) -> bool:
+        """Use less memory where ``stage`` (``flows``, ``tiles`` or ``accumulator``) failed.
+        False if nothing is left to try."""
+        def say(what: str) -> bool:
+            self.notices.append(f"out of memory: retrying with {what}")
             return True
+
+        if stage == "flows":
+            if self.flow_cache.chunk > 1:
+                old, self.flow_cache.chunk = self.flow_cache.chunk, max(1, self.flow_cache.chunk // 2)
+                return say(f"{self.flow_cache.chunk} frame pair(s) per flow call (was {old})")
+            if self.whole_frame_flows:
+                self.whole_frame_flows = False
+                self.flow_cache.flows.clear()
+                return say("flows computed per tile (was on whole frames)")
+            return False
+        if stage == "tiles" and self.batch > 1:
+            old, self.batch = self.batch, max(1, self.batch // 2)
+            return say(f"{self.batch} tile(s) per call (was {old})")
+        if self.accumulate_on.type != "cpu":
+            self.accumulate_on = torch.device("cpu")
+            self.weights = [w.cpu() for w in self.weights]
+            return say("the tiles blended in host memory (was on the device)")
+        if stage != "tiles":
+            return False
         config, grid = self.model.config, self.grid
-        smaller = smaller_tile(max(grid.tile), grid.height, grid.width, multiple=config.size_multiple, fixed=config.norm == "tile")
+        smaller = smaller_tile(max(grid.tile), grid.height, grid.width, multiple=config.size_multiple,
+                               fixed=config.norm == "tile", minimum=MIN_TILE)
         if smaller is None:
             return False
         overlap = min(grid.overlap or 16, smaller // 4)  # a whole-frame grid had none: seams need some
         self.set_grid(plan_tiles(grid.height, grid.width, tile=smaller, overlap=overlap, multiple=config.size_multiple))
-        self.notices.append(f"out of memory: retrying with {smaller}x{smaller} tiles, overlap {overlap} (was {max(grid.tile)})")
-        return True
+        if self.accumulate_on.type == "cpu":
+            self.weights = [w.cpu() for w in self.weights]
+        return say(f"{smaller}x{smaller} tiles, overlap {overlap} (was {max(grid.tile)})")
 
     def __call__(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None) -> torch.Tensor:
-        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1].
+        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1]
+        (on the device, or on the host once the accumulator has moved there).
 
         ``indices`` name the source frames so their flows are cached across windows."""
         while True:
             try:
                 return self._window(frames, positions, indices)
-            except torch.OutOfMemoryError as exc:
-                if not self.shrink():
-                    raise ResourceError(
-                        f"out of {self.device.type.upper()} memory even with one {max(self.grid.tile)}x"
-                        f"{max(self.grid.tile)} tile per call; free memory, use a smaller model or --device cpu"
-                    ) from exc
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            # Outside the except block: the traceback, which held the failed call's tensors, is gone.
+            release_memory(self.device)
+            if not self.shrink(self._stage):
+                tile = max(self.grid.tile)
+                raise ResourceError(
+                    f"out of {self.device.type.upper()} memory even with one {tile}x{tile} tile per call "
+                    f"({reason}); free memory, use a smaller model or --device cpu"
+                )
 
     def pad(self, frames: torch.Tensor) -> torch.Tensor:
         """``[T, 3, H, W]`` -> ``[T, 3, Hp, Wp]``, mirrored where the frame is big enough."""
@@ -230,28 +279,38 @@ class TileRunner:
         mode = "reflect" if ph < frames.shape[-2] and pw < frames.shape[-1] else "replicate"
         return F.pad(frames, (0, pw, 0, ph), mode=mode)
 
+    def _call(self, tiles: torch.Tensor, flows: tuple[torch.Tensor, ...] | None, positions: list[int]) -> torch.Tensor:
+        if self._takes_keep:
+            return self.model(tiles, flows, keep=positions)
+        return self.model(tiles, flows)[:, positions]
+
     @torch.inference_mode()
     def _window(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None) -> torch.Tensor:
         h, w = frames.shape[-2:]
         padded = self.pad(frames.to(self.device))
         th, tw = self.grid.tile
-        out = torch.zeros(len(positions), 3, self.grid.padded[0] * SCALE, self.grid.padded[1] * SCALE, device=self.device)
+        self._stage = "accumulator"
+        out = torch.zeros(len(positions), 3, self.grid.padded[0] * SCALE, self.grid.padded[1] * SCALE, device=self.accumulate_on)
         origins = self.grid.origins
         if indices is None:  # no cache: number the window's frames afresh
             self.flow_cache.flows.clear()
             indices = tuple(range(len(frames)))
-        with autocast(self.device, self.precision):
-            # Flows on the whole (padded) frames, then cropped per tile: more context for SPyNet
-            # and no repeated work in tile overlaps or overlapping windows.
-            to_prev, to_next = self.flow_cache.window(padded, indices)
+        flows = None
+        if self.whole_frame_flows:
+            self._stage = "flows"
+            with autocast(self.device, self.precision):
+                # Flows on the whole (padded) frames, then cropped per tile: more context for SPyNet
+                # and no repeated work in tile overlaps or overlapping windows.
+                flows = self.flow_cache.window(padded, indices)
+        self._stage = "tiles"
         for start in range(0, len(origins), self.batch):
             chunk = origins[start : start + self.batch]
             tiles = torch.stack([padded[:, :, y : y + th, x : x + tw] for y, x in chunk])
-            flows = tuple(
-                torch.cat([f[:, :, :, y : y + th, x : x + tw] for y, x in chunk]) for f in (to_prev, to_next)
+            tile_flows = None if flows is None else tuple(
+                torch.cat([f[:, :, :, y : y + th, x : x + tw] for y, x in chunk]) for f in flows
             )
             with autocast(self.device, self.precision):
-                hr = self.model(tiles, flows)[:, positions].float()
+                hr = self._call(tiles, tile_flows, positions).float().to(self.accumulate_on)
             for i, (y, x) in enumerate(chunk):
                 region = out[:, :, y * SCALE : (y + th) * SCALE, x * SCALE : (x + tw) * SCALE]
                 region += hr[i] * self.weights[start + i]
@@ -260,15 +319,12 @@ class TileRunner:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``[H, W, 3]`` uint8/uint16 -> ``[3, H, W]`` float32 in [0, 1]."""
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / scale
+    return upload_frame(image, torch.device("cpu"))
 
 
 def to_image(frame: torch.Tensor, deep: bool) -> np.ndarray:
     """``[3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint16 (deep) or uint8, rounded."""
-    peak = 65535.0 if deep else 255.0
-    array = (frame.float() * peak).round_().permute(1, 2, 0).cpu().numpy()
-    return array.astype(np.uint16 if deep else np.uint8)
+    return Download(frame[None], deep).images()[0]
 
 
 # --- the whole job ------------------------------------------------------------------------------
@@ -314,6 +370,7 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
         source.height, source.width, tile=sched.tile, overlap=sched.overlap if sched.tile else 0,
         multiple=config.size_multiple, fixed=config.norm == "tile",
     )
+    configure_device(job.device, job.precision)
     runner = TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision)
     deep = source.bit_depth > 8
     started = time.perf_counter()
@@ -363,30 +420,44 @@ def _run(
     deep: bool,
     total: int | None,
 ) -> Iterator[Progress | Notice]:
+    """Frames are uploaded once each (kept on the device while a window needs them); a window's
+    HR frames are quantised on the device and downloaded while the next window computes, then
+    handed to the writer."""
     planner = WindowPlanner(sched.window, sched.stride)
     buffer: dict[int, torch.Tensor] = {}
     stamps: dict[int, int | None] = {}
+    pending: list[tuple[Download, list[int]]] = []  # downloads in flight, with their frame indices
+    lag = 1 if runner.device.type == "cuda" else 0  # GPU: write the previous window's frames
     done = 0
     available = 0
 
-    def run_windows(eof: bool) -> Iterator[Progress]:
+    def flush(keep: int) -> Iterator[Progress]:
+        """Write all but the last ``keep`` downloads (oldest first)."""
         nonlocal done
+        while len(pending) > keep:
+            download, indices = pending.pop(0)
+            for image, index in zip(download.images(), indices):
+                writer.write(image, stamps.pop(index))
+                done += 1
+                yield Progress(done, total)
+
+    def run_windows(eof: bool) -> Iterator[Progress | Notice]:
         for win in planner.ready(available, eof):
             batch = torch.stack([buffer[i] for i in win.frames])
             hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
             while runner.notices:
                 yield Notice(runner.notices.pop(0))
-            for k, (_, index) in enumerate(win.outputs):
-                writer.write(to_image(hr[k], deep), stamps.pop(index))
-                done += 1
-                yield Progress(done, total)
+            pending.append((Download(hr, deep), [index for _, index in win.outputs]))
+            del batch, hr
+            yield from flush(keep=lag)
         for index in [i for i in buffer if i < planner.keep_from]:
             del buffer[index]
         runner.flow_cache.forget_before(planner.keep_from)
 
     for frame in frames:
-        buffer[frame.index] = to_tensor(frame.image)
+        buffer[frame.index] = upload_frame(frame.image, runner.device)
         stamps[frame.index] = frame.pts
         available = frame.index + 1
         yield from run_windows(eof=False)
     yield from run_windows(eof=True)
+    yield from flush(keep=0)

@@ -1,35 +1,47 @@
-"""Where and in which precision the model runs: device strings and autocast, nothing else."""
+"""Where and in which precision the model runs: devices, autocast, the process allocator, memory
+failures and how much fits. Nothing here reads files or prints."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import os
+import platform
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from vsrt_cli.errors import ConfigError
 
 Precision = Literal["fp32", "fp16", "bf16"]
 _DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
+BF16_CAPABILITY = (8, 0)  # Ampere: bf16 tensor cores; earlier cards emulate it (slowly)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` (``cuda`` = the
+    current CUDA device, returned with its index)."""
     spec = spec.strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {spec!r} asked for, but no CUDA GPU is available; use --device cpu")
-        device = torch.device(spec)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) "
-                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
-            )
+        try:
+            device = torch.device(spec)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+        count = torch.cuda.device_count()
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= count:
+            raise ConfigError(f"device {spec!r} does not exist: {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
         return device
     raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
 
@@ -45,11 +57,18 @@ def native_bf16_cpu() -> bool:
         return False
 
 
+def native_bf16_cuda(device: torch.device) -> bool:
+    """Whether ``device`` (not GPU 0) has bf16 tensor cores: compute capability >= 8.0.
+    ``torch.cuda.is_bf16_supported()`` also says yes where bf16 is only emulated, and asks about
+    the current device."""
+    return torch.cuda.get_device_capability(device) >= BF16_CAPABILITY
+
+
 def default_precision(device: torch.device) -> Precision:
-    """The fastest precision that keeps quality (measured in docs/PERFORMANCE.md): bf16 on CUDA
-    cards that have it (else fp16), bf16 on CPUs with native bf16, fp32 on other CPUs."""
+    """The fastest precision that keeps quality (measured in docs/PERFORMANCE.md): on CUDA bf16
+    from compute capability 8.0, fp16 below; bf16 on CPUs with native bf16, fp32 on other CPUs."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if native_bf16_cuda(device) else "fp16"
     return "bf16" if native_bf16_cpu() else "fp32"
 
 
@@ -61,7 +80,185 @@ def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
         return
     if precision not in _DTYPES:
         raise ConfigError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16; use --precision fp16")
+    if precision == "bf16" and device.type == "cuda" and not native_bf16_cuda(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ConfigError(
+            f"this GPU ({torch.cuda.get_device_name(device)}, compute capability {major}.{minor}) "
+            "has no bf16 tensor cores (8.0 or newer); use --precision fp16"
+        )
     with torch.autocast(device_type=device.type, dtype=_DTYPES[precision]):
         yield
+
+
+def configure_device(device: torch.device, precision: Precision) -> None:
+    """Process-wide settings for running on ``device``, applied once before the work.
+
+    CUDA: ``device`` becomes the current device (kernels, cuDNN handles and the caching allocator
+    go to the chosen card, not GPU 0); cuDNN autotunes its algorithms, since tiles have a fixed
+    shape; and the TF32 policy is: ``fp32`` means IEEE fp32, TF32 off for matmuls and
+    convolutions (comparable with the goldens and the CPU), while ``fp16``/``bf16`` autocast
+    already computes in reduced precision. The CPU needs nothing here (see :func:`tune_allocator`).
+    """
+    if device.type != "cuda":
+        return
+    torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def channels_last_wins(device: torch.device) -> bool:
+    """Whether the model should hold its weights channels-last on ``device``: on this project's
+    CPUs oneDNN then skips a layout reorder around every convolution (1.71 -> 1.43 s per call of
+    the default model, docs/PERFORMANCE.md); on CUDA, cuDNN's fp16/bf16 tensor-core kernels are
+    NHWC."""
+    return device.type in ("cpu", "cuda")
+
+
+# --- the process allocator ---------------------------------------------------------------------
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_USER_MALLOC_ENV = ("GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS on every model call.
+
+    glibc serves each allocation over 32 MiB (the model's HR activations, the blend accumulator)
+    with a fresh ``mmap`` and gives it back with ``munmap`` when freed, so every call faults in
+    and zeroes its pages again: a third of the README job's CPU time was in the kernel, with 12
+    million page faults. Here every allocation comes from the heap (``M_MMAP_MAX`` 0), the heap
+    top is not trimmed below 1 GiB, and it grows 64 MiB at a time. The working set then stays
+    resident (peak RSS about 300 MiB higher at 320x180) and is reused. Applied with ``mallopt``
+    at run time, so it works after the interpreter started; left alone where the user set glibc's
+    own variables, and where the C library is not glibc. Returns whether it changed anything.
+    """
+    if any(name in os.environ for name in _USER_MALLOC_ENV) or os.environ.get("VSRT_MALLOC") == "system":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
+    return all(libc.mallopt(option, value) == 1 for option, value in settings)
+
+
+# --- running out of memory ---------------------------------------------------------------------
+
+_ALLOCATION_FAILURES = (
+    "out of memory",  # CUDA's caching allocator, CUDA runtime errors
+    "CUDNN_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "can't allocate memory",  # the CPU allocator ("DefaultCPUAllocator: can't allocate memory")
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` means an allocation failed: torch's ``OutOfMemoryError``, or the
+    ``RuntimeError`` that cuDNN, cuBLAS, the CUDA runtime or the CPU allocator raise instead."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _ALLOCATION_FAILURES)
+
+
+def release_memory(device: torch.device) -> None:
+    """Give cached device memory back after a failed call. Call it *outside* the ``except``
+    block: until that block ends, the traceback still holds the failed call's tensors."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+# --- how much fits -----------------------------------------------------------------------------
+
+MIN_TILE = 32  # LR pixels: below this, attention sees too little context and quality drops
+
+
+@dataclass(frozen=True)
+class Tiling:
+    tile: int  # LR pixels, 0 = whole frame
+    batch: int  # tiles per model call
+
+
+def call_bytes(num_feat: int, frames: int, kept: int, tile_h: int, tile_w: int, batch: int, precision: Precision) -> int:
+    """Rough peak memory of one model call on ``batch`` tiles: the HR reconstruction of the
+    kept frames dominates (``upsample2`` writes ``4C`` channels at twice the LR size, then
+    ``conv_hr`` ``C`` channels at four times: several such tensors are alive at once), plus the
+    LR features of all frames through the layers. Deliberately generous (x2): used to choose a
+    default, never to refuse one."""
+    element = 4 if precision == "fp32" else 2
+    lr = tile_h * tile_w * batch
+    hr_activations = kept * lr * num_feat * 16 * 3 * element + kept * lr * 3 * 16 * 4
+    lr_activations = frames * lr * num_feat * 24 * element
+    return 2 * (hr_activations + lr_activations)
+
+
+def choose_tiling(
+    num_feat: int, frames: int, kept: int, precision: Precision, free_bytes: int, *,
+    tiles: tuple[int, ...] = (512, 384, 256, 192, 128, 96, 64), batches: tuple[int, ...] = (8, 4, 2, 1),
+    share: float = 0.5,
+) -> Tiling:
+    """The largest tile (then the most tiles per call) whose estimated call fits in ``share`` of
+    ``free_bytes`` (e.g. ``torch.cuda.mem_get_info()[0]``); at worst the smallest tile, one per
+    call (the out-of-memory back-off takes over from there)."""
+    budget = free_bytes * share
+    for tile in tiles:
+        for batch in batches:
+            if call_bytes(num_feat, frames, kept, tile, tile, batch, precision) <= budget:
+                return Tiling(tile, batch)
+    return Tiling(tiles[-1], 1)
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Free bytes on a CUDA device (None on the CPU, where the OS decides)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.mem_get_info(device)[0]
+
+
+# --- frames to and from the device ---------------------------------------------------------------
+
+
+def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``[H, W, 3]`` uint8/uint16 -> ``[3, H, W]`` float32 in [0, 1] on ``device``.
+
+    On CUDA the integer frame (a quarter of the float bytes) is copied once, through pinned
+    memory and without blocking the host, and converted on the device; frames stay there for
+    every window that uses them. The CPU computes the same numbers (``x / 255`` in float32)."""
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    if device.type != "cuda":
+        return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / scale
+    host = torch.from_numpy(image.astype(np.int32) if image.dtype == np.uint16 else np.ascontiguousarray(image))
+    staged = host.pin_memory().to(device, non_blocking=True)
+    return staged.permute(2, 0, 1).float() / scale
+
+
+class Download:
+    """HR frames ``[K, 3, H, W]`` in [0, 1] quantised to ``[H, W, 3]`` uint8 (uint16 when
+    ``deep``) on their device, and copied to the host without blocking it: the copy runs behind
+    whatever the device does next (the next window). :meth:`images` waits for it."""
+
+    def __init__(self, frames: torch.Tensor, deep: bool) -> None:
+        peak = 65535.0 if deep else 255.0
+        quantised = (frames.float() * peak).round_().permute(0, 2, 3, 1)
+        self.deep = deep
+        self.event = None
+        if frames.device.type == "cuda":
+            # uint8 goes over the bus; 16-bit values as int32 (CUDA has no uint16 arithmetic)
+            on_device = quantised.to(torch.int32 if deep else torch.uint8).contiguous()
+            self.host = torch.empty(on_device.shape, dtype=on_device.dtype, pin_memory=True)
+            self.host.copy_(on_device, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = quantised
+
+    def images(self) -> list[np.ndarray]:
+        if self.event is not None:
+            self.event.synchronize()
+        array = self.host.numpy()
+        return list(array.astype(np.uint16 if self.deep else np.uint8))

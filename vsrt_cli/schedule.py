@@ -185,14 +185,18 @@ def plan_tiles(height: int, width: int, *, tile: int, overlap: int, multiple: in
     )
 
 
-def smaller_tile(tile: int, height: int, width: int, *, multiple: int = 1, fixed: bool = False) -> int | None:
+def smaller_tile(
+    tile: int, height: int, width: int, *, multiple: int = 1, fixed: bool = False, minimum: int = 1
+) -> int | None:
     """The next tile size to try after running out of memory at ``tile`` (0 = whole frame) on an
-    ``height x width`` frame: about half the side, a multiple of ``multiple``; None when it
-    cannot shrink (fixed-size models, or already at the smallest tile)."""
+    ``height x width`` frame: about half the side, a multiple of ``multiple``, at least
+    ``minimum`` (rounded up to ``multiple``); None when it cannot shrink (fixed-size models, or
+    already at the smallest tile)."""
     if fixed:
         return None
     side = max(height, width) if tile == 0 else tile
-    smaller = (side // 2) // multiple * multiple
+    floor = max(round_up(minimum, multiple), multiple)
+    smaller = max((side // 2) // multiple * multiple, floor)
     return smaller if 0 < smaller < side else None
 
 
