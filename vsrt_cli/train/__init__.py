@@ -15,6 +15,12 @@ main and ablation run side by side with one thread each (same compute, comparabl
 Each run folder holds ``last.pt`` (checkpoint), ``log.csv`` (validation over compute and wall
 time) and, once the budget is spent, ``spynet.pt`` or ``weights_fp16.pt``.
 
-Modules: degrade (MATLAB bicubic, BI), data (clips, split, cache, sampling), motion (camera-motion
-windows), flow (SPyNet pretraining), config, checkpoint, loop, bundle.
+Runs that span machines resume from their state file alone: ``python -m vsrt_cli.train --resume
+DIR`` (see weights/training/README.md); ``python -m vsrt_cli.train.report`` prints how much each
+source moves; ``pack`` and ``gpu`` continue runs on a CUDA machine without PyAV.
+
+Modules: sources (which clips train, which are held out), degrade (MATLAB bicubic, BI), realdeg
+(``--degradation real``), data (decoding, cache, sampling), flowcache (whole-frame flows),
+motion (camera-motion windows), flow (SPyNet pretraining), config, steps (network, groups,
+loss, schedule), validate, ema, checkpoint, loop, report, pack, gpu, bundle.
 """
