@@ -6,7 +6,6 @@ The pipeline never prints: the CLI draws what it yields.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import time
 from collections.abc import Iterator
@@ -16,29 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from vsrt_cli.errors import ConfigError, InputError, OutputError, ResourceError
+from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
-from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.runtime import (
-    MIN_TILE,
-    Download,
-    Precision,
-    autocast,
-    channels_last_wins,
-    configure_device,
-    is_out_of_memory,
-    release_memory,
-    upload_frame,
-)
-from vsrt_cli.schedule import TileGrid, WindowPlanner, normalised_weights, plan_tiles, smaller_tile
+from vsrt_cli.runtime import Download, Precision, configure_device, upload_frame
+from vsrt_cli.schedule import WindowPlanner, plan_tiles
+from vsrt_cli.tiles import FlowCache, TileRunner
+
+__all__ = ["FlowCache", "TileRunner", "Schedule", "UpscaleJob", "upscale"]
 
 
 @dataclass(frozen=True)
@@ -139,182 +129,6 @@ def check_paths(job: UpscaleJob) -> None:
         raise OutputError(f"folder {job.output.parent} does not exist; create it first")
     if not os.access(job.output.parent, os.W_OK):
         raise OutputError(f"cannot write {job.output}: {job.output.parent} is not writable; choose a writable output folder")
-
-
-# --- the model over one window ------------------------------------------------------------------
-
-
-class FlowCache:
-    """SPyNet flows between source frames, computed once per frame pair on whole (padded) frames
-    and reused by every window and tile that needs them."""
-
-    def __init__(self, model: VSRT, chunk: int = 4) -> None:
-        self.model = model
-        self.chunk = chunk
-        self.flows: dict[tuple[int, int], torch.Tensor] = {}
-
-    def window(self, frames: torch.Tensor, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``frames`` ``[T, 3, H, W]`` holding source frames ``indices`` -> ``(to_prev, to_next)``
-        ``[1, T, 2, H, W]``, as :func:`~vsrt_cli.model.spynet.window_flows` computes them."""
-        t, _, h, w = frames.shape
-        if not self.model.config.use_flow:
-            zeros = frames.new_zeros(1, t, 2, h, w)
-            return zeros, zeros
-        prev, nxt = neighbours(t)
-        position = {index: j for j, index in enumerate(indices)}
-        wanted = [(indices[j], indices[k]) for j, k in zip(range(t), prev)]
-        wanted += [(indices[j], indices[k]) for j, k in zip(range(t), nxt)]
-        missing = [pair for pair in dict.fromkeys(wanted) if pair not in self.flows]
-        for start in range(0, len(missing), self.chunk):
-            pairs = missing[start : start + self.chunk]
-            ref = torch.stack([frames[position[a]] for a, _ in pairs])
-            supp = torch.stack([frames[position[b]] for _, b in pairs])
-            for pair, flow in zip(pairs, self.model.spynet(ref, supp)):
-                self.flows[pair] = flow
-        stacked = torch.stack([self.flows[pair] for pair in wanted]).unsqueeze(0)
-        return stacked[:, :t], stacked[:, t:]
-
-    def forget_before(self, first: int) -> None:
-        """Drop flows whose reference frame is before ``first`` (no window needs them again)."""
-        for pair in [p for p in self.flows if p[0] < first]:
-            del self.flows[pair]
-
-
-class TileRunner:
-    """Runs the model over the tiles of one window and blends the HR tiles back together.
-
-    The model is switched to channels-last weights where that is faster (see
-    :func:`~vsrt_cli.runtime.channels_last_wins`), and asked only for the kept frames.
-
-    Out of memory (torch's ``OutOfMemoryError``, or cuDNN/cuBLAS allocation failures), it frees
-    the failed call's memory and retries the same window using less, one step at a time: fewer
-    tiles per call; fewer frame pairs per flow call, then flows per tile instead of on whole
-    frames; the blend accumulator on the host instead of the device; then tiles of about half
-    the side, never below :data:`~vsrt_cli.runtime.MIN_TILE`. Each change is said once in
-    :attr:`notices`; no frame is ever dropped.
-    """
-
-    def __init__(self, model: VSRT, grid: TileGrid, *, batch: int, device: torch.device, precision: Precision) -> None:
-        self.model = model
-        self.batch = batch
-        self.device = device
-        self.precision = precision
-        self.flow_cache = FlowCache(model)
-        self.whole_frame_flows = True
-        self.accumulate_on = device
-        self.notices: list[str] = []
-        self._stage = "tiles"
-        self._takes_keep = "keep" in inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
-        if isinstance(model, torch.nn.Module) and channels_last_wins(device):
-            model.to(memory_format=torch.channels_last)
-        self.set_grid(grid)
-
-    def set_grid(self, grid: TileGrid) -> None:
-        self.grid = grid
-        self.weights = [torch.from_numpy(w).to(self.device) for w in normalised_weights(grid, SCALE)]
-        self.flow_cache.flows.clear()  # computed on frames padded for the old grid
-
-    def shrink(self, stage: str) -> bool:
-        """Use less memory where ``stage`` (``flows``, ``tiles`` or ``accumulator``) failed.
-        False if nothing is left to try."""
-        def say(what: str) -> bool:
-            self.notices.append(f"out of memory: retrying with {what}")
-            return True
-
-        if stage == "flows":
-            if self.flow_cache.chunk > 1:
-                old, self.flow_cache.chunk = self.flow_cache.chunk, max(1, self.flow_cache.chunk // 2)
-                return say(f"{self.flow_cache.chunk} frame pair(s) per flow call (was {old})")
-            if self.whole_frame_flows:
-                self.whole_frame_flows = False
-                self.flow_cache.flows.clear()
-                return say("flows computed per tile (was on whole frames)")
-            return False
-        if stage == "tiles" and self.batch > 1:
-            old, self.batch = self.batch, max(1, self.batch // 2)
-            return say(f"{self.batch} tile(s) per call (was {old})")
-        if self.accumulate_on.type != "cpu":
-            self.accumulate_on = torch.device("cpu")
-            self.weights = [w.cpu() for w in self.weights]
-            return say("the tiles blended in host memory (was on the device)")
-        if stage != "tiles":
-            return False
-        config, grid = self.model.config, self.grid
-        smaller = smaller_tile(max(grid.tile), grid.height, grid.width, multiple=config.size_multiple,
-                               fixed=config.norm == "tile", minimum=MIN_TILE)
-        if smaller is None:
-            return False
-        overlap = min(grid.overlap or 16, smaller // 4)  # a whole-frame grid had none: seams need some
-        self.set_grid(plan_tiles(grid.height, grid.width, tile=smaller, overlap=overlap, multiple=config.size_multiple))
-        if self.accumulate_on.type == "cpu":
-            self.weights = [w.cpu() for w in self.weights]
-        return say(f"{smaller}x{smaller} tiles, overlap {overlap} (was {max(grid.tile)})")
-
-    def __call__(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None) -> torch.Tensor:
-        """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1]
-        (on the device, or on the host once the accumulator has moved there).
-
-        ``indices`` name the source frames so their flows are cached across windows."""
-        while True:
-            try:
-                return self._window(frames, positions, indices)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            # Outside the except block: the traceback, which held the failed call's tensors, is gone.
-            release_memory(self.device)
-            if not self.shrink(self._stage):
-                tile = max(self.grid.tile)
-                raise ResourceError(
-                    f"out of {self.device.type.upper()} memory even with one {tile}x{tile} tile per call "
-                    f"({reason}); free memory, use a smaller model or --device cpu"
-                )
-
-    def pad(self, frames: torch.Tensor) -> torch.Tensor:
-        """``[T, 3, H, W]`` -> ``[T, 3, Hp, Wp]``, mirrored where the frame is big enough."""
-        ph, pw = self.grid.padded[0] - frames.shape[-2], self.grid.padded[1] - frames.shape[-1]
-        if ph == 0 and pw == 0:
-            return frames
-        mode = "reflect" if ph < frames.shape[-2] and pw < frames.shape[-1] else "replicate"
-        return F.pad(frames, (0, pw, 0, ph), mode=mode)
-
-    def _call(self, tiles: torch.Tensor, flows: tuple[torch.Tensor, ...] | None, positions: list[int]) -> torch.Tensor:
-        if self._takes_keep:
-            return self.model(tiles, flows, keep=positions)
-        return self.model(tiles, flows)[:, positions]
-
-    @torch.inference_mode()
-    def _window(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None) -> torch.Tensor:
-        h, w = frames.shape[-2:]
-        padded = self.pad(frames.to(self.device))
-        th, tw = self.grid.tile
-        self._stage = "accumulator"
-        out = torch.zeros(len(positions), 3, self.grid.padded[0] * SCALE, self.grid.padded[1] * SCALE, device=self.accumulate_on)
-        origins = self.grid.origins
-        if indices is None:  # no cache: number the window's frames afresh
-            self.flow_cache.flows.clear()
-            indices = tuple(range(len(frames)))
-        flows = None
-        if self.whole_frame_flows:
-            self._stage = "flows"
-            with autocast(self.device, self.precision):
-                # Flows on the whole (padded) frames, then cropped per tile: more context for SPyNet
-                # and no repeated work in tile overlaps or overlapping windows.
-                flows = self.flow_cache.window(padded, indices)
-        self._stage = "tiles"
-        for start in range(0, len(origins), self.batch):
-            chunk = origins[start : start + self.batch]
-            tiles = torch.stack([padded[:, :, y : y + th, x : x + tw] for y, x in chunk])
-            tile_flows = None if flows is None else tuple(
-                torch.cat([f[:, :, :, y : y + th, x : x + tw] for y, x in chunk]) for f in flows
-            )
-            with autocast(self.device, self.precision):
-                hr = self._call(tiles, tile_flows, positions).float().to(self.accumulate_on)
-            for i, (y, x) in enumerate(chunk):
-                region = out[:, :, y * SCALE : (y + th) * SCALE, x * SCALE : (x + tw) * SCALE]
-                region += hr[i] * self.weights[start + i]
-        return out[:, :, : h * SCALE, : w * SCALE].clamp_(0, 1)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
