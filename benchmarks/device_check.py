@@ -1,0 +1,364 @@
+"""One prepared device report: correctness, precision, speed and memory of vsrt on a CUDA card.
+
+    python benchmarks/device_check.py --out DIR [--device cuda:N] [--tiny] [--budget-s 420]
+
+Writes DIR/device_check.json (rewritten after every section, so a timeout keeps what finished;
+a failing section records its error and the others still run). Needs only torch, numpy and
+einops: no video I/O (frames are synthetic, or the goldens from ../shared/reference when present).
+Sections:
+
+env         torch, card, compute capability, memory.
+parity      the same network on the CPU and the device in fp32 with TF32 off (the goldens'
+            network and tiles when ../shared/reference is there, else a seeded tiny one): max
+            difference, and against the official output.
+precision   fp32, fp16 and bf16 autocast: time per call (synchronised) and PSNR-Y against a
+            synthetic truth (the bundled default model), and the official preset's time ratios.
+flops       a dense 3x3 conv 64->64 on the card (fp32, bf16) against the official preset's
+            achieved rate (FLOPs from FlopCounterMode, bf16, 64x64 tiles).
+throughput  LR frames/s of the default model and schedule through the tile runner (upload,
+            flows, tiles, blend, quantise, download) at 320x180, 640x360 and 1280x720.
+memory      peak device memory of one call per tile size.
+oom         a real out-of-memory: torch.cuda.set_per_process_memory_fraction below what a
+            whole-frame call needs; the runner backs off, and its output equals a clean run at
+            the settings it ended with. On the CPU the failure is simulated.
+
+On a machine without CUDA it runs the same sections on the CPU (``--tiny`` sizes, as CI does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from vsrt_cli.model import VSRTConfig, build_model, get_config, load_official  # noqa: E402
+from vsrt_cli.runtime import (  # noqa: E402
+    Download,
+    autocast,
+    configure_device,
+    default_precision,
+    tune_allocator,
+    upload_frame,
+)
+from vsrt_cli.schedule import plan_tiles  # noqa: E402
+from vsrt_cli.tiles import TileRunner  # noqa: E402
+from vsrt_cli.weights import load_weights  # noqa: E402
+
+REFERENCE = REPO.parent / "shared" / "reference"
+DEFAULT_WEIGHTS = REPO / "weights" / "vsrt-cpu-small-1f.pth"
+TINY_OFFICIAL = VSRTConfig(num_feat=16, num_frame=5, depth=1, extract_blocks=1, reconstruct_blocks=1, ff_blocks=1, tile=32)
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(fn, device: torch.device, repeats: int) -> float:
+    """Median wall time of ``fn()`` after one warm-up call, the device synchronised around each."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def psnr_y(a: torch.Tensor, b: torch.Tensor, border: int = 4) -> float:
+    """PSNR of BT.601 luma of ``[..., 3, H, W]`` in [0, 1], rounded to 8 bits like a video."""
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(3, 1, 1) / 255
+    ya = ((a.double().clamp(0, 1) * 255).round() / 255 * weights).sum(-3)[..., border:-border, border:-border]
+    yb = ((b.double().clamp(0, 1) * 255).round() / 255 * weights).sum(-3)[..., border:-border, border:-border]
+    mse = ((ya - yb) ** 2).mean().item()
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def synthetic_truth(frames: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """``[T, 3, H, W]`` in [0, 1]: smooth gradients, rings and hard edges, moving a little."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    out = []
+    for t in range(frames):
+        x = xx + 0.01 * t
+        r = torch.sqrt((x - 0.5) ** 2 + (yy - 0.5) ** 2)
+        base = [0.5 + 0.5 * torch.sin(40 * r + c) * torch.cos(9 * x + 3 * c) for c in range(3)]
+        img = torch.stack(base) * 0.8 + 0.2 * ((x * 7).floor() % 2 == (yy * 5).floor() % 2).float()
+        out.append(img + 0.02 * torch.rand(3, height, width, generator=g))
+    return torch.stack(out).clamp(0, 1)
+
+
+def degrade(truth: torch.Tensor) -> torch.Tensor:
+    """x1/4 bicubic with antialiasing (close to the BI protocol), 8-bit rounded."""
+    lr = F.interpolate(truth, scale_factor=0.25, mode="bicubic", antialias=True, align_corners=False)
+    return (lr.clamp(0, 1) * 255).round() / 255
+
+
+def default_model():
+    return load_weights(DEFAULT_WEIGHTS).eval() if DEFAULT_WEIGHTS.is_file() else build_model("vsrt-cpu-small-1f").eval()
+
+
+def official_model(tiny: bool):
+    torch.manual_seed(0)
+    return build_model(TINY_OFFICIAL if tiny else get_config("vsrt-reds")).eval()
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+def env(device: torch.device, tiny: bool) -> dict:
+    report = {"torch": torch.__version__, "device": str(device), "tiny": tiny, "cpu": platform.processor() or platform.machine(),
+              "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        report |= {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
+                   "default_precision": default_precision(device), "cuda": torch.version.cuda,
+                   "cudnn": torch.backends.cudnn.version()}
+    return report
+
+
+@torch.inference_mode()
+def parity(device: torch.device, tiny: bool) -> dict:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    golden = REFERENCE / "golden_small.pt"
+    if golden.is_file() and not tiny:
+        data = torch.load(golden, map_location="cpu", weights_only=True)
+        cpu_model = load_official(data["state_dict"], **data["config"]).eval()
+        x, official = data["input"], data["output"]
+        source = "golden_small.pt (official weights and tiles)"
+    else:
+        torch.manual_seed(0)
+        cpu_model, x, official = official_model(True), torch.rand(1, 5, 3, 32, 32), None
+        source = "seeded tiny network (--tiny, or no goldens in --reference)"
+    on_cpu = cpu_model(x)
+    dev_model = build_model(cpu_model.config).eval()
+    dev_model.load_state_dict(cpu_model.state_dict())
+    on_device = dev_model.to(device)(x.to(device)).cpu()
+    report = {"source": source, "tf32": False, "max_abs_diff_device_vs_cpu": (on_device - on_cpu).abs().max().item()}
+    if official is not None:
+        report["max_abs_diff_device_vs_official"] = (on_device - official).abs().max().item()
+        report["max_abs_diff_cpu_vs_official"] = (on_cpu - official).abs().max().item()
+    report["ok"] = report["max_abs_diff_device_vs_cpu"] <= 1e-4
+    return report
+
+
+@torch.inference_mode()
+def precision(device: torch.device, tiny: bool) -> dict:
+    report: dict = {}
+    size = (64, 96) if tiny else (360, 640)  # LR
+    truth = synthetic_truth(1, 4 * size[0], 4 * size[1])
+    lr = degrade(truth).to(device)
+    model = default_model().to(device).to(memory_format=torch.channels_last)
+    rows = {}
+    for p in PRECISIONS:
+        if p == "bf16" and device.type == "cuda" and default_precision(device) != "bf16":
+            rows[p] = {"skipped": "no bf16 tensor cores"}
+            continue
+        with autocast(device, p):
+            out = model(lr[None]).float()[0].cpu()
+            t = seconds(lambda: model(lr[None]), device, 2 if tiny else 5)
+        rows[p] = {"seconds": round(t, 4), "psnr_y": round(psnr_y(out, truth), 3)}
+    for p in ("fp16", "bf16"):
+        if "seconds" in rows.get(p, {}):
+            rows[p]["speedup_vs_fp32"] = round(rows["fp32"]["seconds"] / rows[p]["seconds"], 2)
+            rows[p]["psnr_loss_db"] = round(rows["fp32"]["psnr_y"] - rows[p]["psnr_y"], 3)
+    report["default_model_whole_frame"] = {"lr_size": f"{size[1]}x{size[0]}", **rows}
+    official = official_model(tiny).to(device).to(memory_format=torch.channels_last)
+    tile = official.config.tile
+    x = torch.rand(2 if tiny else 8, 5, 3, tile, tile, device=device)
+    ref = official(x).float()
+    rows = {}
+    for p in PRECISIONS:
+        if p == "bf16" and device.type == "cuda" and default_precision(device) != "bf16":
+            continue
+        with autocast(device, p):
+            out = official(x).float()
+            t = seconds(lambda: official(x), device, 2 if tiny else 5)
+        rows[p] = {"seconds": round(t, 4), "psnr_vs_fp32_db": round(10 * np.log10(1 / max(((out - ref) ** 2).mean().item(), 1e-20)), 2)}
+    for p in ("fp16", "bf16"):
+        if p in rows:
+            rows[p]["speedup_vs_fp32"] = round(rows["fp32"]["seconds"] / rows[p]["seconds"], 2)
+    report["official_preset_tiles"] = {"preset": "tiny" if tiny else "vsrt-reds", "batch": x.shape[0], "tile": tile, **rows}
+    return report
+
+
+@torch.inference_mode()
+def flops(device: torch.device, tiny: bool) -> dict:
+    side, batch = (64, 2) if tiny else (256, 8)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device).to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 64, side, side, device=device).contiguous(memory_format=torch.channels_last)
+    conv_flops = 2 * 64 * 64 * 9 * side * side * batch
+    rates = {}
+    for p in ("fp32", "bf16"):
+        with autocast(device, p):
+            rates[p] = round(conv_flops / seconds(lambda: conv(x), device, 3 if tiny else 20) / 1e12, 3)
+    p = default_precision(device) if device.type == "cuda" else "fp32"
+    model = official_model(tiny).to(device).to(memory_format=torch.channels_last)
+    tiles = torch.rand(2 if tiny else 16, 5, 3, model.config.tile, model.config.tile, device=device)
+    with FlopCounterMode(display=False) as counter, autocast(device, p):
+        model(tiles)
+    with autocast(device, p):
+        t = seconds(lambda: model(tiles), device, 2 if tiny else 5)
+    achieved = counter.get_total_flops() / t / 1e12
+    return {"conv_3x3_64_tflops": rates, "model": "tiny" if tiny else "vsrt-reds", "precision": p,
+            "model_tflops": round(achieved, 3), "model_share_of_conv_rate": round(achieved / rates[p], 3),
+            "gflop_per_call": round(counter.get_total_flops() / 1e9, 1)}
+
+
+def throughput(device: torch.device, tiny: bool) -> dict:
+    model = default_model().to(device)
+    p = default_precision(device)
+    sizes = ((64, 36), (96, 54)) if tiny else ((320, 180), (640, 360), (1280, 720))
+    frames_per_size = 3 if tiny else 12
+    rows = {}
+    for w, h in sizes:
+        grid = plan_tiles(h, w, tile=128, overlap=16, multiple=model.config.size_multiple)
+        runner = TileRunner(model, grid, batch=4, device=device, precision=p)
+        images = (torch.rand(frames_per_size, h, w, 3) * 255).to(torch.uint8).numpy()
+
+        def run() -> None:
+            pending = None
+            for i, image in enumerate(images):
+                frame = upload_frame(image, device)
+                hr = runner(frame[None], [0], (i,))
+                if pending is not None:
+                    pending.images()
+                pending = Download(hr, deep=False)
+            pending.images()
+
+        t = seconds(run, device, 1 if tiny else 2)
+        rows[f"{w}x{h}"] = {"lr_fps": round(frames_per_size / t, 2), "tiles_per_frame": len(grid.origins)}
+    return {"model": "vsrt-cpu-small-1f", "precision": p, "schedule": "tile 128, overlap 16, 4 tiles per call", **rows}
+
+
+@torch.inference_mode()
+def memory(device: torch.device, tiny: bool) -> dict:
+    if device.type != "cuda":
+        return {"skipped": "device memory is only counted on CUDA"}
+    model = default_model().to(device)
+    p = default_precision(device)
+    rows = {}
+    for tile in (64, 128, 256, 512):
+        for batch in (1, 4):
+            x = torch.rand(batch, 1, 3, tile, tile, device=device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            with autocast(device, p):
+                model(x)
+            sync(device)
+            rows[f"tile{tile}_batch{batch}"] = round((torch.cuda.max_memory_allocated(device) - base) / 2**20, 1)
+    return {"model": "vsrt-cpu-small-1f", "precision": p, "peak_mib": rows}
+
+
+class _SimulatedLimit:
+    """CPU stand-in for a memory limit: torch.OutOfMemoryError above ``limit`` LR pixels per call."""
+
+    def __init__(self, model, limit: int) -> None:
+        self.model, self.limit, self.config, self.spynet = model, limit, model.config, model.spynet
+
+    def __call__(self, tiles, flows=None, *, keep=None):
+        if tiles.shape[0] * tiles.shape[-1] * tiles.shape[-2] > self.limit:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return self.model(tiles, flows, keep=keep)
+
+
+def oom(device: torch.device, tiny: bool) -> dict:
+    model = default_model().to(device)
+    h, w = (72, 128) if tiny else (720, 1280)
+    frame = torch.rand(1, 3, h, w, device=device)
+    whole = plan_tiles(h, w, tile=0, overlap=0, multiple=model.config.size_multiple)
+    p = "fp32"
+    if device.type == "cuda":
+        # the same algorithms in both runs, so that "identical" can mean bit for bit
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        TileRunner(model, whole, batch=1, device=device, precision=p)(frame, [0])
+        need = torch.cuda.max_memory_allocated(device) - base
+        total = torch.cuda.get_device_properties(device).total_memory
+        limit = base + need // 3
+        torch.cuda.empty_cache()
+        torch.cuda.set_per_process_memory_fraction(limit / total, device)
+        runner = TileRunner(model, whole, batch=1, device=device, precision=p)
+        try:
+            out = runner(frame, [0])
+        finally:
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
+        how = {"whole_frame_call_mib": round(need / 2**20), "limit_mib": round(limit / 2**20)}
+    else:
+        runner = TileRunner(_SimulatedLimit(model, h * w // 3), whole, batch=1, device=device, precision=p)
+        out = runner(frame, [0])
+        how = {"simulated": "torch.OutOfMemoryError above a third of the frame's pixels (no CUDA)"}
+    clean = TileRunner(model, runner.grid, batch=runner.batch, device=device, precision=p)
+    clean.whole_frame_flows, clean.accumulate_on = runner.whole_frame_flows, runner.accumulate_on
+    clean.weights = [w.to(runner.accumulate_on) for w in clean.weights]
+    again = clean(frame, [0])
+    return {**how, "lr_size": f"{w}x{h}", "notices": runner.notices, "final_tile": list(runner.grid.tile),
+            "final_batch": runner.batch, "survived": True,
+            "identical_to_clean_run_at_final_settings": bool(torch.equal(out.cpu(), again.cpu())),
+            "max_abs_diff": (out.cpu() - again.cpu()).abs().max().item()}
+
+
+SECTIONS = {"env": env, "parity": parity, "precision": precision, "flops": flops, "throughput": throughput,
+            "memory": memory, "oom": oom}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    global REFERENCE
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--tiny", action="store_true", help="small sizes (the default without CUDA)")
+    parser.add_argument("--reference", type=Path, default=REFERENCE, help="folder holding golden_small.pt")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--budget-s", type=float, default=420, help="sections not started by then are skipped")
+    args = parser.parse_args(argv)
+    REFERENCE = args.reference
+    device = torch.device(args.device)
+    tiny = args.tiny or device.type != "cuda"
+    tune_allocator()
+    configure_device(device, "fp32")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "device_check.json"
+    report: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
+    start = time.perf_counter()
+    for name in args.sections.split(","):
+        if time.perf_counter() - start > args.budget_s:
+            report[name] = {"skipped": f"time budget of {args.budget_s:.0f} s spent"}
+            continue
+        if name not in SECTIONS:
+            raise KeyError(f"unknown section {name!r}; sections: {', '.join(SECTIONS)}")
+        began = time.perf_counter()
+        try:
+            report[name] = SECTIONS[name](device, tiny)
+        except Exception as exc:  # one failing section must not lose the others
+            report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6)}
+        report[name]["section_seconds"] = round(time.perf_counter() - began, 1)
+        print(f"{name}: {json.dumps(report[name])}", flush=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
