@@ -84,7 +84,8 @@ def test_rotation_matches_ffmpeg_display_orientation():
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     theirs = np.frombuffer(raw, np.uint8).reshape(ours.shape)  # ffmpeg auto-rotates
     assert ours.shape == (320, 180, 3)
-    assert np.array_equal(ours, theirs)
+    # ffmpeg repeats chroma samples where vsrt interpolates them: equal up to colour edges
+    assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 2
 
 
 @pytest.mark.parametrize("pix_fmt,range_flag", [("yuvj420p", "pc"), ("yuv420p", "tv")])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,10 @@ def write_excerpt(
                 if writer is None:
                     writer = VideoWriter(dest, width=image.shape[1], height=image.shape[0], time_base=info.time_base,
                                          rate=info.rate, bit_depth=info.bit_depth,
-                                         settings=EncodeSettings(codec="ffv1", copy_streams=False), overwrite=True)
+                                         settings=EncodeSettings(codec="ffv1", copy_streams=False), overwrite=True,
+                                         # tags kept; FFV1-in-MKV holds no HDR10 metadata or pixel shape
+                                         colour=replace(info.colour, mastering=None, light=None),
+                                         sample_aspect=Fraction(1))
                     writer.__enter__()
                 writer.write(np.ascontiguousarray(image), frame.pts)
                 taken += 1

@@ -9,11 +9,11 @@ from pathlib import Path
 import av
 
 from vsrt_cli.errors import InputError
+from vsrt_cli.io.colour import BT709, RANGE_FULL, SDR_BT709, Colour, guess_matrix, read_colour
 
-# AVColorSpace values swscale understands directly; anything else is guessed from the size.
-_KNOWN_MATRICES = {1, 4, 5, 6, 7, 9, 10}
-BT709, BT601 = 1, 5
-RANGE_FULL = 2  # AVCOL_RANGE_JPEG
+__all__ = ["BT709", "RANGE_FULL", "Colour", "VideoInfo", "colour_matrix", "has_alpha", "open_input", "probe"]
+
+_NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams (.h264, .hevc, ...)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class VideoInfo:
     bit_depth: int
     has_alpha: bool
     extra_streams: int  # audio + subtitle streams that can be copied
+    colour: Colour = SDR_BT709  # as tagged, untagged parts guessed (see colour.read_colour)
+    sample_aspect: Fraction = Fraction(1)  # pixel width / height, as displayed (after rotation)
+    timestamps: bool = True  # False: the container stores none; the reader counts at ``rate``
+    duration: Fraction | None = None  # seconds of video the container announces, if it does
 
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
@@ -44,11 +48,37 @@ def has_alpha(fmt: av.VideoFormat) -> bool:
     return len(fmt.components) in (2, 4)
 
 
-def colour_matrix(colorspace: int, height: int) -> int:
-    """The YUV->RGB matrix to decode with: the tagged one, else BT.709 for HD and BT.601 below."""
-    if colorspace in _KNOWN_MATRICES:
-        return colorspace
-    return BT709 if height >= 720 else BT601
+def colour_matrix(colorspace: int, width: int, height: int) -> int:
+    """The YUV->RGB matrix to decode with: the tagged one, else as players guess (BT.709 when
+    ``width >= 1280`` or ``height > 576``, BT.601 below)."""
+    return guess_matrix(colorspace, width, height)
+
+
+def _video_duration(container: av.container.InputContainer, stream: av.VideoStream) -> Fraction | None:
+    """Seconds from the video's first frame to its announced end: the stream's duration, or
+    Matroska's per-track DURATION tag (an end time), else the container's (maybe the audio's)."""
+    tb = stream.time_base or Fraction(1, 90000)
+    start = stream.start_time * tb if stream.start_time is not None else Fraction(0)
+    if stream.duration:
+        return stream.duration * tb
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        try:
+            h, m, s = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + Fraction(s) - start
+        except ValueError:
+            pass
+    if not container.duration:
+        return None
+    offset = start - Fraction(container.start_time or 0, 1_000_000)
+    return Fraction(container.duration, 1_000_000) - max(offset, Fraction(0))
+
+
+def _sample_aspect(stream: av.VideoStream, rotation: int) -> Fraction:
+    sar = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
+    if not sar or sar <= 0:
+        return Fraction(1)
+    return 1 / sar if rotation in (90, 270) else Fraction(sar)
 
 
 def open_input(path: Path) -> av.container.InputContainer:
@@ -83,17 +113,24 @@ def probe(path: Path) -> VideoInfo:
         if rotation in (90, 270):
             w, h = h, w
         extra = sum(1 for s in container.streams if s.type in ("audio", "subtitle"))
+        stamped = not (container.format.flags & _NO_TIMESTAMPS)
+        rate = stream.average_rate if stamped else None  # a raw stream's average is a default 25
+        rate = rate or stream.guessed_rate or stream.average_rate
         return VideoInfo(
             path=path,
             width=w,
             height=h,
             rotation=rotation,
             frames=stream.frames or None,
-            rate=stream.average_rate or stream.guessed_rate,
+            rate=rate,
             time_base=stream.time_base or Fraction(1, 90000),
             codec=stream.codec_context.name,
             pix_fmt=first.format.name,
             bit_depth=_bit_depth(first.format),
             has_alpha=has_alpha(first.format),
             extra_streams=extra,
+            colour=read_colour(first),
+            sample_aspect=_sample_aspect(stream, rotation),
+            timestamps=stamped,
+            duration=_video_duration(container, stream),
         )

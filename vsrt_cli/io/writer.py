@@ -14,21 +14,28 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import OutputError
+from vsrt_cli.io.colour import RANGE_FULL, RANGE_LIMITED, SDR_BT709, Colour
+from vsrt_cli.io.encoders import (
+    CODEC_ALIASES,
+    check_keeps,
+    choose_pix_fmt,
+    encoder_choices,
+    encoder_options,
+    open_failure,
+    resolve_codec,
+)
 from vsrt_cli.io.outputs import partial_path, refuse_replace
-from vsrt_cli.io.probe import BT709
+from vsrt_cli.io.probe import probe
 
-# Encoders that take x264-style quality settings.
-_CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
-_PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
-CODEC_ALIASES = {"h264": "libx264", "hevc": "libx265", "h265": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+__all__ = ["CODEC_ALIASES", "EncodeSettings", "VideoWriter", "default_pix_fmt", "write_failure"]
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
     """How the output video is encoded. ``pix_fmt`` None means 8-bit 4:2:0 for 8-bit sources
-    and 10-bit 4:2:0 for deeper ones."""
+    and 10-bit 4:2:0 for deeper ones and for HDR (where the encoder can; see encoders.py)."""
 
-    codec: str | None = None  # None: libvpx-vp9 for .webm, libx264 otherwise
+    codec: str | None = None  # None: libvpx-vp9 for .webm, libx264 otherwise; HDR: libsvtav1 / libx265
     crf: int = 16
     preset: str = "medium"
     pix_fmt: str | None = None
@@ -73,6 +80,11 @@ class VideoWriter:
     ``source`` is the input container whose audio and subtitle streams are copied. Streams the
     output container cannot hold are dropped and listed in :attr:`dropped`. An existing file is
     replaced only with ``overwrite`` (:func:`~vsrt_cli.io.outputs.refuse_replace`).
+
+    ``colour`` (primaries, transfer, matrix, range, HDR10 metadata) and ``sample_aspect`` are
+    the input's, carried to the output; when not given they are read from ``source`` (BT.709,
+    square pixels without one). HDR comes out as HDR at 10 bits, or is refused before any work
+    (:func:`~vsrt_cli.io.encoders.check_keeps`), as is a pixel shape the output cannot record.
     """
 
     def __init__(
@@ -87,6 +99,8 @@ class VideoWriter:
         settings: EncodeSettings,
         source: Path | None = None,
         overwrite: bool = False,
+        colour: Colour | None = None,
+        sample_aspect: Fraction | None = None,
     ) -> None:
         self.path = path
         self.tmp = partial_path(path)
@@ -95,9 +109,24 @@ class VideoWriter:
         self.time_base = time_base
         self.rate = rate
         self.settings = settings
-        codec = settings.codec or ("libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264")
-        self.codec = CODEC_ALIASES.get(codec, codec)
-        self.pix_fmt = settings.pix_fmt or default_pix_fmt(self.codec, bit_depth)
+        if source is not None and (colour is None or sample_aspect is None):
+            info = probe(source)
+            colour = info.colour if colour is None else colour
+            sample_aspect = info.sample_aspect if sample_aspect is None else sample_aspect
+        self.colour = colour or SDR_BT709
+        self.sample_aspect = Fraction(sample_aspect or 1)
+        self.codec = resolve_codec(settings.codec, path.suffix, self.colour)
+        if self.codec not in av.codecs_available:
+            raise OutputError(f"no encoder {self.codec!r} here; try --codec {', '.join(encoder_choices())}")
+        depth = max(bit_depth, 10) if self.colour.hdr else bit_depth
+        wanted = settings.pix_fmt or default_pix_fmt(self.codec, depth)
+        try:
+            self.pix_fmt = choose_pix_fmt(self.codec, wanted, explicit=settings.pix_fmt is not None)
+        except ValueError as exc:
+            raise OutputError(f"pixel format {wanted!r} is unknown; try --pix-fmt yuv420p") from exc
+        self.rgb_out = self.pix_fmt.startswith(("rgb", "bgr", "gbr"))
+        name = source.name if source is not None else path.name
+        check_keeps(self.codec, self.pix_fmt, self.colour, self.sample_aspect, path.suffix, name)
         self.source = source
         self.dropped: list[str] = []
         self.frames_written = 0
@@ -129,8 +158,6 @@ class VideoWriter:
 
     def _add_video(self) -> None:
         assert self._out is not None
-        if self.codec not in av.codecs_available:
-            raise OutputError(f"no encoder {self.codec!r} here; try --codec libx264, libx265, libvpx-vp9 or ffv1")
         try:
             stream = self._out.add_stream(self.codec, rate=self.rate or Fraction(25))
         except (av.FFmpegError, ValueError) as exc:
@@ -146,21 +173,16 @@ class VideoWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         cc = stream.codec_context
-        cc.colorspace = BT709
-        cc.color_primaries = BT709
-        cc.color_trc = BT709
-        cc.color_range = 1  # limited (MPEG) range, what players expect
+        colour = self.colour
+        if not self.rgb_out:  # the encoders write these into the VUI, the muxers into colour boxes
+            cc.colorspace = colour.matrix
+            cc.color_range = RANGE_FULL if colour.full_range else RANGE_LIMITED
+        cc.color_primaries = colour.primaries
+        cc.color_trc = colour.transfer
+        if self.sample_aspect != 1:
+            cc.sample_aspect_ratio = self.sample_aspect
         cc.thread_count = self.settings.threads
-        options = {}
-        if self.codec in _CRF_CODECS:
-            options["crf"] = str(self.settings.crf)
-            if self.codec == "libvpx-vp9":
-                options["b"] = "0"
-        if self.codec in _PRESET_CODECS:
-            options["preset"] = str(self.settings.preset)
-        if self.codec == "libx265":
-            options["x265-params"] = "log-level=error"
-        cc.options = options
+        cc.options = encoder_options(self.codec, crf=self.settings.crf, preset=str(self.settings.preset), colour=colour)
         self._video = stream
 
     def _start(self) -> None:
@@ -168,7 +190,15 @@ class VideoWriter:
         before any frame is computed."""
         assert self._out is not None
         try:
-            self._video.codec_context.open()
+            level = av.logging.get_level()
+            av.logging.set_level(av.logging.ERROR)  # the encoder's own words for a refusal
+            try:
+                with av.logging.Capture(local=True) as logs:
+                    self._video.codec_context.open()
+            except (av.FFmpegError, ValueError) as exc:
+                raise open_failure(self.codec, self.path.name, exc, list(logs)) from exc
+            finally:
+                av.logging.set_level(level)
             self._out.start_encoding()  # opens the file itself
         except OSError as exc:
             if exc.errno in _FULL | _DENIED:
@@ -206,11 +236,14 @@ class VideoWriter:
         assert self._out is not None
         fmt = "rgb48le" if image.dtype == np.uint16 else "rgb24"
         frame = av.VideoFrame.from_ndarray(image, format=fmt)
-        if self.pix_fmt.startswith(("rgb", "bgr", "gbr")):
+        if self.rgb_out:
             frame = frame.reformat(format=self.pix_fmt)
         else:
-            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=BT709, dst_color_range="MPEG")
-        frame.pts = pts if pts is not None else self.frames_written
+            frame = frame.reformat(format=self.pix_fmt, src_colorspace=self.colour.matrix, dst_colorspace=self.colour.matrix,
+                                   dst_color_range="JPEG" if self.colour.full_range else "MPEG")
+        if pts is None:  # no timestamp: the next frame at the stream's rate
+            pts = round(self.frames_written / ((self.rate or Fraction(25)) * self.time_base))
+        frame.pts = pts
         frame.time_base = self.time_base
         time = float(frame.pts * self.time_base)
         self._mux_copies(until=time)
