@@ -33,14 +33,37 @@ class Frame:
         return None if self.pts is None else float(self.pts * self.time_base)
 
 
-def to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int) -> np.ndarray:
-    """An RGB array of ``frame`` with the right YUV matrix and range, rotated for display."""
+def _subsampled(fmt: av.VideoFormat, width: int, height: int) -> bool:
+    """4:2:0, 4:2:2, 4:1:1 ... (chroma planes smaller than the picture)."""
+    return not fmt.is_rgb and len(fmt.components) >= 3 and (
+        fmt.chroma_width(width) < width or fmt.chroma_height(height) < height)
+
+
+def to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An RGB array of ``frame`` with the right YUV matrix and range, rotated for display.
+
+    Subsampled chroma is interpolated (bilinear, to 4:4:4 first): swscale's direct YUV->RGB
+    path repeats each chroma sample, which gives blocky colour edges. ``size`` ``(width,
+    height)``, coded orientation, scales a frame of another size to it (a stream whose
+    resolution changes part-way comes out at its first size)."""
     full = frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+    matrix = colour_matrix(frame.colorspace, frame.width, frame.height)
+    levels = "JPEG" if full else "MPEG"
+    width, height = size if size is not None else (frame.width, frame.height)
+    scale = {} if (width, height) == (frame.width, frame.height) else {"width": width, "height": height, "interpolation": "BICUBIC"}
+    if _subsampled(frame.format, frame.width, frame.height):
+        frame = frame.reformat(
+            format="yuv444p16le" if bit_depth > 8 else "yuv444p", interpolation="BILINEAR",
+            width=width, height=height, src_colorspace=matrix, dst_colorspace=matrix,
+            src_color_range=levels, dst_color_range=levels,
+        )
+        scale = {}
     image = frame.to_ndarray(
         format="rgb48le" if bit_depth > 8 else "rgb24",
-        src_colorspace=colour_matrix(frame.colorspace, frame.height),
-        src_color_range="JPEG" if full else "MPEG",
+        src_colorspace=matrix,
+        src_color_range=levels,
         dst_color_range="JPEG",
+        **scale,
     )
     if rotation:
         image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
@@ -138,6 +161,14 @@ class _Decode:
         self.pending: list[int] = []  # pts of demuxed packets whose frame has not come out yet
         self.step: int | None = None  # the last gap between frame timestamps
         self.failure: Exception | None = None  # a decoder error not yet tied to its frame
+        self.first_pts: int | None = None
+        self.keyed = False  # a keyframe was demuxed: what comes before it is not a loss
+        info = reader.info
+        rotated = info.rotation in (90, 270)
+        self.size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
+        # Ticks of the time base per frame, for frames the container gives no timestamp.
+        rate = info.rate or Fraction(25)
+        self.tick = 1 / (rate * self.time_base) if self.time_base else None
 
     def where(self, pts: int | None) -> str:
         """``frame N (at T s)`` of the frame with timestamp ``pts`` (in display order)."""
@@ -161,19 +192,34 @@ class _Decode:
         return self.put(Frame(self.index, pts, self.last.time_base, self.last.image))
 
     def put(self, frame: Frame) -> bool:
+        if self.first_pts is None:
+            self.first_pts = frame.pts
         if self.last is not None and frame.pts is not None and self.last.pts is not None and frame.pts > self.last.pts:
             self.step = frame.pts - self.last.pts
         self.last = frame
         self.index += 1
         return self.reader._put(frame)
 
+    def stamp(self, frame: av.VideoFrame) -> int | None:
+        """The frame's timestamp; for frames without one (raw elementary streams, some AVI and
+        MPEG-PS), the previous one plus a frame at the stream's rate, or ``index / rate``."""
+        if frame.pts is not None or self.tick is None:
+            return frame.pts
+        if self.last is not None and self.last.pts is not None:
+            return self.last.pts + max(1, round(self.tick))
+        return round(self.index * self.tick)
+
     def emit(self, frame: av.VideoFrame) -> bool:
         info = self.reader.info
-        image = to_rgb(frame, info.bit_depth, info.rotation)
-        pts = frame.pts
-        if pts is not None:  # timestamps demuxed before this one never came out: lost frames
+        image = to_rgb(frame, info.bit_depth, info.rotation, self.size)
+        pts = self.stamp(frame)
+        if frame.pts is not None:  # timestamps demuxed before this one never came out: lost frames
             lost = sorted(p for p in self.pending if p < pts)
             self.pending = [p for p in self.pending if p > pts]
+            if self.last is None and self.failure is None:
+                # A stream cut mid-GOP (TS captures, HLS segments): frames before the first
+                # decodable one (leading frames of an open GOP) are not losses, as in ffmpeg.
+                lost = []
             for p in lost:
                 if self.last is None and self.reader.skip_bad_frames:  # broken start: repeat forwards
                     self.reader.repaired += 1
@@ -189,7 +235,8 @@ class _Decode:
         for packet in container.demux(self.stream):
             if self.reader._stop.is_set():
                 return
-            if packet.size and packet.pts is not None and not packet.is_discard:
+            self.keyed = self.keyed or packet.is_keyframe
+            if self.keyed and packet.size and packet.pts is not None and not packet.is_discard:
                 self.pending.append(packet.pts)
             try:
                 frames = packet.decode()
@@ -222,3 +269,32 @@ class _Decode:
                 self.reader.repaired += 1
                 if not self.put(Frame(self.index, pts, self.last.time_base, self.last.image)):
                     return
+        elif self.index and not expected:
+            self.check_duration()
+
+    def check_duration(self) -> None:
+        """No frame count (Matroska, MPEG-TS): a video more than a second shorter than the
+        length the container announces was cut off (a truncated download or capture). With
+        ``skip_bad_frames`` the last frame is repeated up to that length."""
+        info, last = self.reader.info, self.last
+        if info.duration is None or last is None or last.pts is None or self.first_pts is None or not self.time_base:
+            return
+        step = self.step or max(1, round(self.tick or 1))
+        # From the stream's start, not the first frame: a capture cut mid-GOP starts later
+        origin = self.stream.start_time if self.stream.start_time is not None else self.first_pts
+        end = (last.pts + step - origin) * self.time_base  # seconds of video decoded
+        if info.duration - end <= 1:
+            return
+        if not self.reader.skip_bad_frames:
+            self.bad(last.pts + step, f"the video stops at {float(end):.3f} s of the {float(info.duration):.3f} s "
+                     f"its container announces (after {self.index} frames)")
+        first, tick = self.first_pts, self.tick or step
+        while True:  # at the stream's rate from where the video stops
+            pts = max(last.pts + 1, first + round(self.index * tick))
+            if (pts - origin) * self.time_base > info.duration - tick * self.time_base / 2:
+                return
+            self.reader.repaired += 1
+            if not self.put(Frame(self.index, pts, last.time_base, last.image)):
+                return
+            last = self.last
+            assert last is not None and last.pts is not None
