@@ -13,6 +13,7 @@ import pytest
 from vsrt_cli.cli import main
 from vsrt_cli.evaluate import ClipScore, score_clips
 from vsrt_cli.io.frames import encode_png
+from vsrt_cli.io.sidecar import write_sidecar
 from vsrt_cli.temporal import ReferenceFlow, call_ids
 
 FRAMES, SIZE = 8, 64
@@ -89,8 +90,13 @@ def test_seam_is_higher_with_a_jump_at_window_boundaries(scores):
 def test_eval_reports_temporal_scores_and_plots(capsys, clips, tmp_path):
     scores, plot = tmp_path / "s.json", tmp_path / "plot.png"
     with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(clips["smooth"]), str(clips["truth"]), "--window", "5"])
+    assert exit_info.value.code == 2 and "--window-stride" in capsys.readouterr().err
+    for name in ("smooth", "jump"):  # how they were made, as `vsrt upscale` records it
+        write_sidecar(clips[name], {"vsrt": "test", "options": {"window": 5, "stride": 3}})
+    with pytest.raises(SystemExit) as exit_info:
         main(["eval", str(clips["smooth"]), str(clips["jump"]), str(clips["truth"]),
-              "--window", "5", "--window-stride", "3", "--json", str(scores), "--plot", str(plot)])
+              "--json", str(scores), "--plot", str(plot)])
     assert exit_info.value.code == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "warp" in text and "seam" in text and "truth" in text

@@ -76,10 +76,11 @@ def score_clip(
 
 def score_clips(
     preds: list[Path], truth: Path, *, crop_border: int = 0, names: list[str] | None = None,
-    flow: Flow | None = None, calls: Calls | Sequence[Calls | None] | None = None,
+    flow: Flow | None = None, calls: Calls | Sequence[Calls | None] | None = None, fidelity: bool = True,
 ) -> list[ClipScore]:
     """:func:`score_clip` of several outputs against one ground truth, in one pass over it (the
-    truth's motion is computed once for all of them); ``calls`` one for all, or one per output."""
+    truth's motion is computed once for all of them); ``calls`` one for all, or one per output.
+    ``fidelity=False`` skips PSNR/SSIM (left NaN) where only the temporal scores are wanted."""
     names = names or [p.stem for p in preds]
     rows: list[list[tuple[float, ...]]] = [[] for _ in preds]
     warps: list[list[tuple[float, float]]] = [[] for _ in preds]  # (output, truth) per pair
@@ -93,6 +94,9 @@ def score_clips(
                 raise InputError(f"{truth} has more frames than {pred} ({index + 1}+ vs {index}); compare matching clips")
             _check_pair(pred, truth, a, b, index, crop_border)
         for k, a in enumerate(frames):
+            if not fidelity:
+                rows[k].append((float("nan"),) * 4)
+                continue
             rows[k].append((psnr(a, b, crop_border=crop_border), psnr(a, b, y=True, crop_border=crop_border),
                             ssim(a, b, crop_border=crop_border), ssim(a, b, y=True, crop_border=crop_border)))
         if flow is not None:
