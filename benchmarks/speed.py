@@ -57,6 +57,14 @@ CLIPS = {  # held-out clips at their original size (LR = 1/4 of it)
 }
 
 
+def sync(module: torch.nn.Module) -> None:
+    """Wait for the device: CUDA calls return before the work is done, so timing them unsynchronised
+    measures kernel launches."""
+    param = next(module.parameters(), None)
+    if param is not None and param.device.type == "cuda":
+        torch.cuda.synchronize(param.device)
+
+
 class TimedModel(torch.nn.Module):
     """The model with a stopwatch: ``seconds`` is the time spent inside model and SPyNet calls."""
 
@@ -67,11 +75,13 @@ class TimedModel(torch.nn.Module):
         self.spynet = _Timed(model.spynet, self)
         self.seconds = 0.0
 
-    def forward(self, x, flows=None):
+    def forward(self, x, flows=None, *, keep=None):
+        sync(self.inner)
         start = time.perf_counter()
         try:
-            return self.inner(x, flows)
+            return self.inner(x, flows, keep=keep)
         finally:
+            sync(self.inner)
             self.seconds += time.perf_counter() - start
 
 
@@ -82,10 +92,12 @@ class _Timed(torch.nn.Module):
         self.clock = [clock]  # a list: not a submodule
 
     def forward(self, *args):
+        sync(self.module)
         start = time.perf_counter()
         try:
             return self.module(*args)
         finally:
+            sync(self.module)
             self.clock[0].seconds += time.perf_counter() - start
 
 
@@ -183,6 +195,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from vsrt_cli.runtime import tune_allocator
+
+    tune_allocator()  # as the CLI does
     from vsrt_cli.cli import _load_model
 
     model = _load_model(args.model, args.weights).eval()

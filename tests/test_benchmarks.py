@@ -20,8 +20,9 @@ def test_official_protocol_does_more_work_than_the_default_and_every_frame_comes
     assert len(run["frames"]) == 7 and run["frames"][0].shape == (160, 288, 3)
     assert 0 < run["model_seconds"] <= run["seconds"]
     cheap, costly = speed.count_flops(tiny_model, lr, default), speed.count_flops(tiny_model, lr, official)
-    # stride 1 runs every frame as the centre of its own 5-frame window: about 5x the model work
-    assert 3 < costly / cheap < 8
+    # stride 1 runs every frame as the centre of its own 5-frame window, but with keep=positions
+    # only that centre is reconstructed: 2-3x the model work of the default (was about 5x)
+    assert 1.5 < costly / cheap < 5
     gt = np.repeat(np.repeat(lr, 4, axis=1), 4, axis=2)
     assert np.isfinite(speed.score(run["frames"], gt))
 
