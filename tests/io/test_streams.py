@@ -184,3 +184,24 @@ def test_only_installed_encoders_are_offered():
     with pytest.raises(OutputError, match="no encoder 'nope' here; try --codec libx264"):
         VideoWriter(Path("x.mp4"), width=32, height=16, time_base=Fraction(1, 25), rate=None, bit_depth=8,
                     settings=EncodeSettings(codec="nope"))
+
+
+def test_raw_h264_with_a_size_change_through_the_whole_pipeline(tmp_path):
+    import torch
+
+    from vsrt_cli.model import VSRTConfig, build_model
+    from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale
+
+    first = write_video(tmp_path / "a.h264", [noise(32, 48, i) for i in range(3)], rate=24, fmt="h264")
+    second = write_video(tmp_path / "b.h264", [noise(40, 56, i) for i in range(3)], rate=24, fmt="h264")
+    joined = tmp_path / "joined.h264"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    torch.manual_seed(0)
+    model = build_model(VSRTConfig(num_feat=4, num_frame=5, depth=1, heads=1, patch_size=8, extract_blocks=0,
+                                   reconstruct_blocks=0, ff_blocks=0, norm="channel", use_flow=False)).eval()
+    job = UpscaleJob(source=joined, output=tmp_path / "out.mp4", schedule=Schedule(tile=0, overlap=0, window=3, stride=3),
+                     device=torch.device("cpu"), precision="fp32")
+    list(upscale(model, job))
+    assert seconds(tmp_path / "out.mp4") == [round(i / 24, 4) for i in range(6)]
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert {(f.width, f.height) for f in c.decode(video=0)} == {(192, 128)}
