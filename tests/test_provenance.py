@@ -101,3 +101,34 @@ def test_batch_report_links_each_record(capsys, tiny_weights, tmp_path):
     assert vsrt(capsys, "batch", str(src), "-o", str(out), "--weights", str(tiny_weights), *FAST)[0] == 0
     rows = json.loads((out / REPORT).read_text())["clips"]
     assert all(r["status"] == "skipped" and r["sidecar"] for r in rows)  # still linked when skipped
+
+
+def test_the_tag_before_the_run_matches_the_record_but_for_the_frame_count(capsys, tiny_weights, tmp_path):
+    from vsrt_cli.provenance import ModelId, tag_before_run
+
+    clip = make_clip(tmp_path / "in.mp4", frames=3, size=(32, 24))
+    output = tmp_path / "out.mp4"
+    assert vsrt(capsys, "upscale", str(clip), "-o", str(output), "--weights", str(tiny_weights), *FAST)[0] == 0
+    record = read_sidecar(output)
+    assert record is not None
+    job = _job_like(record, clip, output)
+    before = tag_before_run(job, ModelId(**record["model"]))
+    assert record["tag"] == before + " frames=3"
+
+
+def _job_like(record, source, output):
+    """The job `vsrt upscale` ran, rebuilt from its record."""
+    import dataclasses
+
+    import torch
+
+    from vsrt_cli.io.writer import EncodeSettings
+    from vsrt_cli.pipeline import Schedule, UpscaleJob
+
+    o = record["options"]
+    return UpscaleJob(
+        source=source, output=output, device=torch.device(o["device"]), precision=o["precision"],
+        schedule=Schedule(tile=o["tile"], overlap=o["overlap"], window=o["window"], stride=o["stride"], batch=o["batch"]),
+        encode=EncodeSettings(**{f.name: o[f.name] for f in dataclasses.fields(EncodeSettings)}),
+        skip_bad_frames=o["skip_bad_frames"],
+    )

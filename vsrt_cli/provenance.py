@@ -161,15 +161,25 @@ def build_record(
 
 
 def container_tag(record: dict[str, Any]) -> str:
-    """The short line for the container's ``comment``: version, model, hashes, schedule, device."""
+    """The short line for the container's ``comment``: version, model, hashes, schedule, device
+    (and the frame count once known). Needs only what is known before the run, so a writer can
+    put it in the header: see :func:`tag_before_run`."""
     o = record["options"]
     sha = record["model"]["sha256"] or "unknown"
+    frames = f" frames={record['frames']}" if record.get("frames") is not None else ""
     return (
         f"{TAG_PREFIX}{record['vsrt']} model={record['model']['name']} sha256={sha[:16]} "
         f"input={record['input']['sha256'][:16]} window={o['window']} stride={o['stride']} "
         f"tile={o['tile']} overlap={o['overlap']} device={record['device']['type']} "
-        f"precision={record['precision']} frames={record['frames']}"
+        f"precision={record['precision']}{frames}"
     )
+
+
+def tag_before_run(job: UpscaleJob, model: ModelId) -> str:
+    """:func:`container_tag` from the job alone (no frame count), for a container header."""
+    return container_tag({"vsrt": __version__, "model": dataclasses.asdict(model), "input": fingerprint(job.source),
+                          "options": job_options(job), "device": {"type": job.device.type},
+                          "precision": job.precision})
 
 
 def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None) -> Iterator[Event]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -77,36 +78,31 @@ def write_excerpt(
     height = crop.height if crop else info.height
     writer: VideoWriter | None = None
     taken, first = 0, None
-    try:
-        with VideoReader(info) as reader:
-            for frame in reader:
-                time = frame.time if frame.time is not None else frame.index / float(info.rate or 25)
-                if time < start - 1e-6:
-                    continue
-                if first is None:
-                    first = time
-                if time >= first + seconds - 1e-6 and taken:
-                    break
-                image = frame.image
-                if crop is not None:
-                    image = image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
-                if transform is not None:
-                    image = transform(image)
-                if writer is None:
-                    writer = VideoWriter(dest, width=image.shape[1], height=image.shape[0], time_base=info.time_base,
-                                         rate=info.rate, bit_depth=info.bit_depth,
-                                         settings=EncodeSettings(codec="ffv1", copy_streams=False), overwrite=True,
-                                         # tags kept; FFV1-in-MKV holds no HDR10 metadata or pixel shape
-                                         colour=replace(info.colour, mastering=None, light=None),
-                                         sample_aspect=Fraction(1))
-                    writer.__enter__()
-                writer.write(np.ascontiguousarray(image), frame.pts)
-                taken += 1
-    except BaseException as exc:
-        if writer is not None:
-            writer.__exit__(type(exc), exc, exc.__traceback__)
-        raise
+    # the writer opens at the first frame (its size may change with ``transform``); the stack
+    # closes it after the reader, finishing the file, or removing it if anything failed
+    with contextlib.ExitStack() as stack, VideoReader(info) as reader:
+        for frame in reader:
+            time = frame.time if frame.time is not None else frame.index / float(info.rate or 25)
+            if time < start - 1e-6:
+                continue
+            if first is None:
+                first = time
+            if time >= first + seconds - 1e-6 and taken:
+                break
+            image = frame.image
+            if crop is not None:
+                image = image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
+            if transform is not None:
+                image = transform(image)
+            if writer is None:
+                writer = stack.enter_context(VideoWriter(
+                    dest, width=image.shape[1], height=image.shape[0], time_base=info.time_base, rate=info.rate,
+                    bit_depth=info.bit_depth, settings=EncodeSettings(codec="ffv1", copy_streams=False), overwrite=True,
+                    # tags kept; FFV1-in-MKV holds no HDR10 metadata or pixel shape
+                    colour=replace(info.colour, mastering=None, light=None), sample_aspect=Fraction(1),
+                ))
+            writer.write(np.ascontiguousarray(image), frame.pts)
+            taken += 1
     if writer is None:
         raise InputError(f"{source} has no frame at or after {start:.2f} s; choose an earlier --start")
-    writer.__exit__(None, None, None)
     return Excerpt(dest, taken, first or 0.0, width, height, info)
