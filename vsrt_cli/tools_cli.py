@@ -67,7 +67,8 @@ def eval_command(
     out.print(_score_table(scores))
     if temporal:
         out.print("warp: mean |Y| change between consecutive frames after moving the earlier one along the truth's "
-                  "motion (SPyNet), in 8-bit levels; lower is steadier. seam: warp at pairs from two model calls / "
+                  "motion (SPyNet), in 8-bit levels; lower is steadier, but below the truth's own value it usually means "
+                  "lost detail (a blur changes less), not a steadier video. seam: warp at pairs from two model calls / "
                   "at pairs from one; 1 = no seam. (truth's own value)", highlight=False, soft_wrap=True)
     fields = ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "warp_error", "warp_error_truth", "seam", "seam_truth")
     means = {k: _mean([getattr(s, k) for s in scores]) for k in fields}
