@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from vsrt_cli.compare import CompareDone, compare
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.evaluate import score_clips
-from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.excerpt import Crop, Excerpt, write_excerpt
+from vsrt_cli.io.outputs import check_output
 from vsrt_cli.model.vsrt import SCALE, VSRT
 from vsrt_cli.pipeline import Finished, Progress, UpscaleJob, upscale
 

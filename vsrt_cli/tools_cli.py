@@ -31,10 +31,11 @@ def eval_command(
     window: Annotated[Optional[int], typer.Option(help="Frames per model call the outputs were made with, for the seam ratio (default: from each output's .vsrt.json).")] = None,
     window_stride: Annotated[Optional[int], typer.Option(help="Their --window-stride (default: from each output's .vsrt.json).")] = None,
 ) -> None:
-    """PSNR and SSIM (RGB and Y, BT.601) against ground truth, and temporal steadiness: the
-    warping error between consecutive frames along the truth's own motion (flicker), and the
-    seam ratio (pairs from two model calls vs pairs from one; 1 = no seam). The truth's own
-    values are shown in brackets. Per clip and mean."""
+    """PSNR/SSIM against ground truth, flicker and seams; per clip and mean.
+
+    Flicker is the warping error between consecutive frames along the truth's own motion; the
+    seam ratio compares pairs from two model calls with pairs from one (1 = no seam). The
+    truth's own values are shown in brackets."""
     import json
 
     from vsrt_cli.errors import ConfigError, InputError
@@ -131,8 +132,9 @@ def info_command(
     output: Annotated[Path, typer.Argument(help="An output of vsrt (video, frame folder, or its .vsrt.json).", show_default=False)],
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
 ) -> None:
-    """How an output was made: model and its sha256, every option, device, precision, input
-    fingerprint, frame count and timings (from OUT.vsrt.json, else the container's tag)."""
+    """How an output was made: model, sha256, options, device, timings.
+
+    Read from OUT.vsrt.json beside the output, else from the container's tag."""
     import json
 
     from vsrt_cli.errors import InputError
@@ -198,8 +200,10 @@ def compare_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
-    """A frame-synchronised, labelled comparison of outputs: frames matched by timestamp, every
-    input zoomed (nearest neighbour) to the largest one's size."""
+    """A labelled, frame-synchronised comparison of several outputs.
+
+    Frames are matched by timestamp; every input is zoomed (nearest neighbour) to the largest
+    one's size."""
     from fractions import Fraction
 
     from vsrt_cli.compare import CompareDone, compare
@@ -236,8 +240,10 @@ def preview_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
-    """Try settings on a short excerpt first: fps, peak memory, the estimated time and size of
-    the whole clip and the flicker of each candidate, and a labelled side-by-side to look at."""
+    """Try settings on a short excerpt before the long run.
+
+    Prints each candidate's fps, peak memory, flicker and the estimated time and size of the
+    whole clip, and writes a labelled side-by-side of bicubic and every candidate."""
     from vsrt_cli.cli import _job  # the options of `vsrt upscale`, resolved exactly as it does
     from vsrt_cli.io.excerpt import Crop
     from vsrt_cli.preview import Candidate, CandidateResult, CandidateStarted, PreviewDone, parse_try, preview
