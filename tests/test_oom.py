@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY
-from vsrt_cli import pipeline, runtime
+from vsrt_cli import runtime, tiles
 from vsrt_cli.errors import ResourceError
 from vsrt_cli.model import build_model
 from vsrt_cli.pipeline import TileRunner
@@ -134,7 +134,7 @@ def check_flow_back_off(with_flow, real, frames, grid, reference):
 
 def test_memory_is_released_outside_the_except_block(no_flow, monkeypatch):
     seen = []
-    monkeypatch.setattr(pipeline, "release_memory", lambda device: seen.append(sys.exc_info()[0]))
+    monkeypatch.setattr(tiles, "release_memory", lambda device: seen.append(sys.exc_info()[0]))
     runner = TileRunner(FailsAbove(no_flow, 32 * 32, FAILURES["torch"]), plan_tiles(40, 72, tile=32, overlap=8, multiple=8),
                         batch=2, device=CPU, precision="fp32")
     runner(torch.rand(1, 3, 40, 72), [0])
