@@ -227,17 +227,27 @@ def test_out_of_memory_lowers_batch_then_tile_and_drops_no_frame(tiny_model):
     out = runner(frames, [0, 1, 2, 3, 4])
     assert runner.batch == 2 and runner.notices == ["out of memory: retrying with 2 tile(s) per call (was 4)"]
     torch.testing.assert_close(out, reference)
-    # even one 32x32 tile is too much: tiles shrink to 16 and every frame still comes out
-    tiny = OutOfMemoryAbove(tiny_model, limit=16 * 16)
-    runner = TileRunner(tiny, plan_tiles(40, 72, tile=32, overlap=8, multiple=8), batch=2,
+    # even one 64x64 tile is too much: first one tile per call, then 32x32 tiles (the floor),
+    # and every frame still comes out. (Flows and the accumulator shrink before the tiles: this
+    # model has no flow pass and runs on the CPU, see tests/test_oom.py for those steps.)
+    frames = torch.rand(5, 3, 64, 96)
+    reference = TileRunner(tiny_model, plan_tiles(64, 96, tile=64, overlap=8, multiple=8), batch=2,
+                           device=torch.device("cpu"), precision="fp32")(frames, [0, 1, 2, 3, 4])
+    tight = OutOfMemoryAbove(tiny_model, limit=32 * 32)
+    runner = TileRunner(tight, plan_tiles(64, 96, tile=64, overlap=8, multiple=8), batch=2,
                         device=torch.device("cpu"), precision="fp32")
     out = runner(frames, [0, 1, 2, 3, 4])
-    assert out.shape == (5, 3, 160, 288)
-    assert runner.grid.tile == (16, 16) and runner.batch == 1
-    assert any("16x16 tiles" in n for n in runner.notices)
+    assert out.shape == (5, 3, 256, 384)  # every frame, whole
+    assert runner.grid.tile == (32, 32) and runner.batch == 1
+    assert runner.notices == [
+        "out of memory: retrying with 1 tile(s) per call (was 2)",
+        "out of memory: retrying with 32x32 tiles, overlap 8 (was 64)",
+    ]
     assert (out - reference).abs().mean() < 0.05  # the same picture, cut differently
-    hopeless = OutOfMemoryAbove(tiny_model, limit=1)
+    # below one 32x32 tile per call nothing is tried: one clear error, no frame half-written
+    hopeless = OutOfMemoryAbove(tiny_model, limit=16 * 16)
     runner = TileRunner(hopeless, plan_tiles(40, 72, tile=32, overlap=8, multiple=8), batch=1,
                         device=torch.device("cpu"), precision="fp32")
-    with pytest.raises(ResourceError, match="out of CPU memory even with one 8x8 tile"):
-        runner(frames, [0])
+    with pytest.raises(ResourceError, match="out of CPU memory even with one 32x32 tile per call"):
+        runner(frames[:, :, :40, :72], [0])
+    assert {c[-2:] for c in hopeless.calls} == {(32, 32)}  # never below the floor
