@@ -180,3 +180,18 @@ def test_a_video_that_appears_while_frames_are_computed_is_kept_without_overwrit
             writer.write(np.zeros((16, 16, 3), np.uint8), 0)
             touch(out, b"mine")
     assert out.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_the_writer_puts_metadata_in_the_container_header(tmp_path, suffix):
+    from fractions import Fraction
+
+    from vsrt_cli.io.sidecar import read_container_tag
+    from vsrt_cli.io.writer import EncodeSettings, VideoWriter
+
+    out = tmp_path / f"tagged{suffix}"
+    tag = "vsrt 0.1.0 model=x sha256=0123 window=5"
+    with VideoWriter(out, width=32, height=16, time_base=Fraction(1, 25), rate=Fraction(25), bit_depth=8,
+                     settings=EncodeSettings(preset="ultrafast"), metadata={"comment": tag}) as writer:
+        writer.write(np.zeros((16, 32, 3), np.uint8), 0)
+    assert read_container_tag(out) == tag

@@ -83,7 +83,8 @@ class VideoWriter:
 
     ``colour`` (primaries, transfer, matrix, range, HDR10 metadata) and ``sample_aspect`` are
     the input's, carried to the output; when not given they are read from ``source`` (BT.709,
-    square pixels without one). HDR comes out as HDR at 10 bits, or is refused before any work
+    square pixels without one). ``metadata`` goes into the container's header (e.g. the
+    ``comment`` tag of :mod:`vsrt_cli.io.sidecar`). HDR comes out as HDR at 10 bits, or is refused before any work
     (:func:`~vsrt_cli.io.encoders.check_keeps`), as is a pixel shape the output cannot record.
     """
 
@@ -101,8 +102,10 @@ class VideoWriter:
         overwrite: bool = False,
         colour: Colour | None = None,
         sample_aspect: Fraction | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.path = path
+        self.metadata = dict(metadata or {})
         self.tmp = partial_path(path)
         self.overwrite = overwrite
         self.width, self.height = width, height
@@ -199,6 +202,7 @@ class VideoWriter:
                 raise open_failure(self.codec, self.path.name, exc, list(logs)) from exc
             finally:
                 av.logging.set_level(level)
+            self._out.metadata.update(self.metadata)
             self._out.start_encoding()  # opens the file itself
         except OSError as exc:
             if exc.errno in _FULL | _DENIED:
