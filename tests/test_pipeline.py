@@ -234,3 +234,39 @@ def test_ctrl_c_removes_the_partial_output(tiny_weights, tmp_path):
     assert time.monotonic() - sent < 10
     assert "interrupted" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_source_is_probed_once_and_its_colour_and_aspect_reach_the_writer(tiny_model, tmp_path, monkeypatch):
+    from tests.media import make_clip
+    from vsrt_cli.io import writer as writer_module
+
+    source = make_clip(tmp_path / "in.mp4", frames=2)
+    seen = {}
+    real = writer_module.VideoWriter.__init__
+
+    def spy(self, path, **kw):
+        seen.update(kw)
+        real(self, path, **kw)
+
+    def no_second_probe(path):
+        raise AssertionError("the writer probed the source again")
+
+    monkeypatch.setattr(writer_module.VideoWriter, "__init__", spy)
+    monkeypatch.setattr(writer_module, "probe", no_second_probe)
+    events = run_job(tiny_model, source, tmp_path / "out.mkv", metadata={"comment": "vsrt test"})
+    assert isinstance(events[-1], Finished) and events[-1].frames == 2
+    from vsrt_cli.io.probe import probe
+
+    info = probe(source)
+    assert seen["colour"] == info.colour and seen["sample_aspect"] == info.sample_aspect
+    assert seen["metadata"] == {"comment": "vsrt test"}
+
+
+def test_png_frames_of_hdr_input_are_refused_before_any_work(tiny_model, tmp_path):
+    from tests.io.test_colour import hdr10_clip
+
+    source = hdr10_clip(tmp_path / "hdr10.mkv", frames=1)
+    with pytest.raises(OutputError, match=r"hdr10.mkv is HDR \(PQ, BT.2020\); PNG frames .* write a video") as caught:
+        run_job(tiny_model, source, tmp_path / "frames_x4")
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hdr10.mkv"]

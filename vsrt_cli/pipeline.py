@@ -54,6 +54,7 @@ class UpscaleJob:
     fps: Fraction = Fraction(25)  # for image-folder inputs
     skip_bad_frames: bool = False  # repeat the last good frame where decoding fails
     frames_out: bool | None = None  # PNG frames into a folder; None: when the output has no extension
+    metadata: dict[str, str] = field(default_factory=dict)  # container tags (the provenance comment)
 
     @property
     def writes_frames(self) -> bool:
@@ -178,6 +179,11 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     check_schedule(model, job.schedule)
     check_paths(job)
     source = _open_source(job)
+    if job.writes_frames and source.info is not None and source.info.colour.hdr:
+        raise OutputError(
+            f"{job.source} is {source.info.colour.describe()}; PNG frames would hold its PQ/HLG codes "
+            "untagged and look washed out; write a video (.mkv/.mp4) instead"
+        )
     sched = job.schedule
     config = model.config
     grid = plan_tiles(
@@ -206,6 +212,9 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
             settings=job.encode,
             source=job.source if info else None,
             overwrite=job.overwrite,
+            colour=info.colour if info else None,
+            sample_aspect=info.sample_aspect if info else None,
+            metadata=job.metadata,
         )
     with BackgroundWriter(writer) as sink, _frames(job, source) as (frames, reader):
         if isinstance(writer, VideoWriter):
