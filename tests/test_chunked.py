@@ -1,0 +1,127 @@
+"""``--chunks``: a clip upscaled in chunks and stitched equals the unchunked output."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.media import timestamps
+from vsrt_cli.chunked import upscale_chunks
+from vsrt_cli.errors import ConfigError
+from vsrt_cli.io.stitch import read_range, scan
+from vsrt_cli.io.probe import probe
+from vsrt_cli.io.reader import VideoReader
+from vsrt_cli.io.writer import EncodeSettings
+from vsrt_cli.pipeline import Finished, Progress, Schedule, UpscaleJob, upscale
+
+LOSSLESS = EncodeSettings(codec="libx264", crf=0, preset="ultrafast")  # qp 0: decoded frames compare exactly
+
+
+def clip_with_audio(path: Path, frames: int = 14, gop: int = 4, size=(32, 24)) -> Path:
+    """Moving noise at 24 fps, keyframes every ``gop`` frames, B-frames, and an AAC tone."""
+    width, height = size
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        v.options = {"g": str(gop), "keyint_min": str(gop), "bf": "2", "preset": "ultrafast", "sc_threshold": "0"}
+        a = c.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        samples = 0
+        for i in range(frames):
+            image = np.random.default_rng(i).integers(0, 255, (height, width, 3), dtype=np.uint8)
+            image[:, (2 * i) % width : (2 * i) % width + 3] = 255
+            c.mux(v.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            while samples < (i + 1) * 2000:
+                tone = (0.2 * np.sin(np.arange(samples, samples + 1024) * 0.05)).astype(np.float32)[None]
+                frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 48000, samples
+                c.mux(a.encode(frame))
+                samples += 1024
+        c.mux(v.encode())
+        c.mux(a.encode())
+    return path
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="yuv444p") for f in c.decode(video=0)]
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def job(source: Path, output: Path, window: int, stride: int, preset: str = "ultrafast") -> UpscaleJob:
+    return UpscaleJob(source=source, output=output, schedule=Schedule(tile=0, overlap=0, window=window, stride=stride, batch=4),
+                      device=torch.device("cpu"), precision="fp32", encode=replace(LOSSLESS, preset=preset))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return clip_with_audio(tmp_path_factory.mktemp("chunks") / "in.mp4")
+
+
+def test_read_range_gives_the_frames_of_a_full_decode(source):
+    info = probe(source)
+    frames = scan(info)
+    assert frames.frames == 14 and sorted(frames.keyframes) == [frames.times[i] for i in (0, 4, 8, 12)]
+    with VideoReader(info) as reader:
+        full = list(reader)
+    part = list(read_range(info, frames, 5, 11))  # starts and ends off keyframes
+    assert [f.index for f in part] == list(range(5, 11))
+    for f in part:
+        assert f.pts == full[f.index].pts and np.array_equal(f.image, full[f.index].image)
+
+
+@pytest.mark.parametrize("window,stride,preset", [(3, 1, "ultrafast"), (5, 3, "ultrafast"), (5, 3, "medium")])
+def test_chunks_stitch_into_the_unchunked_output(tiny_model, source, tmp_path, window, stride, preset):
+    """Boundaries at frames 5 and 10, keyframes at 0, 4, 8, 12; "medium" encodes B-frames."""
+    whole, parts = tmp_path / "whole.mp4", tmp_path / "parts.mp4"
+    list(upscale(tiny_model, job(source, whole, window, stride, preset)))
+    events = list(upscale_chunks(tiny_model, job(source, parts, window, stride, preset), 3))
+    frames = decoded(parts)
+    assert len(frames) == 14 and all(np.array_equal(a, b) for a, b in zip(frames, decoded(whole)))
+    assert timestamps(parts) == timestamps(whole) == timestamps(source)
+    assert audio_packets(parts) == audio_packets(source)
+    assert [e.done for e in events if isinstance(e, Progress)] == list(range(1, 15))
+    assert isinstance(events[-1], Finished) and events[-1].frames == 14
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts.mp4", "whole.mp4"]  # chunk files gone
+
+
+def test_a_rerun_redoes_only_the_missing_chunks(tiny_model, source, tmp_path, monkeypatch):
+    import vsrt_cli.chunked as chunked
+
+    out = tmp_path / "out.mp4"
+    real = chunked.run_chunk
+    calls = []
+
+    def crash_on_third(runner, job_, info, frames, chunk, path):
+        calls.append(chunk.number)
+        if chunk.number == 2:
+            raise RuntimeError("worker died")
+        yield from real(runner, job_, info, frames, chunk, path)
+
+    monkeypatch.setattr(chunked, "run_chunk", crash_on_third)
+    with pytest.raises(RuntimeError):
+        list(upscale_chunks(tiny_model, job(source, out, 5, 3), 3))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(".out.vsrt-chunk-" in n for n in left)  # two finished chunks, no partial
+    calls.clear()
+    monkeypatch.setattr(chunked, "run_chunk", real)
+    counted = []
+    monkeypatch.setattr(chunked, "run_chunk", lambda *a: (counted.append(a[4].number), (yield from real(*a)))[1])
+    list(upscale_chunks(tiny_model, job(source, out, 5, 3), 3))
+    assert counted == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    assert len(decoded(out)) == 14 and audio_packets(out) == audio_packets(source)
+
+
+def test_frames_out_is_refused(tiny_model, source, tmp_path):
+    with pytest.raises(ConfigError, match="--chunks"):
+        list(upscale_chunks(tiny_model, job(source, tmp_path / "frames", 5, 3), 3))

@@ -1,0 +1,155 @@
+"""``vsrt upscale --chunks N``: one clip upscaled as N chunks, each encoded video-only into its
+own file, then stitched (a remux, :mod:`vsrt_cli.io.stitch`) with the source's audio and
+subtitles. The output is the one an unchunked run writes, frame for frame (see
+:mod:`vsrt_cli.chunks` for why the model sees the same frames).
+
+A finished chunk is a hidden file beside the output, named by a key of everything that shapes
+its pixels (input fingerprint, model weights, schedule, precision, encoder settings) and by its
+number; it appears under that name only when complete (the writer's temp file + rename, the temp
+named per host and process). A rerun after a crash finds the finished chunks and redoes only the
+missing ones; the chunk files are removed once the output is in place.
+
+:func:`run_chunk` is the unit of work an executor can send elsewhere; it yields the number of
+frames done so far. The pipeline never prints: events go to the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from vsrt_cli.chunks import Chunk, plan_chunks
+from vsrt_cli.errors import ConfigError
+from vsrt_cli.io.background import BackgroundWriter
+from vsrt_cli.io.outputs import remove_stale_partials
+from vsrt_cli.io.probe import VideoInfo, probe
+from vsrt_cli.io.reader import Frame
+from vsrt_cli.io.stitch import Scan, read_range, scan, stitch
+from vsrt_cli.io.encoders import resolve_codec
+from vsrt_cli.io.writer import VideoWriter
+from vsrt_cli.model.vsrt import SCALE, VSRT
+from vsrt_cli.pipeline import Event, Finished, Notice, Progress, Started, UpscaleJob, check_paths, check_schedule
+from vsrt_cli.runtime import Download, configure_device, upload_frame
+from vsrt_cli.schedule import plan_tiles
+from vsrt_cli.tiles import TileRunner
+
+CHUNK = "vsrt-chunk"
+
+
+def job_key(model: VSRT, job: UpscaleJob) -> str:
+    """12 hex digits naming everything that shapes a chunk's pixels and packets."""
+    from vsrt_cli.provenance import fingerprint
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).numpy().tobytes())
+    facts = {
+        "input": fingerprint(job.source), "schedule": dataclasses.asdict(job.schedule),
+        "precision": job.precision, "device": job.device.type,
+        "encode": dataclasses.asdict(replace(job.encode, copy_streams=False)),
+    }
+    digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]
+
+
+def chunk_path(output: Path, key: str, chunk: Chunk) -> Path:
+    """``.NAME.vsrt-chunk-KEY-002of003.nut`` beside the output. NUT keeps the source's time
+    base and timestamps exactly (MP4 would move a chunk that starts late by its edit list's
+    rounding)."""
+    return output.with_name(f".{output.stem}.{CHUNK}-{key}-{chunk.number + 1:03d}of{chunk.count:03d}.nut")
+
+
+def make_runner(model: VSRT, job: UpscaleJob, info: VideoInfo) -> TileRunner:
+    sched, config = job.schedule, model.config
+    grid = plan_tiles(
+        info.height, info.width, tile=sched.tile, overlap=sched.overlap if sched.tile else 0,
+        multiple=config.size_multiple, fixed=config.norm == "tile",
+    )
+    configure_device(job.device, job.precision)
+    return TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision)
+
+
+def run_chunk(runner: TileRunner, job: UpscaleJob, info: VideoInfo, frames: Scan, chunk: Chunk, path: Path) -> Iterator[int]:
+    """Upscale ``chunk`` into ``path`` (video only, ``job``'s encoder settings); yields the
+    frames written so far. The file appears only when complete."""
+    codec = resolve_codec(job.encode.codec, job.output.suffix, info.colour)  # the output's, not NUT's
+    writer = VideoWriter(
+        path, width=info.width * SCALE, height=info.height * SCALE, time_base=info.time_base, rate=info.rate,
+        bit_depth=info.bit_depth, settings=replace(job.encode, codec=codec, copy_streams=False), source=None,
+        overwrite=True, colour=info.colour, sample_aspect=info.sample_aspect,
+    )
+    with BackgroundWriter(writer) as sink:
+        yield from _run_windows(runner, read_range(info, frames, chunk.decode_from, chunk.decode_to), chunk, sink, info.bit_depth > 8)
+
+
+def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink: BackgroundWriter, deep: bool) -> Iterator[int]:
+    """The chunk's model calls, each run once its last frame is decoded; only the chunk's own
+    output frames are written."""
+    todo = list(chunk.windows)
+    buffer: dict[int, torch.Tensor] = {}
+    stamps: dict[int, int | None] = {}
+    done = 0
+    for frame in frames:
+        buffer[frame.index] = upload_frame(frame.image, runner.device)
+        stamps[frame.index] = frame.pts
+        while todo and max(todo[0].frames) <= frame.index:
+            win = todo.pop(0)
+            batch = torch.stack([buffer[i] for i in win.frames])
+            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
+            for image, (_, index) in zip(Download(hr, deep).images(), win.outputs):
+                if chunk.owns(index):
+                    sink.write(image, stamps[index])
+                    done += 1
+                    yield done
+            keep = min(min(w.frames) for w in todo) if todo else frame.index + 1
+            for index in [i for i in buffer if i < keep]:
+                del buffer[index]
+            runner.flow_cache.forget_before(keep)
+    assert not todo and done == chunk.frames, (len(todo), done, chunk.frames)
+
+
+def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]:
+    """Upscale ``job`` as ``chunks`` chunks (fewer for a shorter clip) and stitch them; yields
+    the same events as :func:`~vsrt_cli.pipeline.upscale`."""
+    check_schedule(model, job.schedule)
+    if chunks < 1:
+        raise ConfigError(f"--chunks {chunks}: must be at least 1")
+    if job.source.is_dir() or job.writes_frames:
+        raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
+    check_paths(job)
+    info = probe(job.source)
+    frames = scan(info)
+    plan = plan_chunks(frames.frames, chunks, job.schedule.window, job.schedule.stride)
+    key = job_key(model, job)
+    paths = [chunk_path(job.output, key, c) for c in plan]
+    started = time.perf_counter()
+    yield Started(job.source, job.output, info.width, info.height, frames.frames)
+    if info.has_alpha:
+        yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
+    runner: TileRunner | None = None
+    done = 0
+    for chunk, path in zip(plan, paths):
+        remove_stale_partials(path)
+        if path.exists():  # finished by an earlier run
+            done += chunk.frames
+            yield Progress(done, frames.frames)
+            continue
+        runner = runner or make_runner(model, job, info)
+        base = done
+        for count in run_chunk(runner, job, info, frames, chunk, path):
+            done = base + count
+            yield Progress(done, frames.frames)
+    dropped = stitch(paths, job.output, source=job.source if job.encode.copy_streams else None, overwrite=job.overwrite)
+    for line in dropped:
+        yield Notice(f"not copied, the output container cannot hold it: {line}")
+    for path in paths:
+        path.unlink(missing_ok=True)
+    yield Finished(job.output, done, time.perf_counter() - started, job.output.stat().st_size)

@@ -1,0 +1,176 @@
+"""The I/O of chunked runs: a demux-only scan that numbers the frames, a reader for one range
+of frames (seeking to the keyframe before it), and the stitch that remuxes the chunks' video
+packets in order with the source's audio and subtitles copied once.
+
+Nothing here decodes more than a chunk needs, and nothing re-encodes: the stitched video is
+the chunks' packets, the audio and subtitles are the source's packets, all at their own
+timestamps. The output appears under its final name only when complete (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from vsrt_cli.errors import DecodeError, InputError
+from vsrt_cli.io.outputs import partial_path, refuse_replace
+from vsrt_cli.io.probe import VideoInfo, open_input
+from vsrt_cli.io.reader import Frame, to_rgb
+from vsrt_cli.io.writer import write_failure
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Every video frame's timestamp in display order (``times[i]`` is frame ``i``'s), and
+    which of them are keyframes; read from packets alone, nothing decoded."""
+
+    times: tuple[int, ...]
+    keyframes: frozenset[int]
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+def scan(info: VideoInfo) -> Scan:
+    """Number the frames of ``info``'s first video stream by their packets' timestamps."""
+    if not info.timestamps:
+        raise InputError(f"{info.path}: a raw stream without timestamps cannot be cut into chunks; run it without --chunks")
+    times, keys = [], set()
+    with open_input(info.path) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size and packet.pts is not None and not packet.is_discard:
+                times.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.add(packet.pts)
+    if not times:
+        raise InputError(f"{info.path}: no video packet with a timestamp; run it without --chunks")
+    times.sort()
+    if len(set(times)) != len(times):
+        raise InputError(f"{info.path}: two video frames share a timestamp; run it without --chunks")
+    return Scan(tuple(times), frozenset(keys))
+
+
+def read_range(info: VideoInfo, frames: Scan, start: int, end: int) -> Iterator[Frame]:
+    """Frames ``start`` to ``end - 1`` (global indices, source timestamps), decoded from the
+    keyframe at or before ``start``: the same pictures a decode from the beginning gives."""
+    index = {pts: i for i, pts in enumerate(frames.times)}
+    rotated = info.rotation in (90, 270)
+    size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
+    expected = start
+    with open_input(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if start > 0:
+            container.seek(frames.times[start], stream=stream, backward=True, any_frame=False)
+        try:
+            for frame in container.decode(stream):
+                i = index.get(frame.pts)  # type: ignore[arg-type]
+                if i is None or i < start:
+                    continue
+                if i >= end:
+                    break
+                if i != expected:
+                    raise DecodeError(f"{info.path}: frame {expected} could not be decoded in its chunk; run it without --chunks")
+                yield Frame(i, frame.pts, frame.time_base or stream.time_base, to_rgb(frame, info.bit_depth, info.rotation, size))
+                expected += 1
+        except av.FFmpegError as exc:
+            raise DecodeError(f"{info.path}: decoding frame {expected} failed ({exc}); run it without --chunks") from exc
+    if expected != end:
+        raise DecodeError(f"{info.path}: frames {expected} to {end - 1} could not be decoded in their chunk; run it without --chunks")
+
+
+def _decode_stamps(parts: list[Path]) -> list[int]:
+    """Decode timestamps for the video packets of ``parts`` taken in order as one stream, in
+    the chunks' time base: the packets' own are not kept by every container (NUT drops the
+    first ones of each chunk). Packet ``k`` decodes at the ``(k - D)``-th smallest timestamp,
+    ``D`` the least reorder delay that keeps every decode time at or before its display time;
+    the first ``D`` packets one frame apart before the first picture."""
+    stamps: list[int] = []
+    for part in parts:
+        with av.open(str(part)) as container:
+            stamps += [p.pts for p in container.demux(container.streams.video[0]) if p.size]
+    order = sorted(stamps)
+    rank = {pts: r for r, pts in enumerate(order)}
+    delay = max([0] + [k - rank[pts] for k, pts in enumerate(stamps)])
+    step = order[1] - order[0] if len(order) > 1 else 1
+    return [order[k - delay] if k >= delay else order[0] - (delay - k) * step for k in range(len(stamps))]
+
+
+def _video_packets(parts: list[Path], out_stream: av.stream.Stream) -> Iterator[av.Packet]:
+    """The video packets of ``parts`` in order, with decode timestamps for the whole stream."""
+    stamps = iter(_decode_stamps(parts))
+    for part in parts:
+        with av.open(str(part)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if not packet.size:
+                    continue
+                packet.dts = next(stamps)
+                packet.stream = out_stream
+                yield packet
+
+
+def stitch(parts: list[Path], output: Path, *, source: Path | None, overwrite: bool) -> list[str]:
+    """Remux the video of ``parts`` (chunk files, in order) into ``output`` with the audio and
+    subtitle streams of ``source`` (None: none) copied once; returns the streams that the
+    container could not hold (dropped, as the video writer does)."""
+    tmp = partial_path(output)
+    dropped: list[str] = []
+    try:
+        with av.open(str(parts[0])) as first, av.open(str(tmp), "w") as out:
+            template = first.streams.video[0]
+            video = out.add_stream_from_template(template)
+            video.time_base = template.time_base
+            copies, wanted = {}, []
+            src = av.open(str(source), metadata_errors="ignore") if source is not None else None
+            try:
+                if src is not None:
+                    for stream in src.streams:
+                        if stream.type not in ("audio", "subtitle"):
+                            continue
+                        try:
+                            copies[stream.index] = out.add_stream_from_template(stream)
+                        except (av.FFmpegError, ValueError) as exc:
+                            dropped.append(f"{stream.type} stream {stream.index} ({stream.codec_context.name}): {exc}")
+                            continue
+                        wanted.append(stream)
+                extra = iter(src.demux(*wanted)) if wanted else iter(())
+                pending = next(extra, None)
+                for packet in _video_packets(parts, video):
+                    stamp = packet.dts if packet.dts is not None else packet.pts
+                    until = float(stamp * packet.time_base) if stamp is not None else None
+                    while pending is not None and (until is None or _time(pending) <= until):
+                        _copy(out, pending, copies)
+                        pending = next(extra, None)
+                    out.mux(packet)
+                while pending is not None:
+                    _copy(out, pending, copies)
+                    pending = next(extra, None)
+            finally:
+                if src is not None:
+                    src.close()
+        refuse_replace(output, overwrite=overwrite, folder=False)
+        os.replace(tmp, output)
+    except (OSError, av.FFmpegError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failure(output, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dropped
+
+
+def _time(packet: av.Packet) -> float:
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float(stamp * packet.time_base) if stamp is not None else float("-inf")
+
+
+def _copy(out: av.container.OutputContainer, packet: av.Packet, copies: dict[int, av.stream.Stream]) -> None:
+    if packet.dts is None and packet.pts is None:
+        return
+    packet.stream = copies[packet.stream.index]
+    out.mux(packet)
