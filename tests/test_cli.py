@@ -156,3 +156,42 @@ def test_an_output_folder_holding_the_input_is_refused(capsys, tiny_weights, tmp
     code, err = vsrt_upscale(capsys, tiny_weights, shots, shots, "--overwrite")
     assert code == 1 and f"the output {shots} is the input" in err
     assert tree(tmp_path) == before  # the inputs are intact and nothing was written
+
+
+def test_info_reads_the_container_tag_when_the_record_is_gone(capsys, tiny_weights, tmp_path):
+    import json
+
+    from vsrt_cli.provenance import file_sha256
+
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(32, 24))
+    out = tmp_path / "out.mkv"
+    assert vsrt_upscale(capsys, tiny_weights, clip, out) == (0, "")
+    (tmp_path / "out.mkv.vsrt.json").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(out), "--json"])
+    assert exit_info.value.code in (0, None)
+    fields = json.loads(capsys.readouterr().out)
+    assert fields["vsrt"] == __version__ and fields["model"] == "tiny"
+    assert fields["sha256"] == file_sha256(tiny_weights)[:16]
+    assert (fields["window"], fields["stride"], fields["tile"], fields["device"]) == ("3", "1", "32", "cpu")
+
+
+def _help_text(capsys, *command: str) -> str:
+    """``vsrt COMMAND --help`` with rich's box drawing and wrapping removed."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code in (0, None)
+    text = capsys.readouterr().out.replace("│", " ")
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", [("upscale",), ("batch",)])
+def test_codec_help_lists_only_the_encoders_here_and_the_defaults(capsys, monkeypatch, command):
+    from vsrt_cli.io import encoders
+
+    monkeypatch.setattr(encoders, "encoder_choices", lambda: ["libx264", "ffv1"])
+    text = _help_text(capsys, *command)
+    assert "--codec" in text and "these here: libx264, ffv1 (" in text
+    assert "prores_ks" not in text  # known to vsrt, but not in this (patched) PyAV
+    assert "default: libx264; libvpx-vp9 for .webm; HDR input: libx265, libsvtav1 for .webm" in text
+    assert "x264 names ultrafast…placebo, translated for libsvtav1 and VP9; or the encoder's own number" in text

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -100,9 +101,11 @@ OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring 
 WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's).")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest).")]
 BatchOpt = Annotated[int, typer.Option(help="Tiles per model call.")]
-CodecOpt = Annotated[Optional[str], typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1, ... (default: libx264; libvpx-vp9 for .webm).")]
+_CODEC_DEFAULTS = "default: libx264; libvpx-vp9 for .webm; HDR input: libx265, libsvtav1 for .webm"
+_CODEC = typer.Option(help=f"Video encoder ({_CODEC_DEFAULTS}); `--help` lists those this PyAV has.")
+CodecOpt = Annotated[Optional[str], _CODEC]
 CrfOpt = Annotated[int, typer.Option(help="Encoder quality (lower = better; 16 is visually lossless for x264).")]
-PresetOpt = Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")]
+PresetOpt = Annotated[str, typer.Option(help="Encoder speed preset: x264 names ultrafast…placebo, translated for libsvtav1 and VP9; or the encoder's own number.")]
 PixFmtOpt = Annotated[Optional[str], typer.Option(help="Output pixel format (default: 4:2:0 at the input's bit depth).")]
 FpsOpt = Annotated[str, typer.Option(help="Frame rate for image-folder inputs.")]
 NoAudioOpt = Annotated[bool, typer.Option("--no-audio", help="Do not copy audio and subtitle streams.")]
@@ -215,9 +218,12 @@ def upscale(
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames,
     )
-    from vsrt_cli.provenance import identify_model, recording
+    from vsrt_cli.provenance import identify_model, recording, tag_before_run
 
-    events = recording(run_upscale(net, job), job, None if no_sidecar else identify_model(model, weights))
+    model_id = identify_model(model, weights)
+    if not job.writes_frames:  # the container's own line, kept even with --no-sidecar (`vsrt info`)
+        job = replace(job, metadata={"comment": tag_before_run(job, model_id)})
+    events = recording(run_upscale(net, job), job, None if no_sidecar else model_id)
     with contextlib.closing(events) as events:
         render(events, err, quiet=quiet)
 
@@ -298,6 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if "--help" in args:  # only then: importing PyAV costs a fifth of a second on every command
+        from vsrt_cli.io import encoders
+
+        _CODEC.help = f"Video encoder, one of these here: {', '.join(encoders.encoder_choices())} ({_CODEC_DEFAULTS})."
     # Before torch loads OpenMP: idle worker threads sleep instead of spinning. Spinning made a
     # run 3.6x slower beside any other busy process (the encoder, a second job); see PERFORMANCE.md.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
