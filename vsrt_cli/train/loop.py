@@ -7,8 +7,9 @@ Adam (0.9, 0.99) with a cosine schedule over the budget. The batch of step ``k``
 ``default_rng([seed, k])``, so a resumed run sees the data an uninterrupted one would.
 
 The budget is *compute* time: the process's CPU time divided by its thread count, summed over
-resumes. On an idle machine that is about wall time; on a shared one it stays fair, so the
-main run and its ablation get the same compute whatever else runs beside them. The log has both.
+resumes, without the time spent validating. On an idle machine that is about wall time; on a
+shared one it stays fair, so the main run and its ablation get the same compute whatever else
+runs beside them. The log has both.
 """
 
 from __future__ import annotations
@@ -244,9 +245,10 @@ def _run(
     step0 = step
     budget = cfg.minutes * 60
     cpu_start, wall_start = time.process_time(), time.monotonic()
+    validation_cpu = [0.0]  # validation is not training: a 5-frame run's costs 5x a 1-frame's
 
     def compute() -> float:
-        return compute0 + (time.process_time() - cpu_start) / cfg.threads
+        return compute0 + (time.process_time() - cpu_start - validation_cpu[0]) / cfg.threads
 
     def wall() -> float:
         return wall0 + time.monotonic() - wall_start
@@ -270,7 +272,9 @@ def _run(
         save_atomic(state, out / CHECKPOINT)
 
     def log(now: float, lr: float) -> dict[str, float]:
+        started = time.process_time()
         metrics = stage.validate()
+        validation_cpu[0] += time.process_time() - started
         row = {"compute_s": round(now, 1), "wall_s": round(wall(), 1), "step": step,
                "samples": samples0 + (step - step0) * cfg.batch, "lr": lr,
                "train_loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
