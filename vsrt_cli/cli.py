@@ -205,6 +205,7 @@ def upscale(
     skip_bad_frames: SkipBadOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     no_sidecar: NoSidecarOpt = False,
+    chunks: Annotated[int, typer.Option("--chunks", help="Upscale the clip as N chunks encoded apart and stitched (the same frames as one run); a rerun after a crash redoes only the missing chunks.")] = 1,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -223,7 +224,13 @@ def upscale(
     model_id = identify_model(model, weights)
     if not job.writes_frames:  # the container's own line, kept even with --no-sidecar (`vsrt info`)
         job = replace(job, metadata={"comment": tag_before_run(job, model_id)})
-    events = recording(run_upscale(net, job), job, None if no_sidecar else model_id)
+    if chunks != 1:
+        from vsrt_cli.chunked import upscale_chunks
+
+        work = upscale_chunks(net, job, chunks)
+    else:
+        work = run_upscale(net, job)
+    events = recording(work, job, None if no_sidecar else model_id)
     with contextlib.closing(events) as events:
         render(events, err, quiet=quiet)
 
