@@ -125,3 +125,20 @@ def test_a_rerun_redoes_only_the_missing_chunks(tiny_model, source, tmp_path, mo
 def test_frames_out_is_refused(tiny_model, source, tmp_path):
     with pytest.raises(ConfigError, match="--chunks"):
         list(upscale_chunks(tiny_model, job(source, tmp_path / "frames", 5, 3), 3))
+
+
+def test_cli_chunks(tiny_weights, source, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.mp4"
+    run = subprocess.run(
+        [sys.executable, "-m", "vsrt_cli", "upscale", str(source), "-o", str(out), "--weights", str(tiny_weights),
+         "--device", "cpu", "--precision", "fp32", "--tile", "0", "--chunks", "3", "--crf", "0", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(decoded(out)) == 14 and audio_packets(out) == audio_packets(source)
+    with av.open(str(out)) as c:
+        assert "vsrt" in c.metadata.get("comment", "")  # the provenance tag reaches the stitched file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.mp4.vsrt.json"]

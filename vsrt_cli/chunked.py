@@ -147,7 +147,8 @@ def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]
         for count in run_chunk(runner, job, info, frames, chunk, path):
             done = base + count
             yield Progress(done, frames.frames)
-    dropped = stitch(paths, job.output, source=job.source if job.encode.copy_streams else None, overwrite=job.overwrite)
+    dropped = stitch(paths, job.output, source=job.source if job.encode.copy_streams else None,
+                     overwrite=job.overwrite, metadata=job.metadata)
     for line in dropped:
         yield Notice(f"not copied, the output container cannot hold it: {line}")
     for path in paths:

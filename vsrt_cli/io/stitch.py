@@ -114,10 +114,12 @@ def _video_packets(parts: list[Path], out_stream: av.stream.Stream) -> Iterator[
                 yield packet
 
 
-def stitch(parts: list[Path], output: Path, *, source: Path | None, overwrite: bool) -> list[str]:
+def stitch(
+    parts: list[Path], output: Path, *, source: Path | None, overwrite: bool, metadata: dict[str, str] | None = None,
+) -> list[str]:
     """Remux the video of ``parts`` (chunk files, in order) into ``output`` with the audio and
     subtitle streams of ``source`` (None: none) copied once; returns the streams that the
-    container could not hold (dropped, as the video writer does)."""
+    container could not hold (dropped, as the video writer does). ``metadata``: container tags."""
     tmp = partial_path(output)
     dropped: list[str] = []
     try:
@@ -125,6 +127,7 @@ def stitch(parts: list[Path], output: Path, *, source: Path | None, overwrite: b
             template = first.streams.video[0]
             video = out.add_stream_from_template(template)
             video.time_base = template.time_base
+            out.metadata.update(metadata or {})
             copies, wanted = {}, []
             src = av.open(str(source), metadata_errors="ignore") if source is not None else None
             try:
