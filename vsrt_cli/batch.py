@@ -22,11 +22,11 @@ from typing import Literal
 
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, natural_key
-from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
+from vsrt_cli.io.outputs import output_names, refuse_input, remove_stale_partials
 from vsrt_cli.io.sidecar import sidecar_path
 from vsrt_cli.model.vsrt import VSRT
 from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob, check_schedule, upscale
-from vsrt_cli.provenance import ModelId, recording
+from vsrt_cli.provenance import ModelId, recording, tag_before_run
 
 VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
@@ -94,12 +94,15 @@ def _is_frame_folder(folder: Path) -> bool:
 
 
 def find_clips(
-    root: Path, out_root: Path, *, pattern: str | None = None, frame_folders: bool = False
+    root: Path, out_root: Path, *, pattern: str | None = None, frame_folders: bool = False,
+    container: str | None = None,
 ) -> list[Clip]:
     """The clips under ``root`` in natural order: video files by extension (or files whose path
     relative to ``root`` matches the glob ``pattern``), and with ``frame_folders`` every folder
     that directly holds PNG/JPEG frames. Hidden files and folders, and ``out_root`` if it lies
-    inside ``root``, are never inputs. Each output mirrors the clip's relative path.
+    inside ``root``, are never inputs. Each output mirrors the clip's relative path; a video's
+    extension becomes ``container``, or ``.mkv`` where the writer cannot produce the input's
+    (:func:`~vsrt_cli.io.outputs.output_names`).
     ``out_root`` may not be ``root`` or a folder above it (:class:`OutputError`)."""
     if not root.is_dir():
         raise InputError(f"{root} is not a folder; `vsrt batch` takes a folder of clips (use `vsrt upscale` for one file)")
@@ -125,6 +128,8 @@ def find_clips(
                 wanted = Path(name).suffix.lower() in VIDEO_SUFFIXES
             if wanted:
                 clips.append(Clip(here / name, out_root / relative, relative.as_posix()))
+    names = output_names([c.name for c in clips if not c.source.is_dir()], container)
+    clips = [replace(c, output=out_root / names[c.name]) if c.name in names else c for c in clips]
     return sorted(clips, key=lambda c: [natural_key(Path(part)) for part in Path(c.name).parts])
 
 
@@ -156,13 +161,14 @@ def write_report(path: Path, results: list[ClipResult]) -> None:
 def batch(
     model: VSRT, root: Path, out_root: Path, template: UpscaleJob, *,
     pattern: str | None = None, frame_folders: bool = False, record: ModelId | None = None,
+    container: str | None = None,
 ) -> Iterator[BatchEvent]:
     """Upscale every clip of ``root`` into ``out_root`` with ``template``'s settings (its
     ``source``/``output`` are replaced per clip; ``overwrite`` redoes finished clips). With
     ``record`` (the model's identity) each output gets its ``OUT.vsrt.json``, linked from the
     report."""
     check_schedule(model, template.schedule)
-    clips = find_clips(root, out_root, pattern=pattern, frame_folders=frame_folders)
+    clips = find_clips(root, out_root, pattern=pattern, frame_folders=frame_folders, container=container)
     if not clips:
         what = f"matching {pattern!r}" if pattern else f"with a video extension ({', '.join(VIDEO_SUFFIXES[:5])}, ...)"
         hint = "" if frame_folders else "; add --frame-folders for folders of images"
@@ -199,6 +205,8 @@ def _one(model: VSRT, clip: Clip, template: UpscaleJob, record: ModelId | None =
     job = replace(template, source=clip.source, output=clip.output, frames_out=clip.source.is_dir())
     done, repaired = 0, 0
     try:
+        if record is not None and not job.writes_frames:  # the container's own line (`vsrt info`)
+            job = replace(job, metadata={"comment": tag_before_run(job, record)})
         # closed explicitly: when the batch is closed (Ctrl-C in the CLI), the clip's upscale
         # must remove its partial output now, not whenever the generator is collected
         events = recording(upscale(model, job), job, record)

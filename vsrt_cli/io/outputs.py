@@ -17,9 +17,16 @@ import os
 import re
 import shutil
 import socket
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath
 
-from vsrt_cli.errors import OutputError
+from vsrt_cli.errors import ConfigError, OutputError
+
+# Containers the writer is tested with; each holds H.264/H.265/VP9/AV1 video (see encoders.py).
+# Matroska also holds any audio or subtitle codec, so it is where other inputs' outputs go.
+CONTAINERS = (".mp4", ".mkv", ".mov", ".webm")
+_WRITABLE = (*CONTAINERS, ".m4v")
+FALLBACK_CONTAINER = ".mkv"
 
 _FRAME = re.compile(r"frame_\d{6,}\.png")  # what frame_name() writes
 _HOST_CHARS = "A-Za-z0-9_-"
@@ -158,3 +165,32 @@ def remove_own_output(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+def output_suffix(suffix: str, container: str | None = None) -> str:
+    """The extension of a batch output for an input named ``*suffix``: ``container`` when given
+    (``mp4`` or ``.mp4``), else the input's own where the writer can produce it (``.mp4``,
+    ``.mkv``, ``.mov``, ``.webm``, ``.m4v``), else ``.mkv`` (``.y4m``, ``.avi``, ``.ogv``, ``.mpg``
+    ... cannot hold the default codec, or not reliably)."""
+    if container is not None:
+        wanted = "." + container.strip().lstrip(".").lower()
+        if wanted not in CONTAINERS:
+            choices = ", ".join(c[1:] for c in CONTAINERS)
+            raise ConfigError(f"--container {container}: use one of {choices} (default: the input's where it can hold the video, else mkv)")
+        return wanted
+    return suffix if suffix.lower() in _WRITABLE else FALLBACK_CONTAINER
+
+
+def output_names(names: list[str], container: str | None = None) -> dict[str, str]:
+    """Relative output paths (POSIX) for input files ``names`` (relative paths): each name's stem
+    with :func:`output_suffix`. Where a changed name would meet another output in the same folder
+    (``a.avi`` beside ``a.mkv``), the changed one keeps its whole name (``a.avi.mkv``)."""
+    wanted = {}
+    for name in names:
+        path = PurePosixPath(name)
+        wanted[name] = path.with_suffix(output_suffix(path.suffix, container)).as_posix()
+    taken = Counter(wanted.values())
+    return {
+        name: out if out == name or taken[out] == 1 else f"{name}{PurePosixPath(out).suffix}"
+        for name, out in wanted.items()
+    }
