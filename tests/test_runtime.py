@@ -40,3 +40,40 @@ def test_bf16_autocast_runs_convolutions_in_bf16_and_fp32_changes_nothing():
 def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(ConfigError, match="no CUDA GPU is available; use --device cpu"):
         runtime.resolve_device("cuda")
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine that says it has CUDA devices 0 and 1 (nothing runs on them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+
+
+@pytest.mark.parametrize("spec,want", [("cuda", torch.device("cuda", 1)), ("cuda:0", torch.device("cuda", 0)),
+                                       (" CUDA:1 ", torch.device("cuda", 1)), ("auto", torch.device("cuda", 1)),
+                                       ("cpu", torch.device("cpu"))])
+def test_devices_that_exist_are_resolved_with_their_index(two_gpus, spec, want):
+    assert runtime.resolve_device(spec) == want
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("cuda:2", r"device 'cuda:2' does not exist: 2 CUDA device\(s\) here \(cuda:0\.\.cuda:1\)"),
+    ("cuda:x", r"unknown device 'cuda:x'; use auto, cpu, cuda or cuda:N \(N a number"),
+    ("cuda:-1", r"unknown device 'cuda:-1'"),
+    ("cuda:", r"unknown device 'cuda:'"),
+    ("mps", r"--device mps: Apple GPUs \(MPS\) are not supported; use cpu"),
+    ("xpu:0", r"unknown device 'xpu:0'; use auto, cpu, cuda or cuda:N"),
+])
+def test_bad_devices_are_one_line_errors(two_gpus, spec, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        runtime.resolve_device(spec)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_malformed_cuda_device_is_named_even_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"unknown device 'cuda:x'"):
+        runtime.resolve_device("cuda:x")
+    with pytest.raises(ConfigError, match=r"device 'cuda:1' asked for, but no CUDA GPU is available; use --device cpu"):
+        runtime.resolve_device("cuda:1")

@@ -8,6 +8,7 @@ import ctypes
 import gc
 import os
 import platform
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -22,28 +23,31 @@ _DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16
 BF16_CAPABILITY = (8, 0)  # Ampere: bf16 tensor cores; earlier cards emulate it (slowly)
 
 
+_CUDA_SPEC = re.compile(r"cuda(?::(\d+))?")
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` (``cuda`` = the
-    current CUDA device, returned with its index)."""
+    current CUDA device, returned with its index). Anything else, a malformed index, an index
+    past the last card, and Apple's MPS (not supported) are one-line :class:`ConfigError` s."""
     spec = spec.strip().lower()
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cpu":
         return torch.device("cpu")
-    if spec == "cuda" or spec.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {spec!r} asked for, but no CUDA GPU is available; use --device cpu")
-        try:
-            device = torch.device(spec)
-        except RuntimeError:
-            raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
-        count = torch.cuda.device_count()
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device.index >= count:
-            raise ConfigError(f"device {spec!r} does not exist: {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
-        return device
-    raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
+    if spec == "mps" or spec.startswith("mps:"):
+        raise ConfigError(f"--device {spec}: Apple GPUs (MPS) are not supported; use cpu (or a CUDA GPU: {DEVICES})")
+    match = _CUDA_SPEC.fullmatch(spec)
+    if match is None:
+        raise ConfigError(f"unknown device {spec!r}; use {DEVICES} (N a number from 0, e.g. cuda:0)")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} asked for, but no CUDA GPU is available; use --device cpu")
+    count = torch.cuda.device_count()
+    index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
+    if index >= count:
+        raise ConfigError(f"device {spec!r} does not exist: {count} CUDA device(s) here (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
 
 
 def native_bf16_cpu() -> bool:
