@@ -73,3 +73,20 @@ def test_batch_of_y4m_and_ogv_writes_playable_outputs(tiny_model, tmp_path):
             assert sum(1 for _ in container.decode(stream)) == 3
         tag = read_container_tag(out / name)  # each clip's own line, as `vsrt info` reads it
         assert tag is not None and "model=tiny sha256=abababababababab" in tag and "window=3" in tag
+
+
+def test_the_cli_container_option(capsys, tiny_weights, tmp_path):
+    from vsrt_cli.cli import main
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "raw.y4m", "rawvideo", frames=2)
+    args = ["batch", str(src), "-o", str(out), "--weights", str(tiny_weights), "--tile", "32", "--window", "3", "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--container", "avi"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--container avi: use one of mp4, mkv, mov, webm" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--container", "mp4"])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("vsrt-batch")) == ["raw.mp4", "raw.mp4.vsrt.json"]

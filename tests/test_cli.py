@@ -195,3 +195,20 @@ def test_codec_help_lists_only_the_encoders_here_and_the_defaults(capsys, monkey
     assert "prores_ks" not in text  # known to vsrt, but not in this (patched) PyAV
     assert "default: libx264; libvpx-vp9 for .webm; HDR input: libx265, libsvtav1 for .webm" in text
     assert "x264 names ultrafast…placebo, translated for libsvtav1 and VP9; or the encoder's own number" in text
+
+
+def test_a_window_other_than_the_trained_one_is_refused_or_warned(capsys, tiny_weights, tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(32, 24))
+    # 6 frames fit the positional encoding's table, but training never showed it a sixth frame
+    code, err = vsrt_upscale(capsys, tiny_weights, clip, tmp_path / "six.mkv", "--window", "6", "--window-stride", "6")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--window 6: this model was trained on 5-frame windows" in err and "use --window 5 or fewer" in err
+    assert not (tmp_path / "six.mkv").exists()
+    # fewer frames than trained: allowed (clip ends see that anyway), with one warning line
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upscale", str(clip), "-o", str(tmp_path / "three.mkv"), "--weights", str(tiny_weights),
+              "--tile", "32", "--window", "3", "--window-stride", "3"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code in (0, None) and (tmp_path / "three.mkv").is_file()
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "--window 3: this model was trained on 5-frame windows" in warnings[0]

@@ -94,11 +94,11 @@ def _load_model(model_name: str | None, weights: Path | None) -> "VSRT":
 # Options shared by `upscale` and `batch` (one definition each, so the two stay in step).
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name (see `vsrt models list`); default: the bundled model.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto (the current CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (the current CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N (N from 0). Apple GPUs (mps) are not supported.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16 on CUDA GPUs of compute capability 8.0 or newer, fp16 on older ones; bf16 on CPUs with native bf16 such as AMX, else fp32).")]
 TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory.")]
 OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")]
-WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's).")]
+WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's trained window; more is refused, fewer is allowed with a warning).")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest).")]
 BatchOpt = Annotated[int, typer.Option(help="Tiles per model call.")]
 _CODEC_DEFAULTS = "default: libx264; libvpx-vp9 for .webm; HDR input: libx265, libsvtav1 for .webm"
@@ -119,7 +119,7 @@ def _job(
     *, source: Path, output: Path, model: str | None, weights: Path | None, device: str, precision: str,
     tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int,
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
-    overwrite: bool, skip_bad_frames: bool,
+    overwrite: bool, skip_bad_frames: bool, quiet: bool = False,
 ) -> "tuple[VSRT, UpscaleJob]":
     """The network and the job the options describe (checked before any work)."""
     from fractions import Fraction
@@ -142,6 +142,14 @@ def _job(
     net = _load_model(model, weights).to(dev)
     cfg = net.config
     win = window if window is not None else cfg.num_frame
+    if win > cfg.num_frame:  # the positional encoding has channels for more, never trained
+        raise ConfigError(
+            f"--window {win}: this model was trained on {cfg.num_frame}-frame windows and never saw more frames "
+            f"per call; use --window {cfg.num_frame} or fewer"
+        )
+    if win < cfg.num_frame and not quiet:
+        err.print(f"[yellow]warning:[/] --window {win}: this model was trained on {cfg.num_frame}-frame windows; "
+                  "fewer frames per call give it less context than it learned with", highlight=False, soft_wrap=True)
     schedule = Schedule(
         tile=tile if tile is not None else (cfg.tile if cfg.norm == "tile" else 128),
         overlap=tile_overlap,
@@ -217,7 +225,7 @@ def upscale(
         source=input, output=output, model=model, weights=weights, device=device, precision=precision,
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet,
     )
     from vsrt_cli.provenance import identify_model, recording, tag_before_run
 
@@ -242,6 +250,7 @@ def batch_command(
     output_dir: Annotated[Path, typer.Option("-o", "--output", help="Folder for the outputs: the input folder's layout, each file's name kept.", show_default=False)],
     glob: Annotated[Optional[str], typer.Option("--glob", help="Only files whose relative path or name matches this pattern, e.g. '*.mov' or 'day1/*' (default: every video extension).")] = None,
     frame_folders: Annotated[bool, typer.Option("--frame-folders", help="Also upscale folders of PNG/JPEG frames (into folders of PNG frames).")] = False,
+    container: Annotated[Optional[str], typer.Option("--container", help="Output container for every clip: mp4, mkv, mov or webm (default: the input's where vsrt can write it, else mkv, e.g. for .y4m, .avi, .ogv; the name's stem is kept).")] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -269,16 +278,20 @@ def batch_command(
 
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} is not a folder; `vsrt batch` takes a folder of clips (use `vsrt upscale` for one file)")
+    if container is not None:
+        from vsrt_cli.io.outputs import output_suffix
+
+        output_suffix("", container)  # an unknown one is refused before the model loads
     net, template = _job(
         source=input_dir, output=output_dir, model=model, weights=weights, device=device, precision=precision,
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet,
     )
     from vsrt_cli.provenance import identify_model
 
     record = None if no_sidecar else identify_model(model, weights)
-    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record)) as events:
+    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container)) as events:
         finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
         raise typer.Exit(1)
