@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, natural_key
@@ -72,6 +72,19 @@ class ClipStarted:
 
 
 @dataclass(frozen=True)
+class ClipProgress:
+    """Frames done of one clip, when several run at once (an executor's workers)."""
+
+    clip: Clip
+    done: int
+    total: int | None
+
+
+class Executor(Protocol):
+    def run(self, model: VSRT, clips: list[Clip], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]: ...
+
+
+@dataclass(frozen=True)
 class ClipFinished:
     result: ClipResult
 
@@ -86,7 +99,7 @@ class BatchFinished:
         return sum(r.status == "failed" for r in self.results)
 
 
-BatchEvent = BatchStarted | ClipStarted | ClipFinished | BatchFinished | Event
+BatchEvent = BatchStarted | ClipStarted | ClipProgress | ClipFinished | BatchFinished | Event
 
 
 def _is_frame_folder(folder: Path) -> bool:
@@ -161,12 +174,13 @@ def write_report(path: Path, results: list[ClipResult]) -> None:
 def batch(
     model: VSRT, root: Path, out_root: Path, template: UpscaleJob, *,
     pattern: str | None = None, frame_folders: bool = False, record: ModelId | None = None,
-    container: str | None = None,
+    container: str | None = None, executor: Executor | None = None,
 ) -> Iterator[BatchEvent]:
     """Upscale every clip of ``root`` into ``out_root`` with ``template``'s settings (its
     ``source``/``output`` are replaced per clip; ``overwrite`` redoes finished clips). With
     ``record`` (the model's identity) each output gets its ``OUT.vsrt.json``, linked from the
-    report."""
+    report. ``executor`` (see :mod:`vsrt_cli.executors`) runs the clips elsewhere; None: here,
+    one after another."""
     check_schedule(model, template.schedule)
     clips = find_clips(root, out_root, pattern=pattern, frame_folders=frame_folders, container=container)
     if not clips:
@@ -183,13 +197,38 @@ def batch(
     report = out_root / REPORT
     yield BatchStarted(tuple(clips), total)
     results: list[ClipResult] = []
+    order = {clip.source: number for number, clip in enumerate(clips)}
+    runs = _serial(model, clips, template, record) if executor is None else _spread(executor, model, clips, template, record)
+    with contextlib.closing(runs):
+        for event in runs:
+            if isinstance(event, ClipFinished):  # the report lists clips in their order, whoever ran them
+                results.append(event.result)
+                results.sort(key=lambda r: order[r.clip.source])
+                write_report(report, results)
+            yield event
+    yield BatchFinished(tuple(results), report)
+
+
+def _serial(model: VSRT, clips: list[Clip], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]:
+    """The local executor: one clip after another in this process."""
     for number, clip in enumerate(clips, 1):
         yield ClipStarted(number, clip)
         result = yield from _one(model, clip, template, record)
-        results.append(result)
-        write_report(report, results)
         yield ClipFinished(result)
-    yield BatchFinished(tuple(results), report)
+
+
+def _spread(executor: Executor, model: VSRT, clips: list[Clip], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]:
+    """Skips decided here (the driver), the other clips run by ``executor``."""
+    todo = []
+    for number, clip in enumerate(clips, 1):
+        remove_stale_partials(clip.output)
+        if clip.output.exists() and not template.overwrite:
+            yield ClipStarted(number, clip)
+            yield ClipFinished(ClipResult(clip, "skipped", "output exists (--overwrite redoes it)", sidecar=_existing_sidecar(clip.output)))
+        else:
+            todo.append(clip)
+    if todo:
+        yield from executor.run(model, todo, template, record)
 
 
 def _one(model: VSRT, clip: Clip, template: UpscaleJob, record: ModelId | None = None) -> Iterator[BatchEvent]:
