@@ -18,7 +18,7 @@ from rich.progress import (
 
 from rich.table import Table
 
-from vsrt_cli.batch import BatchEvent, BatchFinished, BatchStarted, ClipFinished, ClipResult, ClipStarted
+from vsrt_cli.batch import BatchEvent, BatchFinished, BatchStarted, ClipFinished, ClipProgress, ClipResult, ClipStarted
 from vsrt_cli.pipeline import Event, Finished, Notice, Progress, Started
 
 
@@ -88,6 +88,8 @@ def render_batch(
     with _bar(console, quiet) as bar:
         overall = clip_task = None
         before = 0  # frames of the clips already finished or skipped
+        tasks: dict = {}  # clip source -> its bar
+        running: dict = {}  # clip source -> frames done, while several clips run at once
         count = 0
         for event in events:
             if isinstance(event, BatchStarted):
@@ -95,21 +97,29 @@ def render_batch(
                 overall = bar.add_task(f"all clips 0/{count}", total=event.total_frames)
             elif isinstance(event, ClipStarted):
                 clip_task = bar.add_task(event.clip.name, total=event.clip.frames)
+                tasks[event.clip.source] = clip_task
                 if overall is not None:
                     bar.update(overall, description=f"all clips {event.number}/{count}")
             elif isinstance(event, Progress) and clip_task is not None:
                 bar.update(clip_task, completed=event.done, total=event.total)
                 if overall is not None:
                     bar.update(overall, completed=before + event.done)
+            elif isinstance(event, ClipProgress) and event.clip.source in tasks:  # several clips at once
+                bar.update(tasks[event.clip.source], completed=event.done, total=event.total)
+                running[event.clip.source] = event.done
+                if overall is not None:
+                    bar.update(overall, completed=before + sum(running.values()))
             elif isinstance(event, Notice) and not quiet:
                 console.print(f"[yellow]warning:[/] {event.message}", highlight=False, soft_wrap=True)
             elif isinstance(event, ClipFinished):
                 result = event.result
                 results.append(result)
                 before += result.frames if result.status == "done" else (result.clip.frames or 0)
-                if clip_task is not None:
-                    bar.remove_task(clip_task)
-                    clip_task = None
+                running.pop(result.clip.source, None)
+                task = tasks.pop(result.clip.source, None)
+                if task is not None:
+                    bar.remove_task(task)
+                clip_task = None
                 if overall is not None:
                     bar.update(overall, completed=before)
                 if result.status == "failed":
