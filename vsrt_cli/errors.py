@@ -41,3 +41,7 @@ class OutputError(VsrtError):
 
 class ResourceError(VsrtError):
     """Not enough memory for the work even at the smallest tiles and batches."""
+
+
+class NumericError(VsrtError):
+    """The model produced NaN or infinite values (an fp16 overflow, or broken weights)."""

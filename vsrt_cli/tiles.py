@@ -10,7 +10,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from vsrt_cli.errors import ResourceError
+from vsrt_cli.errors import NumericError, ResourceError
 from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
 from vsrt_cli.runtime import (
@@ -193,4 +193,19 @@ class TileRunner:
             for i, (y, x) in enumerate(chunk):
                 region = out[:, :, y * SCALE : (y + th) * SCALE, x * SCALE : (x + tw) * SCALE]
                 region += hr[i] * self.weights[start + i]
-        return out[:, :, : h * SCALE, : w * SCALE].clamp_(0, 1)
+        out = out[:, :, : h * SCALE, : w * SCALE]
+        self.check_finite(out, [indices[p] for p in positions])
+        return out.clamp_(0, 1)
+
+    def check_finite(self, out: torch.Tensor, frames: list[int]) -> None:
+        """Refuse a window whose blended HR frames ``out`` ``[K, 3, H, W]`` (source frames
+        ``frames``) hold NaN or infinity: clamped, they would be written as black or white
+        garbage. A NaN tile poisons its blend even where its weight is 0. One reduction per window
+        (on CUDA a synchronisation, small beside the window's model calls)."""
+        if torch.isfinite(out).all():
+            return
+        bad = [f for f, ok in zip(frames, torch.isfinite(out).flatten(1).all(1).tolist()) if not ok]
+        why = ("most likely an fp16 overflow; rerun with --precision bf16 or fp32" if self.precision == "fp16"
+               else f"in {self.precision}, so the weights are probably broken; check them (`vsrt models info`)")
+        more = f" (and {len(bad) - 1} more in this window)" if len(bad) > 1 else ""
+        raise NumericError(f"the model's output for frame {bad[0]} (counting from 0) is not finite (NaN or infinite){more}: {why}")
