@@ -77,3 +77,11 @@ def test_a_malformed_cuda_device_is_named_even_without_a_gpu(monkeypatch):
         runtime.resolve_device("cuda:x")
     with pytest.raises(ConfigError, match=r"device 'cuda:1' asked for, but no CUDA GPU is available; use --device cpu"):
         runtime.resolve_device("cuda:1")
+
+
+def test_out_of_memory_is_recognised_on_torch_before_2_5(monkeypatch):
+    """torch 2.1-2.4 have only torch.cuda.OutOfMemoryError (pyproject says torch>=2.1)."""
+    error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
+    assert runtime.is_out_of_memory(error)
+    assert not runtime.is_out_of_memory(ValueError("out of range"))

@@ -163,7 +163,8 @@ _ALLOCATION_FAILURES = (
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` means an allocation failed: torch's ``OutOfMemoryError``, or the
     ``RuntimeError`` that cuDNN, cuBLAS, the CUDA runtime or the CPU allocator raise instead."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    # torch.OutOfMemoryError is torch >= 2.5's name for torch.cuda.OutOfMemoryError (1.13+)
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _ALLOCATION_FAILURES)
 
