@@ -271,10 +271,20 @@ def batch_command(
     no_sidecar: NoSidecarOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    workers: Annotated[int, typer.Option("--workers", help="Clips at once on this many CPU workers (with --device cpu), through a local Ray instance (pip install \"vsrt[ray]\").")] = 1,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="Spread the clips over these GPUs (cuda:0,cuda:1 or all), one Ray worker each.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Join a running Ray cluster: auto or HOST:PORT of its head.")] = None,
 ) -> None:
     """Upscale every clip in a folder; rerun to resume: finished outputs are skipped."""
     from vsrt_cli.batch import batch as run_batch
     from vsrt_cli.progress import render_batch
+
+    executor = None
+    if workers != 1 or devices is not None or ray is not None:
+        from vsrt_cli.executors.ray import RayExecutor, from_flags
+
+        spread, device = from_flags(workers=workers, devices=devices, address=ray, device=device)
+        executor = RayExecutor(spread) if spread is not None else None
 
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} is not a folder; `vsrt batch` takes a folder of clips (use `vsrt upscale` for one file)")
@@ -291,7 +301,7 @@ def batch_command(
     from vsrt_cli.provenance import identify_model
 
     record = None if no_sidecar else identify_model(model, weights)
-    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container)) as events:
+    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container, executor=executor)) as events:
         finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
         raise typer.Exit(1)
