@@ -1,0 +1,173 @@
+"""Batches on Ray workers (a local Ray instance with fake GPU resources; CPU only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.media import make_clip
+from vsrt_cli.batch import REPORT, BatchFinished, ClipFinished, ClipProgress, batch
+from vsrt_cli.errors import ConfigError
+from vsrt_cli.executors.ray import RayConfig, RayExecutor, check_address
+from vsrt_cli.pipeline import Schedule, UpscaleJob
+
+SMALL = Schedule(tile=0, overlap=0, window=5, stride=5, batch=4)
+
+
+def template(tmp_path: Path) -> UpscaleJob:
+    return UpscaleJob(source=tmp_path, output=tmp_path, schedule=SMALL, device=torch.device("cpu"), precision="fp32")
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def report(path: Path) -> list[tuple]:
+    rows = json.loads((path / REPORT).read_text())["clips"]
+    return [(r["clip"], r["status"], r["frames"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    for i, frames in enumerate((6, 9, 4)):
+        make_clip(folder / f"c{i}.mp4", frames=frames, size=(32, 24))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_run(tiny_model, clips, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    list(batch(tiny_model, clips, out, template(out)))
+    return out
+
+
+def test_unreachable_address_fails_in_seconds_with_one_line():
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot reach") as info:
+        check_address(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 5 and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        check_address("nonsense")
+
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("config", [RayConfig(workers=2), RayConfig(gpus=2, fake_gpus=True)], ids=["cpu-workers", "fake-gpus"])
+def test_workers_write_what_a_local_run_writes(ray_instance, tiny_model, clips, local_run, tmp_path, config):
+    events = list(batch(tiny_model, clips, tmp_path, template(tmp_path), executor=RayExecutor(config)))
+    assert isinstance(events[-1], BatchFinished) and events[-1].failed == 0, [r.reason for r in events[-1].results]
+    assert report(tmp_path) == report(local_run)
+    for name in ("c0.mp4", "c1.mp4", "c2.mp4"):
+        assert all(np.array_equal(a, b) for a, b in zip(decoded(tmp_path / name), decoded(local_run / name)))
+        assert len(decoded(tmp_path / name)) == len(decoded(local_run / name))
+    assert any(isinstance(e, ClipProgress) for e in events)  # progress streamed back while they ran
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial
+    again = list(batch(tiny_model, clips, tmp_path, template(tmp_path), executor=RayExecutor(config)))
+    assert [e.result.status for e in again if isinstance(e, ClipFinished)] == ["skipped"] * 3  # the driver decides
+
+
+def vsrt(*args: str, env: dict | None = None) -> list[str]:
+    return [sys.executable, "-m", "vsrt_cli", *args]
+
+
+def cli_env(**extra: str) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
+def test_cli_unreachable_ray_address_is_one_line_in_seconds(tmp_path, clips):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    run = subprocess.run(vsrt("batch", str(clips), "-o", str(tmp_path / "out"), "--ray", f"127.0.0.1:{port}"),
+                         capture_output=True, text=True, timeout=60, env=cli_env())
+    assert time.monotonic() - started < 5 + 5  # the process start and imports, plus the 2 s probe
+    assert run.returncode == 2 and "cannot reach" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def partials(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*") if "vsrt-partial" in p.name]
+
+
+def wait_for(condition, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture(scope="module")
+def long_clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("long")
+    for i in range(3):
+        make_clip(folder / f"l{i}.mp4", frames=90, size=(64, 48), gop=12)
+    return folder
+
+
+def start_batch(src: Path, out: Path, weights: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        vsrt("batch", str(src), "-o", str(out), "--weights", str(weights), "--device", "cpu", "--precision", "fp32",
+             "--tile", "0", "--window", "5", "--window-stride", "5", "--quiet", *extra),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+@pytest.mark.slow
+def test_cli_worker_killed_mid_clip_is_retried(tmp_path, long_clips, tiny_weights):
+    out = tmp_path / "out"
+    proc = start_batch(long_clips, out, tiny_weights, "--workers", "2")
+    partial = wait_for(lambda: partials(out))[0]  # .l0.vsrt-partial-HOST-PID.mp4: the worker's PID
+    os.kill(int(partial.stem.rsplit("-", 1)[1].split(".")[0]), signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert [frame_count(out / f"l{i}.mp4") for i in range(3)] == [90, 90, 90]
+    assert partials(out) == []
+    assert json.loads((out / REPORT).read_text())["done"] == 3
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_cancels_every_worker(tmp_path, long_clips, tiny_weights):
+    out = tmp_path / "out"
+    proc = start_batch(long_clips, out, tiny_weights, "--workers", "2")
+    wait_for(lambda: (out / "l0.mp4").exists() or (out / "l1.mp4").exists())  # one finished ...
+    wait_for(lambda: partials(out))  # ... and one in progress
+    finished = {p.name: p.read_bytes() for p in out.glob("l*.mp4")}
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - sent < 10
+    assert partials(out) == []
+    for name, data in finished.items():
+        assert (out / name).read_bytes() == data
