@@ -66,6 +66,16 @@ def test_unreachable_address_fails_in_seconds_with_one_line():
         check_address("nonsense")
 
 
+def test_without_ray_one_line_names_the_extra(monkeypatch):
+    from vsrt_cli.executors.ray import from_flags
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if not installed
+    with pytest.raises(ConfigError, match=r'pip install "vsrt\[ray\]"') as info:
+        from_flags(workers=2, devices=None, address=None, device="cpu")
+    assert "\n" not in str(info.value)
+    assert from_flags(workers=1, devices=None, address=None, device="cpu") == (None, "cpu")  # no Ray wanted, none needed
+
+
 ray = pytest.importorskip("ray")
 
 
@@ -171,3 +181,16 @@ def test_cli_ctrl_c_cancels_every_worker(tmp_path, long_clips, tiny_weights):
     assert partials(out) == []
     for name, data in finished.items():
         assert (out / name).read_bytes() == data
+
+
+def test_cli_devices_on_fake_gpus_match_a_local_run(tmp_path, clips, local_run, tiny_weights):
+    out = tmp_path / "out"
+    run = subprocess.run(
+        vsrt("batch", str(clips), "-o", str(out), "--weights", str(tiny_weights), "--precision", "fp32",
+             "--tile", "0", "--window", "5", "--window-stride", "5", "--no-sidecar", "--devices", "cuda:0,cuda:1"),
+        capture_output=True, text=True, timeout=300, env=cli_env(VSRT_RAY_FAKE_GPUS="2"),
+    )
+    assert run.returncode == 0, run.stderr
+    assert report(out) == report(local_run)
+    for name in ("c0.mp4", "c1.mp4", "c2.mp4"):
+        assert all(np.array_equal(a, b) for a, b in zip(decoded(out / name), decoded(local_run / name)))
