@@ -48,6 +48,8 @@ def load_weights(path: Path, preset: str | None = None) -> VSRT:
             raise CheckpointError(f"{path}: its model config is not one this vsrt knows ({exc}); upgrade vsrt") from exc
         model = VSRT(config)
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        if not config.use_flow:  # older single-frame files carried an unused SPyNet
+            state = {k: v for k, v in state.items() if not k.startswith("spynet.")}
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:

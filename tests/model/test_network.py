@@ -68,16 +68,14 @@ def test_neighbours_influence_a_frame_only_with_time(tiny):
 
 
 @torch.no_grad()
-def test_flow_off_uses_zero_flows_and_ignores_spynet():
+def test_flow_off_uses_zero_flows_and_carries_no_spynet():
     torch.manual_seed(0)
     model = build_model(VSRTConfig(**{**TINY.__dict__, "use_flow": False})).eval()
     x = clip(3, 8, 8)
     to_prev, to_next = model.compute_flows(x)
     assert not to_prev.any() and not to_next.any()
-    before = model(x)
-    for p in model.spynet.parameters():
-        p.data.normal_()
-    assert torch.equal(before, model(x))
+    assert model.spynet is None and not any(k.startswith("spynet.") for k in model.state_dict())
+    assert torch.isfinite(model(x)).all()
 
 
 def test_window_flows_pair_each_frame_with_its_neighbours():
@@ -141,6 +139,7 @@ def test_gated_video_network_starts_as_its_single_frame_weights():
     single = build_model(replace(GATED, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)).eval()
     video = build_model(GATED).eval()
     missing, unexpected = video.load_state_dict(single.state_dict(), strict=False)
+    missing = [k for k in missing if not k.startswith("spynet.")]  # the single-frame net has none
     assert not unexpected and missing and all("conv_neighbour" in k or "cross_gate" in k for k in missing)
     x = clip(5, 12, 16, seed=3)
     centre = single(x[:, 2:3])[0, 0]

@@ -287,7 +287,8 @@ class VSRT(nn.Module):
         c = config.num_feat
         self.stem = nn.Conv2d(3, c, 3, padding=1)
         self.extract = residual_stack(c, config.extract_blocks)
-        self.spynet = SPyNet()
+        # A flow-less (single-frame) network has no SPyNet at all: 1.44M unused parameters.
+        self.spynet = SPyNet() if config.use_flow else None
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.depth))
         self.reconstruct = residual_stack(c, config.reconstruct_blocks)
         self.upsample1 = nn.Conv2d(c, 4 * c, 3, padding=1)
@@ -304,7 +305,7 @@ class VSRT(nn.Module):
                     nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
                     conv.weight.data.mul_(0.1)
                     nn.init.zeros_(conv.bias)
-        for conv in self.spynet.modules():
+        for conv in self.spynet.modules() if self.spynet is not None else ():
             if isinstance(conv, nn.Conv2d):
                 nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(conv.bias)

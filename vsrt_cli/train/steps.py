@@ -47,7 +47,7 @@ def param_groups(net: VSRT, cfg: TrainConfig) -> list[dict]:
     neighbour = [p for n, p in named if is_neighbour_path(n)]
     if neighbour:
         groups.append({"params": neighbour, "lr_mul": cfg.neighbour_lr_mul})
-    flow_params = list(net.spynet.parameters())
+    flow_params = list(net.spynet.parameters()) if net.spynet is not None else []
     if cfg.stage == "main" and cfg.flow_lr_mul > 0:
         groups.append({"params": flow_params, "lr_mul": cfg.flow_lr_mul})
     else:
