@@ -303,3 +303,22 @@ def test_export_state_ships_the_running_average_with_its_frozen_flow(tiny_world)
         assert torch.allclose(net.state_dict()[name], tensor.half().float()), name
     flow = torch.load(tiny_world / "spynet" / loop.SPYNET_FILE, weights_only=True)
     assert all(torch.allclose(net.spynet.state_dict()[k], v.half().float()) for k, v in flow.items())
+
+
+def test_bundle_joins_the_history_of_a_shipped_model_a_run_started_from(tiny_world, monkeypatch):
+    from vsrt_cli.train import bundle as bundle_module
+
+    shipped = {"training": {"curve": [{"step": 0, "compute_s": 0.0, "wall_s": 0.0, "val_psnr_y": 30.0},
+                                      {"step": 10, "compute_s": 60.0, "wall_s": 90.0, "val_psnr_y": 31.0}],
+                            "recipe": {"stage": "ablation"}, "stages": None}}
+    monkeypatch.setattr(bundle_module, "shipped_entry", lambda name: shipped if name == "old-1f" else None)
+    run = tiny_world / "from-name"
+    run.mkdir()
+    for row in ({"step": 0, "compute_s": 0.0, "wall_s": 0.0, "val_psnr_y": 29.0},
+                {"step": 5, "compute_s": 30.0, "wall_s": 40.0, "val_psnr_y": 29.5}):
+        loop.append_log(run, row)
+    curve, recipes = bundle_module.full_curve(run, {"stage": "main", "init_from": "old-1f"})
+    assert [r["step"] for r in curve] == [0, 10, 10, 15]
+    assert [r["compute_s"] for r in curve] == [0.0, 60.0, 60.0, 90.0]
+    assert [r["val_psnr_y"] for r in curve] == [30.0, 31.0, 29.0, 29.5]  # each validated as it was
+    assert [r["stage"] for r in recipes] == ["ablation", "main"]

@@ -37,19 +37,37 @@ def read_curve(run: Path) -> list[dict[str, float]]:
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
+def shipped_entry(name: str) -> dict | None:
+    """The manifest entry of the bundled model called ``name`` (None if there is none)."""
+    from vsrt_cli.registry import bundled_dir
+
+    manifest = bundled_dir() / MANIFEST
+    if not manifest.is_file():
+        return None
+    return next((m for m in json.loads(manifest.read_text())["models"] if m["name"] == name), None)
+
+
 def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[dict]]:
     """The curve of ``run`` preceded by the runs it was warm-started from (``init_from``),
     with steps, compute and wall time counted from the very first run; and their recipes."""
-    stages = [(run, recipe)]
+    stages: list[tuple[Path | list[dict[str, float]], dict]] = [(run, recipe)]
     while stages[0][1].get("init_from"):
-        earlier = Path(stages[0][1]["init_from"])
+        source = stages[0][1]["init_from"]
+        if not (Path(source) / WEIGHTS_FILE).exists() and (shipped := shipped_entry(source)) is not None:
+            # warm-started from a bundled model by name: its manifest holds its whole history
+            stages.insert(0, (shipped["training"]["curve"], {"stages": shipped["training"].get("stages"),
+                                                               **shipped["training"].get("recipe", {}), "init_from": None}))
+            break
+        earlier = Path(source)
         payload = torch.load(earlier / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         stages.insert(0, (earlier, payload.get("recipe", {})))
     curve: list[dict[str, float]] = []
     offset = {"step": 0.0, "compute_s": 0.0, "wall_s": 0.0}
     for stage_run, _ in stages:
-        rows = read_curve(stage_run)
-        for row in rows[1 if curve else 0 :]:  # a warm start's first row repeats the last one
+        rows = stage_run if isinstance(stage_run, list) else read_curve(stage_run)
+        # a warm start's first row repeats the last one (not after a shipped model's history,
+        # which was validated on the held-out set of its own time)
+        for row in rows[1 if curve and not isinstance(stages[0][0], list) else 0 :]:
             curve.append({k: round(v + offset.get(k, 0.0), 4) for k, v in row.items()})
         offset = {k: curve[-1][k] for k in offset}
     recipes: list[dict] = []
