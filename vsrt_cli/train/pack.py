@@ -44,7 +44,8 @@ def val_arrays(windows: list[ValWindow], spynet: torch.nn.Module | None) -> tupl
     arrays: dict[str, np.ndarray] = {}
     meta = []
     for i, w in enumerate(windows):
-        arrays[f"val{i}_lr"], arrays[f"val{i}_gt"] = _uint8(w.lr), _uint8(w.gt)
+        centre = w.gt.shape[0] // 2  # only the centre frame is scored: its GT alone
+        arrays[f"val{i}_lr"], arrays[f"val{i}_gt"] = _uint8(w.lr), _uint8(w.gt[centre : centre + 1])
         flows = w.flows
         if flows is None and spynet is not None:
             with torch.no_grad():
@@ -72,24 +73,33 @@ def build_pack(
         arrays.update({f"{name}_{k}": v for k, v in val.items()})
         meta["val"][name] = names
     base = _size(arrays)
+    budget = mib * 2**20
+    if base > 0.5 * budget:
+        raise ValueError(f"the validation windows alone take {base / 2**20:.1f} MiB of the {mib:g} MiB; pack fewer")
     lrs: list[np.ndarray] = []
     gts: list[np.ndarray] = []
     fls: list[np.ndarray] = []
-    budget = mib * 2**20
-    while True:
+    per_block = 0.0
+    while True:  # draw blocks until the measured size per block says the next 16 would not fit
         lr, gt, flow = sampler.sample(rng)
         lrs.append(lr)
         gts.append(gt)
         if flows:
             fls.append(flow.astype(np.float16))
-        if len(lrs) % 16 == 0:  # measure the compressed size now and then
+        if len(lrs) % 16 == 0:
             size = _size({**arrays, **_blocks(lrs, gts, fls)})
-            if size + 16 * (size - base) / len(lrs) > budget:
+            per_block = (size - base) / len(lrs)
+            if size + 16 * per_block > budget:
                 break
-    while _size(payload := {**arrays, **_blocks(lrs, gts, fls)}) > budget:
-        del lrs[-1], gts[-1]
-        if fls:
-            del fls[-1]
+    keep = len(lrs)
+    while True:  # trim by the estimate, then check once more
+        keep = min(keep, int((budget - base) / per_block * 0.98))
+        payload = {**arrays, **_blocks(lrs[:keep], gts[:keep], fls[:keep])}
+        size = _size(payload)
+        if size <= budget:
+            break
+        per_block = (size - base) / keep
+    lrs, gts, fls = lrs[:keep], gts[:keep], fls[:keep]
     meta["blocks"] = len(lrs)
     meta["config"] = {k: v for k, v in cfg.__dict__.items()}
     payload["meta"] = np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8)
