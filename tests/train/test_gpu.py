@@ -64,6 +64,7 @@ def test_pack_then_gpu_segment_then_cpu_resume(tiny_world, monkeypatch):
     for run in (video, twin):
         after = torch.load(out / run.name / "last.pt", weights_only=True)
         assert after["step"] > 2 and after["gpu_s"] > 0 and after["curve"][-1]["device"] == "cpu"
+        assert after["curve"][-1]["gpu_val_psnr_y"] and not after["curve"][-1]["val_psnr_y"]  # a subset: own columns
         assert not any(k.startswith("spynet.") for k in after["model"])
         # back on the CPU: copy the continued state in and resume with one command
         shutil.copy(out / run.name / "last.pt", run / "last.pt")

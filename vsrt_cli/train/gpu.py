@@ -9,7 +9,8 @@ equal share of ``--minutes`` of training, so a video run and its single-frame tw
 equal compute. Batches are random ``--patch`` crops of the pack's windows (and, for a
 single-frame run, a random one of their frames), flipped and reversed in time at random, the
 same loss and network as on the CPU, at the learning rate the run's schedule has reached.
-Validation before and after, on the pack's copy of the run's held-out windows. Writes
+Validation before and after, on the pack's subset of the run's held-out windows (``gpu_val_*``
+in the curve; the run's next CPU validation scores the whole set). Writes
 ``OUT/NAME/last.pt`` and ``OUT/NAME/log.csv`` (the run continued; copy them back into the run
 folder and resume it on the CPU with ``python -m vsrt_cli.train --resume RUN``) and
 ``OUT/report.json``. Imports only torch, numpy and einops (and vsrt_cli itself).
@@ -164,7 +165,8 @@ def continue_run(
     append_log(out, {"compute_s": round(ckpt["compute"], 1), "wall_s": round(ckpt["wall"] + elapsed, 1),
                      "step": step, "samples": ckpt.get("samples", step0 * cfg.batch) + (step - step0) * batch,
                      "lr": lr_now, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                     **after, "device": device.type, "gpu_s": round(gpu_s, 1)})
+                     **{f"gpu_{k}": v for k, v in after.items()},  # the pack's subset, not val_*
+                     "device": device.type, "gpu_s": round(gpu_s, 1)})
     frozen = {k for k, p in net.named_parameters() if not p.requires_grad}
     state = {**ckpt, "model": {k: v for k, v in net.state_dict().items() if k not in frozen},
              "optimizer": _to_cpu(opt.state_dict()), "step": step, "wall": ckpt["wall"] + elapsed,

@@ -1,14 +1,15 @@
 """Pack a run's training data into one small file for a machine without PyAV (the GPU trainer).
 
     python -m vsrt_cli.train.pack --run weights/training/video5f --out runs/pack/pack.npz \
-        [--mib 40] [--block 56] [--seed 1]
+        [--mib 40] [--block 56] [--val-windows 2] [--seed 1]
 
 The pack holds what the run's CPU loop samples, decoded and degraded: ``blocks`` windows of
 ``T`` frames (the preset's window) of ``block x block`` LR pixels, drawn exactly as training
 windows are (each source equally likely, the run's share of camera-motion windows, augmented),
-with their GT and the whole-frame flows cut to them; and the run's validation windows (real
-and panned, with the flows its validation uses), so the GPU trainer validates on the same
-held-out windows. As many blocks as fit in ``--mib`` (compressed ``.npz``, uint8 frames,
+with their GT and the whole-frame flows cut to them; and ``--val-windows`` of the run's
+validation windows per held-out sequence (real and panned, with the flows its validation uses,
+chosen as the run chooses them), so the GPU trainer can watch the same held-out clips (a subset:
+the run's whole validation set would fill the pack; the CPU validates on all of it again). As many blocks as fit in ``--mib`` (compressed ``.npz``, uint8 frames,
 float16 flows). Build it on the CPU machine; it travels to the GPU machine.
 """
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the .npz to write")
     p.add_argument("--mib", type=float, default=40.0)
     p.add_argument("--block", type=int, default=56, help="LR size of a packed window")
+    p.add_argument("--val-windows", type=int, default=2, help="validation windows per held-out sequence and set")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     ckpt = load_checkpoint(args.run)
@@ -148,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     val = load_sequences(root, VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
     multiple = model_config(cfg).size_multiple
     sets = {
-        "real": val_windows(val, VAL_FRAMES, cfg.val_windows, cfg.val_size, multiple),
-        "pan": panned_val_windows(val, VAL_FRAMES, 2 * cfg.val_windows, cfg.val_size, multiple),
+        "real": val_windows(val, VAL_FRAMES, args.val_windows, cfg.val_size, multiple),
+        "pan": panned_val_windows(val, VAL_FRAMES, args.val_windows, cfg.val_size, multiple),
     }
     meta = build_pack(cfg, train, sets, spynet, args.out, mib=args.mib, block=args.block, seed=args.seed)
     print(f"{args.out}: {meta['blocks']} windows of {PACK_FRAMES}x{args.block}x{args.block} LR, "
