@@ -85,9 +85,17 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "cache")
     parser.add_argument("--gt-scale", type=float, default=1.0, help="as the models were trained")
     parser.add_argument("--max-frames", type=int, default=150, help="as the models were trained")
+    parser.add_argument("--spynet-from", type=Path, help="flows of this SPyNet run folder (the training cache's) "
+                        "instead of the video model's own (its fp16 copy: the same up to rounding)")
     args = parser.parse_args()
     video, single = load_weights(args.video).eval(), load_weights(args.single).eval()
     spynet = video.spynet if video.config.use_flow else None
+    if spynet is not None and args.spynet_from is not None:
+        from vsrt_cli.model.spynet import SPyNet
+        from vsrt_cli.train.loop import load_spynet_weights
+
+        spynet = SPyNet().eval()
+        spynet.load_state_dict(load_spynet_weights(args.spynet_from))
     seqs = load_sequences(DATA, VAL_SOURCES, args.cache, args.gt_scale, args.max_frames, spynet)
     multiple = video.config.size_multiple
     sets = {
