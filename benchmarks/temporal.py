@@ -54,21 +54,25 @@ def lr_motion_db(window: ValWindow) -> float:
 
 
 @torch.no_grad()
-def score(windows: list[ValWindow], video: torch.nn.Module, single: torch.nn.Module) -> dict[str, float]:
-    rows = []
-    for w in windows:
-        c = FRAMES // 2
-        gt = w.gt[c]
-        still = w.lr[c : c + 1].expand(FRAMES, -1, -1, -1)
-        rows.append((
-            psnr_y(bicubic_upscale(w.lr[c]).clamp(0, 1), gt),
-            psnr_y(centre_prediction(single, w.lr), gt),
-            psnr_y(centre_prediction(video, w.lr, w.flows), gt),
-            psnr_y(centre_prediction(video, still), gt),
-            lr_motion_db(w),
-        ))
+def window_scores(w: ValWindow, video: torch.nn.Module, single: torch.nn.Module) -> tuple[float, ...]:
+    """``(bicubic, single, video, video without neighbours, motion_db, flow error)`` of one window."""
+    c = FRAMES // 2
+    gt = w.gt[c]
+    still = w.lr[c : c + 1].expand(FRAMES, -1, -1, -1)
+    return (
+        psnr_y(bicubic_upscale(w.lr[c]).clamp(0, 1), gt),
+        psnr_y(centre_prediction(single, w.lr), gt),
+        psnr_y(centre_prediction(video, w.lr, w.flows), gt),
+        psnr_y(centre_prediction(video, still), gt),
+        lr_motion_db(w),
+        pan_flow_error(video, [w]) if w.pan else float("nan"),
+    )
+
+
+def summary(rows: list[tuple[float, ...]]) -> dict[str, float]:
+    """Means over windows (each window scored once, then grouped)."""
     m = np.mean(rows, axis=0)
-    flow = {"flow_epe_px": round(pan_flow_error(video, windows), 3)} if windows[0].pan else {}
+    flow = {"flow_epe_px": round(float(m[5]), 3)} if not np.isnan(m[5]) else {}
     return {**flow,
         "windows": len(rows), "bicubic": round(m[0], 3), "single": round(m[1], 3),
         "video": round(m[2], 3), "video_no_neighbours": round(m[3], 3),
@@ -103,15 +107,16 @@ def main() -> None:
         "pan": panned_val_windows(seqs, FRAMES, args.windows, (48, 96), multiple),
     }
     results = {}
+    groups = {"moving": MOVING_VAL_SOURCES, "static": STATIC_VAL_SOURCES,
+              **{source: (source,) for source in VAL_SOURCES}}
     for name, windows in sets.items():
-        results[name] = {"all": score(windows, video, single)}
-        groups = {"moving": MOVING_VAL_SOURCES, "static": STATIC_VAL_SOURCES,
-                  **{source: (source,) for source in VAL_SOURCES}}
+        scored = [(w.name.split("/")[0].split("@")[0], window_scores(w, video, single)) for w in windows]
+        results[name] = {"all": summary([row for _, row in scored])}
         for group, sources in groups.items():
-            mine = [w for w in windows if w.name.split("/")[0].split("@")[0] in sources]
+            mine = [row for source, row in scored if source in sources]
             if mine:
-                results[name][group] = score(mine, video, single)
-        print(name, json.dumps(results[name]["all"]), flush=True)
+                results[name][group] = summary(mine)
+        print(name, json.dumps({k: results[name][k] for k in ("all", "moving", "static") if k in results[name]}), flush=True)
     print(json.dumps({"video": str(args.video), "single": str(args.single), **results}, indent=2))
 
 
