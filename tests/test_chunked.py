@@ -142,3 +142,7 @@ def test_cli_chunks(tiny_weights, source, tmp_path):
     with av.open(str(out)) as c:
         assert "vsrt" in c.metadata.get("comment", "")  # the provenance tag reaches the stitched file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.mp4.vsrt.json"]
+    import json
+
+    record = json.loads((tmp_path / "out.mp4.vsrt.json").read_text())
+    assert len(record["chunk_starts"]) == 2 and 0 < record["chunk_starts"][0] < record["chunk_starts"][1] < 14

@@ -153,4 +153,5 @@ def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]
         yield Notice(f"not copied, the output container cannot hold it: {line}")
     for path in paths:
         path.unlink(missing_ok=True)
-    yield Finished(job.output, done, time.perf_counter() - started, job.output.stat().st_size)
+    starts = tuple(c.start for c in plan[1:])  # the record names them: `vsrt eval` scores the seams there
+    yield Finished(job.output, done, time.perf_counter() - started, job.output.stat().st_size, chunk_starts=starts)

@@ -91,6 +91,7 @@ class Finished:
     seconds: float
     bytes: int
     repaired: int = 0  # undecodable frames replaced by the previous good one
+    chunk_starts: tuple[int, ...] = ()  # first frame of each chunk after the first (--chunks)
 
 
 Event = Started | Progress | Notice | Finished

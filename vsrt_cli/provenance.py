@@ -156,6 +156,8 @@ def build_record(
             "fps": None if fps is None else round(fps, 4),
         },
     }
+    if finished.chunk_starts:
+        record["chunk_starts"] = list(finished.chunk_starts)
     record["tag"] = container_tag(record)
     return record
 
