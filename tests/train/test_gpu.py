@@ -73,3 +73,32 @@ def test_pack_then_gpu_segment_then_cpu_resume(tiny_world, monkeypatch):
         resumed = torch.load(run / "last.pt", weights_only=True)
         assert resumed["step"] == after["step"] + 1 and resumed["gpu_s"] == after["gpu_s"]
         assert resumed["samples"] == after["samples"] + 2
+
+
+@pytest.mark.parametrize("name", ["video5f", "twin1f"])
+def test_the_committed_training_states_resume(tmp_path, name):
+    """The runs in weights/training/ continue from their state files alone (here through the GPU
+    trainer on the CPU, a few steps on a small pack of synthetic windows)."""
+    from pathlib import Path
+
+    from vsrt_cli.train.config import TrainConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    state = repo / "weights" / "training" / name / "last.pt"
+    ckpt = torch.load(state, weights_only=True)
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    run = tmp_path / name
+    run.mkdir()
+    shutil.copy(state, run / "last.pt")
+    spynet = SPyNet()
+    spynet.load_state_dict(torch.load(repo / "weights" / "pretrained" / "spynet.pt", weights_only=True))
+    seqs = [Sequence(s.name, s.gt, s.lr, sequence_flows(spynet, s.lr)) for s in (textured("a/one", 0), textured("v/val", 2))]
+    sets = {"real": val_windows(seqs[1:], 5, 1, (16, 32), 8), "pan": panned_val_windows(seqs[1:], 5, 1, (16, 32), 8)}
+    pack = tmp_path / "pack.npz"
+    build_pack(cfg, seqs[:1], sets, spynet, pack, mib=2, block=20, seed=1)
+    out = tmp_path / "out"
+    assert gpu.main(["--pack", str(pack), "--runs", str(run), "--minutes", "0.01", "--out", str(out),
+                     "--batch", "1", "--patch", "16", "--precision", "fp32", "--device", "cpu"]) == 0
+    after = torch.load(out / name / "last.pt", weights_only=True)
+    assert after["step"] > ckpt["step"] and after["config"] == ckpt["config"]
+    assert len(after["curve"]) == len(ckpt["curve"]) + 1

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from vsrt_cli.model.vsrt import build_model
-from vsrt_cli.train.checkpoint import CHECKPOINT, LOG, append_log, load_checkpoint, read_log, save_atomic
+from vsrt_cli.train.checkpoint import (
+    CHECKPOINT, LOG, append_log, load_checkpoint, read_log, restore_curve, save_atomic,
+)
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.ema import EMA
 from vsrt_cli.train.steps import charbonnier, cosine, model_config, param_groups
@@ -161,6 +163,8 @@ def continue_run(
     out.mkdir(parents=True, exist_ok=True)
     if (run / LOG).exists():
         shutil.copy(run / LOG, out / LOG)
+    else:  # the state file alone: its curve
+        restore_curve(out, ckpt.get("curve"))
     gpu_s = ckpt.get("gpu_s", 0.0) + elapsed
     append_log(out, {"compute_s": round(ckpt["compute"], 1), "wall_s": round(ckpt["wall"] + elapsed, 1),
                      "step": step, "samples": ckpt.get("samples", step0 * cfg.batch) + (step - step0) * batch,
