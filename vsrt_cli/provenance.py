@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from vsrt_cli import __version__
+from vsrt_cli.download import sha256_file
 from vsrt_cli.io.sidecar import TAG_PREFIX, sidecar_path, write_sidecar
 from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob
 
@@ -40,12 +41,7 @@ class ModelId:
     file: str | None = None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the one hashing of whole files (vsrt_cli/download.py)
 
 
 def identify_model(model_name: str | None, weights: Path | None) -> ModelId:
