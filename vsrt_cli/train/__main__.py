@@ -17,7 +17,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from vsrt_cli.errors import ConfigError, VsrtError  # noqa: E402
+from vsrt_cli.errors import VsrtError  # noqa: E402
 from vsrt_cli.train.config import STAGES, TrainConfig, stage_defaults  # noqa: E402
 
 
@@ -58,15 +58,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resumed_config(args: argparse.Namespace) -> TrainConfig:
     """The settings stored in ``--resume``'s state file; budget and cadence may be changed."""
-    from vsrt_cli.train.checkpoint import CHECKPOINT, load_checkpoint
+    from vsrt_cli.train.checkpoint import load_run_state
 
-    ckpt = load_checkpoint(args.resume)
-    if ckpt is None or "config" not in ckpt:
-        raise ConfigError(f"{args.resume / CHECKPOINT} is missing or has no stored settings; start the run with --stage/--out")
-    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
     loose = {"minutes": args.minutes, "threads": args.threads, "val_minutes": args.val_minutes,
              "checkpoint_minutes": args.checkpoint_minutes}
-    return TrainConfig(**{**stored, **{k: v for k, v in loose.items() if v is not None}})
+    return load_run_state(args.resume, loose)[1]
 
 
 def main(argv: list[str] | None = None) -> int:

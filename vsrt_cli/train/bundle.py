@@ -185,15 +185,11 @@ def export_state(run: Path, target: Path) -> Path:
     frozen SPyNet it references), in vsrt's format at ``target``, without stopping the run:
     for measuring it mid-way (``benchmarks/temporal.py``, ``benchmarks/quality.py --weights``)."""
     from vsrt_cli.model import build_model
-    from vsrt_cli.train.checkpoint import export_weights, load_checkpoint
-    from vsrt_cli.train.config import TrainConfig
+    from vsrt_cli.train.checkpoint import export_weights, load_run_state
     from vsrt_cli.train.loop import load_spynet_weights
     from vsrt_cli.train.steps import model_config
 
-    ckpt = load_checkpoint(run)
-    if ckpt is None or "config" not in ckpt:
-        raise CheckpointError(f"{run}/last.pt is missing or has no stored settings")
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    ckpt, cfg = load_run_state(run)
     config = model_config(cfg)
     net = build_model(config)
     net.load_state_dict(ckpt.get("ema", ckpt["model"]), strict=False)

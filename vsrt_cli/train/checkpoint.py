@@ -6,12 +6,17 @@ import csv
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from vsrt_cli.download import sha256_file
+from vsrt_cli.errors import CheckpointError
 from vsrt_cli.model.vsrt import VSRTConfig
 from vsrt_cli.weights import FORMAT as WEIGHTS_FORMAT
+
+if TYPE_CHECKING:
+    from vsrt_cli.train.config import TrainConfig
 
 CHECKPOINT = "last.pt"
 LOG = "log.csv"
@@ -32,6 +37,19 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     if not path.exists():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_run_state(run_dir: Path, overrides: dict | None = None) -> tuple[dict, TrainConfig]:
+    """A run's state file and the settings stored in it (``overrides``, not None, replace single
+    fields: budget and cadence); raises :class:`CheckpointError` if there is none."""
+    from vsrt_cli.train.config import TrainConfig
+
+    ckpt = load_checkpoint(run_dir)
+    if ckpt is None or "config" not in ckpt:
+        raise CheckpointError(f"{run_dir / CHECKPOINT} is missing or has no stored settings; start the run with --stage/--out")
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return ckpt, TrainConfig(**{**stored, **given})
 
 
 def append_log(run_dir: Path, row: dict[str, object]) -> None:

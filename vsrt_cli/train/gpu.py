@@ -29,9 +29,8 @@ import torch
 
 from vsrt_cli.model.vsrt import build_model
 from vsrt_cli.train.checkpoint import (
-    CHECKPOINT, LOG, append_log, load_checkpoint, read_log, restore_curve, save_atomic,
+    CHECKPOINT, LOG, append_log, load_run_state, read_log, restore_curve, save_atomic,
 )
-from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.ema import EMA
 from vsrt_cli.train.steps import charbonnier, cosine, model_config, param_groups
 from vsrt_cli.train.validate import ValWindow, evaluate, to_tensor
@@ -114,10 +113,7 @@ def continue_run(
 ) -> dict:
     """Train ``run`` for ``seconds`` on ``device``; write its continued state to ``out``."""
     meta, train, val = pack
-    ckpt = load_checkpoint(run)
-    if ckpt is None or "config" not in ckpt:
-        raise SystemExit(f"{run / CHECKPOINT} is missing or has no stored settings")
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    ckpt, cfg = load_run_state(run)
     config = model_config(cfg)
     if config.use_flow and "flow" not in train:
         raise SystemExit(f"{run} trains a flow-using network; the pack has no flows (build it from a video run)")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vsrt_cli.model.spynet import window_flows
-from vsrt_cli.train.checkpoint import load_checkpoint
+from vsrt_cli.train.checkpoint import load_run_state
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.data import Motion, Sequence, WindowSampler, load_sequences, panned_val_windows, val_windows
 from vsrt_cli.train.sources import TRAIN_SOURCES, VAL_SOURCES
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-windows", type=int, default=2, help="validation windows per held-out sequence and set")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    ckpt = load_checkpoint(args.run)
-    if ckpt is None or "config" not in ckpt:
-        raise SystemExit(f"{args.run}/last.pt is missing or has no stored settings")
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    _, cfg = load_run_state(args.run)
     spynet = None
     if cfg.cached_flows:
         from vsrt_cli.model.spynet import SPyNet
