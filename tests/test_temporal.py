@@ -23,7 +23,7 @@ def scene_frames() -> list[np.ndarray]:
     """A smooth textured scene panning 2 px right and 1 px down per frame (ground truth)."""
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, size=(SIZE // 4 + 8, SIZE // 4 + 12, 3)).astype(np.float64)
-    big = np.kron(big, np.ones((4, 4, 1)))  # 4x4 blocks: texture SPyNet can follow
+    big = np.kron(big, np.ones((4, 4, 1)))  # 4x4 blocks: texture a flow can follow
     kernel = np.ones(5) / 5
     for axis in (0, 1):
         big = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), axis, big)
@@ -39,7 +39,7 @@ def save(folder: Path, frames: list[np.ndarray]) -> Path:
 
 @pytest.fixture(scope="module")
 def flow() -> ReferenceFlow:
-    return ReferenceFlow.bundled()
+    return ReferenceFlow()
 
 
 @pytest.fixture(scope="module")

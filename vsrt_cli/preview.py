@@ -177,7 +177,7 @@ def preview(
         if temporal and lr.frames > 1:
             from vsrt_cli.temporal import ReferenceFlow
 
-            scores = score_clips(outputs, reference.path, flow=ReferenceFlow.bundled(max_side=256), fidelity=False)
+            scores = score_clips(outputs, reference.path, flow=ReferenceFlow(max_side=256), fidelity=False)
             results = [replace(r, warp_error=s.warp_error) for r, s in zip(results, scores)]
             reference_error = scores[0].warp_error_truth
         for r in results:

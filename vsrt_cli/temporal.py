@@ -1,15 +1,16 @@
 """What the temporal metrics need beyond pixels: the reference's motion and which model call made
 each output frame.
 
-The motion is SPyNet's (Ranjan & Black 2017), the frozen pretrained SPyNet inside the bundled
-5-frame model (hash-checked like any model load). Why a learned dense flow rather than one global
-shift or block matching: real clips hold parallax, objects moving against the camera and zooms; a
-single shift calls all of that "flicker", and block matching is blocky exactly at the motion
-edges where super-resolution flickers most. The flow is computed on the *reference* (ground
+The motion is dense inverse search optical flow (:mod:`vsrt_cli.model.dis`, no weights).
+Why a dense flow rather than one global shift or block matching: real clips hold parallax, objects
+moving against the camera and zooms; a single shift calls all of that "flicker", and block
+matching is blocky exactly at the motion edges where super-resolution flickers most. Why not the
+SPyNet of the bundled 5-frame model: the project has no pretrained SPyNet, and the one it trained
+warped real footage worse than no flow at all. The flow is computed on the *reference* (ground
 truth, or a bicubic upscale when there is none), so every output is judged along the same
 motion and a model cannot lower its score by being blurry enough to confuse the flow. It is
 computed at a working size of at most ``max_side`` pixels (area-downscaled, flows scaled back
-up): SPyNet's coarse-to-fine pyramid does not need more, and a 4K pair costs ~1/40 the time.
+up): the metric looks at flicker, not at sub-pixel detail, and a 4K pair costs ~1/40 the time.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrt_cli.errors import CheckpointError
-from vsrt_cli.model.spynet import SPyNet
+from vsrt_cli.model.dis import DISFlow
 from vsrt_cli.schedule import WindowPlanner
 
 
@@ -27,23 +27,9 @@ class ReferenceFlow:
     """``flow(prev, cur)`` -> ``(to_prev, to_cur)``: ``[H, W, 2]`` float flows of frame t to
     t-1 and of t-1 to t (pixels, x first), for ``[H, W, 3]`` uint8 frames."""
 
-    def __init__(self, spynet: SPyNet, *, max_side: int = 512) -> None:
-        self.spynet = spynet.eval()
+    def __init__(self, estimator: torch.nn.Module | None = None, *, max_side: int = 512) -> None:
+        self.estimator = (estimator if estimator is not None else DISFlow()).eval()
         self.max_side = max_side
-
-    @classmethod
-    def bundled(cls, **kwargs: int) -> ReferenceFlow:
-        """SPyNet from the first bundled model that has one (its weights verified first)."""
-        from vsrt_cli.download import verify
-        from vsrt_cli.registry import entries, local_path
-        from vsrt_cli.weights import load_weights
-
-        for entry in entries().values():
-            path = local_path(entry)
-            if entry.bundled and entry.config.use_flow and path is not None:
-                verify(path, entry.sha256)
-                return cls(load_weights(path).spynet, **kwargs)
-        raise CheckpointError("no bundled model with a SPyNet is installed; reinstall vsrt, or pass --no-temporal")
 
     @torch.inference_mode()
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +38,7 @@ class ReferenceFlow:
         factor = max(1, -(-max(h, w) // self.max_side))
         small = F.interpolate(frames, scale_factor=1 / factor, mode="area") if factor > 1 else frames
         # one batched call: (ref cur, supp prev) and (ref prev, supp cur)
-        flows = self.spynet(small, small.flip(0))  # [2, 2, h', w']
+        flows = self.estimator(small, small.flip(0))  # [2, 2, h', w']
         if factor > 1:
             size = flows.shape[-2:]
             flows = F.interpolate(flows, size=(h, w), mode="bilinear", align_corners=False)

@@ -24,7 +24,7 @@ from vsrt_cli.runtime import (
 from vsrt_cli.schedule import TileGrid, normalised_weights, plan_tiles, smaller_tile
 
 class FlowCache:
-    """SPyNet flows between source frames, computed once per frame pair on whole (padded) frames
+    """Flows (SPyNet or DIS) between source frames, computed once per frame pair on whole (padded) frames
     and reused by every window and tile that needs them."""
 
     def __init__(self, model: VSRT, chunk: int = 4) -> None:
@@ -48,7 +48,7 @@ class FlowCache:
             pairs = missing[start : start + self.chunk]
             ref = torch.stack([frames[position[a]] for a, _ in pairs])
             supp = torch.stack([frames[position[b]] for _, b in pairs])
-            for pair, flow in zip(pairs, self.model.spynet(ref, supp)):
+            for pair, flow in zip(pairs, self.model.flow_net(ref, supp)):
                 self.flows[pair] = flow
         stacked = torch.stack([self.flows[pair] for pair in wanted]).unsqueeze(0)
         return stacked[:, :t], stacked[:, t:]

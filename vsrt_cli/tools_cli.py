@@ -27,7 +27,7 @@ def eval_command(
     crop_border: Annotated[int, typer.Option(help="Pixels ignored at every edge.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores (per frame too) to this JSON file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw PSNR-Y and warping error per frame of each output into this PNG.")] = None,
-    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Warping error along the truth's SPyNet motion, and the seam ratio.")] = True,
+    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Warping error along the truth's optical flow (DIS), and the seam ratio.")] = True,
     window: Annotated[Optional[int], typer.Option(help="Frames per model call the outputs were made with, for the seam ratio (default: from each output's .vsrt.json).")] = None,
     window_stride: Annotated[Optional[int], typer.Option(help="Their --window-stride (default: from each output's .vsrt.json).")] = None,
 ) -> None:
@@ -50,7 +50,7 @@ def eval_command(
     if temporal:
         from vsrt_cli.temporal import ReferenceFlow
 
-        flow = ReferenceFlow.bundled()
+        flow = ReferenceFlow()
     if len(outputs) == 1:
         groups = [([(n, p)], t) for n, p, t in clip_pairs(outputs[0], truth)]
     else:

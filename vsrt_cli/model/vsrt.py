@@ -30,11 +30,13 @@ from vsrt_cli.model.layers import (
     lrelu,
     residual_stack,
 )
+from vsrt_cli.model.dis import DISFlow
 from vsrt_cli.model.spynet import SPyNet, window_flows
 
 SCALE = 4
 
 NormKind = Literal["tile", "channel"]
+FlowKind = Literal["spynet", "dis"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +49,9 @@ class VSRTConfig:
     num_frame: window length the positional encoding is built for (the input may be shorter).
     ff_blocks: residual blocks in each direction of the feed-forward (official: 30).
     use_flow: False replaces SPyNet flows by zeros (the single-frame / no-motion ablation).
+    flow: the flow estimator: ``"spynet"`` (the paper's, with weights) or ``"dis"`` (OpenCV's
+        dense inverse search, no weights; see :mod:`vsrt_cli.model.dis`). Not part of the
+        paper's network (official presets keep SPyNet).
     centre_first: the positional encoding's first channel goes to the window's centre frame
         (the others keep their order), so the centre frame gets the offset a single-frame
         model was trained with (official: frame ``t`` gets channel ``t``).
@@ -69,6 +74,7 @@ class VSRTConfig:
     norm: NormKind = "tile"
     tile: int = 64
     use_flow: bool = True
+    flow: FlowKind = "spynet"
     centre_first: bool = False
     neighbour_gates: bool = False
 
@@ -80,6 +86,8 @@ class VSRTConfig:
         for name in ("extract_blocks", "reconstruct_blocks", "ff_blocks"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model config: {name} must be >= 0, got {getattr(self, name)}")
+        if self.flow not in ("spynet", "dis"):
+            raise ConfigError(f"model config: flow must be 'spynet' or 'dis', got {self.flow!r}")
         if self.norm not in ("tile", "channel"):
             raise ConfigError(f"model config: norm must be 'tile' or 'channel', got {self.norm!r}")
         if self.num_feat % self.heads:
@@ -287,8 +295,10 @@ class VSRT(nn.Module):
         c = config.num_feat
         self.stem = nn.Conv2d(3, c, 3, padding=1)
         self.extract = residual_stack(c, config.extract_blocks)
-        # A flow-less (single-frame) network has no SPyNet at all: 1.44M unused parameters.
-        self.spynet = SPyNet() if config.use_flow else None
+        # A flow-less (single-frame) network has no SPyNet at all: 1.44M unused parameters;
+        # nor has one whose flow is DIS (no parameters).
+        self.spynet = SPyNet() if config.use_flow and config.flow == "spynet" else None
+        self.dis = DISFlow() if config.use_flow and config.flow == "dis" else None
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.depth))
         self.reconstruct = residual_stack(c, config.reconstruct_blocks)
         self.upsample1 = nn.Conv2d(c, 4 * c, 3, padding=1)
@@ -328,7 +338,14 @@ class VSRT(nn.Module):
         if not self.config.use_flow:
             zeros = x.new_zeros(x.shape[0], x.shape[1], 2, *x.shape[3:])
             return zeros, zeros
-        return window_flows(self.spynet, x)
+        return window_flows(self.flow_net, x)
+
+    @property
+    def flow_net(self) -> nn.Module:
+        """The flow estimator, ``(ref, supp) [N, 3, H, W]`` -> ``[N, 2, H, W]`` (SPyNet or DIS)."""
+        if not self.config.use_flow:
+            raise ConfigError("this network uses no flow (a single-frame or no-motion model)")
+        return self.spynet if self.spynet is not None else self.dis
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Extracted features plus the positional encoding: ``[B, T, 3, H, W]`` -> ``[B, T, C, H, W]``."""
@@ -403,7 +420,10 @@ PRESETS: dict[str, VSRTConfig] = {
 PRESETS["vsrt-cpu-small-1f"] = replace(PRESETS["vsrt-cpu-small"], num_frame=1, use_flow=False)
 # The 5-frame network that warm-starts from vsrt-cpu-small-1f weights and first computes what
 # they do (centre-first encoding, neighbour paths zero-initialised); its twin is the 1f preset.
-PRESETS["vsrt-cpu-small-5f"] = replace(PRESETS["vsrt-cpu-small"], centre_first=True, neighbour_gates=True)
+# Its flow is DIS: the project's own CPU-trained SPyNet warped real footage worse than no flow.
+PRESETS["vsrt-cpu-small-5f"] = replace(
+    PRESETS["vsrt-cpu-small"], centre_first=True, neighbour_gates=True, flow="dis"
+)
 
 
 def get_config(name: str) -> VSRTConfig:

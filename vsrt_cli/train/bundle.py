@@ -186,14 +186,13 @@ def export_state(run: Path, target: Path) -> Path:
     for measuring it mid-way (``benchmarks/temporal.py``, ``benchmarks/quality.py --weights``)."""
     from vsrt_cli.model import build_model
     from vsrt_cli.train.checkpoint import export_weights, load_run_state
-    from vsrt_cli.train.loop import load_spynet_weights
-    from vsrt_cli.train.steps import model_config
+    from vsrt_cli.train.steps import load_spynet_weights, model_config
 
     ckpt, cfg = load_run_state(run)
     config = model_config(cfg)
     net = build_model(config)
     net.load_state_dict(ckpt.get("ema", ckpt["model"]), strict=False)
-    if cfg.stage == "main" and cfg.flow_lr_mul == 0:
+    if cfg.stage == "main" and cfg.flow_lr_mul == 0 and net.spynet is not None:
         net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
     recipe = {k: v for k, v in ckpt["config"].items() if not isinstance(v, (list, tuple))}
     recipe.update(step=ckpt["step"], compute_s=round(ckpt["compute"], 1), gpu_s=ckpt.get("gpu_s", 0.0))

@@ -21,7 +21,7 @@ import torch
 from vsrt_cli.model.spynet import SPyNet
 from vsrt_cli.train.degrade import SCALE, bi_degrade, crop_to_multiple, resize_uint8
 from vsrt_cli.train.flowcache import (
-    augment_flow, cached_flows, pan_flows, spynet_digest, to_flow_tensors, window_ends_still,
+    augment_flow, cached_flows, flow_digest, pan_flows, to_flow_tensors, window_ends_still,
 )
 from vsrt_cli.train.motion import film, margin_for, motion_window
 from vsrt_cli.train.realdeg import real_degrade
@@ -109,7 +109,7 @@ def load_sequences(
         lr = np.load(lr_file, mmap_mode="r")
         flows = None
         if spynet is not None:
-            flow_file = stem.with_name(f"{stem.name}.flow-{spynet_digest(spynet)}.npy")
+            flow_file = stem.with_name(f"{stem.name}.flow-{flow_digest(spynet)}.npy")
             flows = cached_flows(spynet, lr, flow_file)
         seqs.append(Sequence(name, np.load(gt_file, mmap_mode="r"), lr, flows))
     return seqs

@@ -1,4 +1,4 @@
-"""Flows of whole LR frames, computed once per training sequence by a frozen SPyNet and cached.
+"""Flows of whole LR frames, computed once per training sequence by a frozen flow estimator (SPyNet or DIS) and cached.
 
 A video-model training step then crops them with its window instead of running SPyNet on the
 crop, as the upscale pipeline does at inference (flows of whole frames, cut per tile).
@@ -25,8 +25,15 @@ from vsrt_cli.model.spynet import SPyNet
 PAIRS_PER_CALL = 8
 
 
+def flow_digest(estimator: torch.nn.Module) -> str:
+    """What names a flow estimator's cached flows: DIS's version tag, or a short hash of
+    SPyNet's weights."""
+    tag = getattr(estimator, "digest", None)
+    return tag if isinstance(tag, str) else spynet_digest(estimator)
+
+
 def spynet_digest(spynet: SPyNet) -> str:
-    """A short hash of SPyNet's weights: the cache file names carry it."""
+    """A short hash of SPyNet's weights."""
     h = hashlib.sha256()
     for key, value in sorted(spynet.state_dict().items()):
         h.update(key.encode())
@@ -44,7 +51,7 @@ def _pairs(n: int) -> Iterator[tuple[int, int, int]]:
 
 
 @torch.no_grad()
-def sequence_flows(spynet: SPyNet, lr: np.ndarray) -> np.ndarray:
+def sequence_flows(spynet: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
     """``lr [N, h, w, 3]`` uint8 -> ``[N, h, w, 4]`` float16 flows (layout: module docstring)."""
     n, h, w, _ = lr.shape
     out = np.zeros((n, h, w, 4), dtype=np.float16)
@@ -60,7 +67,7 @@ def sequence_flows(spynet: SPyNet, lr: np.ndarray) -> np.ndarray:
     return out
 
 
-def cached_flows(spynet: SPyNet, lr: np.ndarray, file: Path) -> np.ndarray:
+def cached_flows(spynet: torch.nn.Module, lr: np.ndarray, file: Path) -> np.ndarray:
     """The flows of ``lr`` from ``file`` (memory-mapped), computed and written first if absent."""
     if not file.exists():
         tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp.npy")  # processes sharing a cache

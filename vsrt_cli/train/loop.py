@@ -37,25 +37,14 @@ from vsrt_cli.train.data import Motion, WindowSampler, load_sequences, panned_va
 from vsrt_cli.train.ema import EMA
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
 from vsrt_cli.train.steps import (  # noqa: F401  (cosine, model_config: the loop's public API)
-    charbonnier, cosine, is_neighbour_path, model_config, param_groups,
+    SPYNET_FILE, charbonnier, cosine, is_neighbour_path, load_spynet_weights, model_config, param_groups,
 )
 from vsrt_cli.train.validate import (  # noqa: F401
     VAL_FRAMES, centre_prediction, evaluate, pan_flow_error, to_image,
 )
 
-SPYNET_FILE = "spynet.pt"
 WEIGHTS_FILE = "weights_fp16.pt"
 VAL_FLOW_PAIRS = 32
-
-
-def load_spynet_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    path = run_dir / SPYNET_FILE
-    if not path.exists():
-        raise CheckpointError(
-            f"{path} not found: train the flow first with "
-            f"`python -m vsrt_cli.train --stage spynet --out {run_dir} --minutes N`"
-        )
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def warm_start_file(source: str) -> Path:
@@ -139,11 +128,11 @@ class SRStage:
         if fresh and cfg.init_from is not None:
             self.net.load_state_dict(body_weights(cfg.init_from, self.net), strict=False)
         # A frozen SPyNet is not in the checkpoint: it is loaded from spynet_from every time.
-        if cfg.stage == "main" and (fresh or cfg.flow_lr_mul == 0):
+        if cfg.stage == "main" and self.net.spynet is not None and (fresh or cfg.flow_lr_mul == 0):
             self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
         self.groups = param_groups(self.net, cfg)
         cache = Path(cfg.cache)
-        spynet = self.net.spynet if cfg.cached_flows else None
+        spynet = self.net.flow_net if cfg.cached_flows else None
         train = load_sequences(Path(cfg.data_root), TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
         val = load_sequences(Path(cfg.data_root), VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
         motion = Motion(cfg.motion, cfg.motion_speed, cfg.motion_jitter)

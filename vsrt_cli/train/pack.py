@@ -28,7 +28,7 @@ from vsrt_cli.train.checkpoint import load_run_state
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.data import Motion, Sequence, WindowSampler, load_sequences, panned_val_windows, val_windows
 from vsrt_cli.train.sources import TRAIN_SOURCES, VAL_SOURCES
-from vsrt_cli.train.steps import model_config
+from vsrt_cli.train.steps import frozen_flow_net, model_config
 from vsrt_cli.train.validate import VAL_FRAMES, ValWindow
 
 PACK_FRAMES = 5  # every window is packed at 5 frames; a single-frame run takes one of them
@@ -135,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     _, cfg = load_run_state(args.run)
-    spynet = None
-    if cfg.cached_flows:
-        from vsrt_cli.model.spynet import SPyNet
-        from vsrt_cli.train.loop import load_spynet_weights
-
-        spynet = SPyNet().eval()
-        spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
+    spynet = frozen_flow_net(cfg)
     root, cache = Path(cfg.data_root), Path(cfg.cache)
     train = load_sequences(root, TRAIN_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
     val = load_sequences(root, VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)

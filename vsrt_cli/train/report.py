@@ -1,12 +1,15 @@
 """The data report: how much every source moves at the training scale, and what it gives.
 
     python -m vsrt_cli.train.report [--gt-scale 1] [--max-frames 150] [--frames 5]
-        [--spynet-from weights/pretrained]
+        [--spynet-from weights/pretrained | --flow-dis]
 
 For each source (training and held out): sequences, frames, LR size, the mean PSNR between
 consecutive LR frames (BI x4 of the GT; lower = more motion: 45+ dB means the neighbours
-repeat the centre frame), and how many ``frames``-long training windows it gives. Decodes into
-the training cache, so running it first also prepares a run (``--spynet-from`` adds the
+repeat the centre frame), how many ``frames``-long training windows it gives, and with cached
+flows the same PSNR after warping the next frame onto each frame (``lr_warped_db``: above
+``lr_motion_db`` where the flow helps; the border is cropped there, so static sources can read a
+little higher). Decodes into
+the training cache, so running it first also prepares a run (``--flow-dis`` or ``--spynet-from`` adds the
 cached whole-frame flows a video-model run reads).
 """
 
@@ -31,6 +34,25 @@ def motion_db(lr: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def warped_motion_db(lr: np.ndarray, flows: np.ndarray, border: int = 4) -> float:
+    """Mean PSNR between each frame and the next one warped onto it by the cached flow
+    (``flows [N, h, w, 4]``, channels 2:4 = to next), ``border`` px cropped: how much closer
+    the flow brings a neighbour (compare :func:`motion_db` on the same crop)."""
+    import torch
+
+    from vsrt_cli.model.layers import flow_warp
+
+    scores = []
+    for j in range(len(lr) - 1):
+        nxt = torch.from_numpy(np.asarray(lr[j + 1], dtype=np.float32)).permute(2, 0, 1)[None]
+        flow = torch.from_numpy(np.asarray(flows[j, ..., 2:4], dtype=np.float32)).permute(2, 0, 1)[None]
+        warped = flow_warp(nxt, flow)[0].permute(1, 2, 0).numpy()
+        diff = warped - np.asarray(lr[j], dtype=np.float32)
+        mse = np.mean(diff[border:-border, border:-border] ** 2)
+        scores.append(10 * np.log10(255.0**2 / max(float(mse), 1e-10)))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
 def source_rows(seqs: list[Sequence], frames: int, split: str) -> list[dict[str, object]]:
     """One row per source of ``seqs``."""
     rows = []
@@ -45,6 +67,9 @@ def source_rows(seqs: list[Sequence], frames: int, split: str) -> list[dict[str,
             "lr_motion_db": round(motion, 2),
             "windows": sum(max(len(s) - frames + 1, 0) for s in mine),
         })
+        if all(s.flows is not None for s in mine) and pairs:
+            warped = sum(warped_motion_db(s.lr, s.flows) * (len(s) - 1) for s in mine if len(s) > 1)
+            rows[-1]["lr_warped_db"] = round(warped / pairs, 2)
     return rows
 
 
@@ -57,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT))
     p.add_argument("--cache", type=Path, default=Path("runs/cache"))
     p.add_argument("--spynet-from", type=Path, help="also cache the whole-frame flows of this SPyNet")
+    p.add_argument("--flow-dis", action="store_true", help="also cache DIS whole-frame flows (flow='dis' presets)")
     args = p.parse_args(argv)
     spynet = None
-    if args.spynet_from is not None:
+    if args.flow_dis:
+        from vsrt_cli.model.dis import DISFlow
+
+        spynet = DISFlow()
+    elif args.spynet_from is not None:
         import torch
 
         from vsrt_cli.model.spynet import SPyNet

@@ -9,7 +9,10 @@ import math
 
 import torch
 
-from vsrt_cli.model.vsrt import VSRT, VSRTConfig, get_config
+SPYNET_FILE = "spynet.pt"
+
+from vsrt_cli.errors import CheckpointError
+from vsrt_cli.model.vsrt import VSRT, VSRTConfig, build_model, get_config
 from vsrt_cli.train.config import TrainConfig
 
 
@@ -20,6 +23,30 @@ def model_config(cfg: TrainConfig) -> VSRTConfig:
     if cfg.stage == "ablation":
         return dataclasses.replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)
     return config
+
+
+def frozen_flow_net(cfg: TrainConfig) -> torch.nn.Module | None:
+    """The frozen flow estimator whose whole-frame flows a run caches (None if it caches none):
+    DIS for a ``flow="dis"`` preset, else SPyNet with the weights in ``spynet_from``."""
+    if not cfg.cached_flows:
+        return None
+    net = build_model(model_config(cfg))
+    if net.spynet is not None:
+        from pathlib import Path
+
+        net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
+    return net.flow_net.eval()
+
+
+def load_spynet_weights(run_dir) -> dict[str, torch.Tensor]:
+    """The ``spynet.pt`` of a spynet-stage run folder."""
+    path = run_dir / SPYNET_FILE
+    if not path.exists():
+        raise CheckpointError(
+            f"{path} not found: train the flow first with "
+            f"`python -m vsrt_cli.train --stage spynet --out {run_dir} --minutes N`"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def is_neighbour_path(name: str) -> bool:
