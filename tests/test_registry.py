@@ -103,3 +103,68 @@ def test_eval_refuses_mismatched_clips(tmp_path):
     assert cli("eval", str(tmp_path / "x"), str(tmp_path / "z")) == 1
     write_clip(tmp_path / "tiny", [np.zeros((8, 8, 3), np.uint8)] * 2)
     assert cli("eval", str(tmp_path / "tiny"), str(tmp_path / "tiny")) == 1
+
+
+@pytest.fixture
+def two_defaults(tmp_path, monkeypatch):
+    """A bundled folder whose manifest holds the shipped clean model first and a copy of it
+    marked ``"default_for": "video"`` second."""
+    import shutil
+
+    from vsrt_cli import registry
+
+    shipped = registry.bundled_dir()
+    manifest = json.loads((shipped / registry.MANIFEST).read_text())
+    clean = manifest["models"][0]
+    video = {**clean, "name": "test-video-default", "file": "test-video.pth", "default_for": "video"}
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    shutil.copy(shipped / clean["file"], folder / clean["file"])
+    shutil.copy(shipped / clean["file"], folder / video["file"])
+    (folder / registry.MANIFEST).write_text(json.dumps({"models": [clean, video]}))
+    monkeypatch.setattr(registry, "bundled_dir", lambda: folder)
+    return clean["name"], video["name"]
+
+
+def test_video_files_get_the_entry_marked_default_for_video(two_defaults, tmp_path, capsys):
+    from vsrt_cli.cli import _load_model
+    from vsrt_cli.provenance import identify_model
+    from vsrt_cli.registry import default_name, input_kind
+
+    clean, video = two_defaults
+    assert default_name() == default_name("frames") == clean  # the first entry: image frames
+    assert default_name("video") == video
+    clip, frames = tmp_path / "clip.mp4", tmp_path / "frames"
+    clip.write_bytes(b"")
+    frames.mkdir()
+    assert input_kind(clip) == "video" and input_kind(frames) == "frames"
+    assert identify_model(None, None, "video").name == video
+    assert identify_model(None, None, "frames").name == clean
+    assert identify_model(clean, None, "video").name == clean  # --model chooses as before
+    assert _load_model(None, None, "video") is not None
+    assert cli("models", "list") == 0
+    out = capsys.readouterr().out
+    assert f"default for a video file: {video}" in out
+    assert f"default for a folder of image frames: {clean}" in out
+
+
+def test_without_a_video_entry_both_inputs_get_the_first_model(two_defaults, monkeypatch):
+    from vsrt_cli import registry
+
+    folder = registry.bundled_dir()
+    manifest = json.loads((folder / registry.MANIFEST).read_text())
+    del manifest["models"][1]["default_for"]
+    (folder / registry.MANIFEST).write_text(json.dumps(manifest))
+    assert registry.default_name("video") == registry.default_name("frames") == two_defaults[0]
+
+
+def test_upscale_of_a_video_file_records_the_video_default(two_defaults, tmp_path, capsys):
+    from tests.media import make_clip
+
+    clean, video = two_defaults
+    clip = make_clip(tmp_path / "in.mp4", frames=3, size=(32, 24))
+    for args, expected in (((), video), (("--model", clean), clean)):
+        out = tmp_path / f"out-{expected}.mkv"
+        assert cli("upscale", str(clip), "-o", str(out), "--tile", "32", "--quiet", *args) == 0
+        record = json.loads(out.with_name(out.name + ".vsrt.json").read_text())
+        assert record["model"]["name"] == expected, record["model"]

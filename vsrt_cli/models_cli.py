@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from vsrt_cli.errors import ConfigError
 
@@ -42,14 +42,16 @@ def models_list() -> None:
     """List the named models and whether their weights are here."""
     from vsrt_cli.registry import default_name, entries
 
-    table = Table("name", "frames", "LR size", "parameters", "weights", caption="* the default of vsrt upscale")
-    default = default_name()
+    table = Table(Column("name", no_wrap=True), "frames", "LR size", "parameters", "weights")
+    defaults = {"video": default_name("video"), "frames": default_name("frames")}
     for name, entry in entries().items():
         config = entry.config
         size = f"{config.tile}x{config.tile}" if config.norm == "tile" else "any"
-        label = f"{name} *" if name == default else name
-        table.add_row(label, str(config.num_frame), size, f"{_n_params(config):,}", _weights_status(entry))
+        table.add_row(name, str(config.num_frame), size, f"{_n_params(config):,}", _weights_status(entry))
     out.print(table)
+    for kind, label in (("video", "a video file"), ("frames", "a folder of image frames")):
+        if defaults[kind] is not None:
+            out.print(f"default for {label}: {defaults[kind]}", highlight=False)
 
 
 @models_app.command("info")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from vsrt_cli import __version__
 from vsrt_cli.download import sha256_file
 from vsrt_cli.io.sidecar import TAG_PREFIX, sidecar_path, write_sidecar
 from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob
+
+if TYPE_CHECKING:
+    from vsrt_cli.registry import InputKind
 
 BLOCK = 64 * 1024
 SAMPLES = 16
@@ -44,14 +47,15 @@ class ModelId:
 file_sha256 = sha256_file  # the one hashing of whole files (vsrt_cli/download.py)
 
 
-def identify_model(model_name: str | None, weights: Path | None) -> ModelId:
-    """The identity of the model ``--model``/``--weights`` select (as the CLI resolves them):
-    a given file is hashed; a registry model's sha256 comes from its manifest entry."""
+def identify_model(model_name: str | None, weights: Path | None, kind: InputKind = "frames") -> ModelId:
+    """The identity of the model ``--model``/``--weights`` select for ``kind`` of input (as the
+    CLI resolves them): a given file is hashed; a registry model's sha256 comes from its
+    manifest entry."""
     from vsrt_cli.registry import default_name, get_entry, local_path
 
     if weights is not None:
         return ModelId(model_name or Path(weights).stem, file_sha256(Path(weights)), str(weights))
-    name = model_name or default_name()
+    name = model_name or default_name(kind)
     if name is None:
         return ModelId("unknown", None)
     entry = get_entry(name)

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from platformdirs import user_cache_dir
 
@@ -20,6 +20,7 @@ from vsrt_cli.errors import CheckpointError, ConfigError
 from vsrt_cli.model import VSRTConfig, get_config
 
 MANIFEST = "manifest.json"
+InputKind = Literal["frames", "video"]
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,25 @@ def entries() -> dict[str, ModelEntry]:
     return {e.name: e for e in [*_bundled_entries(), *_OFFICIAL]}
 
 
-def default_name() -> str | None:
-    """The bundled default model's name (None in a build that bundles no weights)."""
+def input_kind(source: Path) -> InputKind:
+    """What a default model is chosen for: a folder of image frames, or a video file (lossy
+    in nearly every case: phone clips, downloads, rips)."""
+    return "frames" if Path(source).is_dir() else "video"
+
+
+def default_name(kind: InputKind = "frames") -> str | None:
+    """The bundled default model for ``kind`` of input (None in a build that bundles no
+    weights): for video, the manifest entry that says ``"default_for": "video"`` (the
+    compression-aware model) if there is one; otherwise, and for image frames, the first entry
+    (the clean model the benchmarks use)."""
     bundled = _bundled_entries()
-    return bundled[0].name if bundled else None
+    if not bundled:
+        return None
+    if kind == "video":
+        for entry in bundled:
+            if entry.details.get("default_for") == "video":
+                return entry.name
+    return bundled[0].name
 
 
 def get_entry(name: str) -> ModelEntry:
