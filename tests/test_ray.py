@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from tests.media import make_clip
-from vsrt_cli.batch import REPORT, BatchFinished, ClipFinished, ClipProgress, batch
+from vsrt_cli import __version__
+from vsrt_cli.batch import REPORT, BatchFinished, ChunkFinished, ClipFinished, ClipProgress, batch
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.executors.ray import RayConfig, RayExecutor, check_address
 from vsrt_cli.pipeline import Schedule, UpscaleJob
@@ -98,6 +99,43 @@ def test_workers_write_what_a_local_run_writes(ray_instance, tiny_model, clips, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial
     again = list(batch(tiny_model, clips, tmp_path, template(tmp_path), executor=RayExecutor(config)))
     assert [e.result.status for e in again if isinstance(e, ClipFinished)] == ["skipped"] * 3  # the driver decides
+
+
+def test_chunks_of_long_clips_spread_over_workers_match_an_unchunked_run(ray_instance, tiny_model, tmp_path):
+    """Cut at frames 5 and 10 (keyframes at 0, 4, 8, 12); the short clip runs whole."""
+    from tests.test_batch_chunks import SECONDS, assert_same_outputs, rows
+    from tests.test_batch_chunks import template as lossless
+    from tests.test_chunked import clip_with_audio
+
+    src, whole, out = tmp_path / "in", tmp_path / "whole", tmp_path / "out"
+    src.mkdir()
+    clip_with_audio(src / "long.mp4")
+    make_clip(src / "short.mp4", frames=4, size=(32, 24))
+    torch.set_num_threads(1)  # as each worker: float sums depend on the thread count (restored after the test)
+    list(batch(tiny_model, src, whole, lossless(tmp_path)))
+    events = list(batch(tiny_model, src, out, lossless(tmp_path), chunk_seconds=SECONDS, executor=RayExecutor(RayConfig(workers=2, threads=1))))
+    assert isinstance(events[-1], BatchFinished) and events[-1].failed == 0, [r.reason for r in events[-1].results]
+    assert_same_outputs(out, whole, src)
+    assert rows(out) == rows(whole)
+    chunks = [e for e in events if isinstance(e, ChunkFinished)]
+    assert sorted(e.task.number for e in chunks) == [0, 1, 2] and not any(e.error for e in chunks)
+    assert len({e.worker for e in chunks} | {""}) >= 2  # ran on Ray workers, not here
+    assert sorted(p.name for p in out.rglob(".*")) == []  # chunk files and partials gone
+
+
+def test_cli_refuses_a_node_with_another_vsrt_in_one_line(tmp_path, clips, tiny_weights):
+    """The driver claims another vsrt version than the Ray workers import: one line, exit 2."""
+    claim = "import sys, vsrt_cli; vsrt_cli.__version__ = '0.0.0-other'; from vsrt_cli.cli import main; main(sys.argv[1:])"
+    run = subprocess.run(
+        [sys.executable, "-c", claim, "batch", str(clips), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+         "--device", "cpu", "--workers", "2", "--no-sidecar"],
+        capture_output=True, text=True, timeout=120, env=cli_env(),
+    )
+    assert run.returncode == 2, run.stderr
+    line = run.stderr.strip()
+    assert "\n" not in line and line.startswith("error: every Ray node must run vsrt 0.0.0-other and torch")
+    assert f"has vsrt {__version__} / torch {torch.__version__}" in line and "install the same versions there" in line
+    assert not (tmp_path / "out" / "c0.mp4").exists()
 
 
 def vsrt(*args: str, env: dict | None = None) -> list[str]:

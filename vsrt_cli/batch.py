@@ -3,30 +3,47 @@
 A clip whose output already exists is complete (outputs only ever appear under their final
 name by an atomic rename), so a run that was killed and started again redoes exactly the clips
 it had not finished. One clip failing never stops the others. Work yields events; the CLI draws.
+
+With ``chunk_seconds`` a long clip is cut into chunks of about that many seconds (by frame
+index, from a demux-only scan: :mod:`vsrt_cli.chunked`); its chunks are units of work like whole
+clips, spread over the executor's workers, and this driver stitches them once all are in place.
+A chunk finished by an earlier run is not run again. This driver alone decides what to skip or
+resume and writes the report, whatever executor runs the units.
 """
 
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 import json
 import os
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
+from vsrt_cli.executors.local import LocalExecutor, clip_job, run_clip, skipped
+from vsrt_cli.executors.units import (  # re-exported: the batch's vocabulary
+    ChunkFinished, ChunkProgress, ChunkTask, Clip, ClipFinished, ClipProgress, ClipResult, ClipStarted, Status, Unit,
+)
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, natural_key
 from vsrt_cli.io.outputs import output_names, refuse_input, remove_stale_partials
 from vsrt_cli.io.sidecar import sidecar_path
 from vsrt_cli.model.vsrt import VSRT
-from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob, check_schedule, upscale
-from vsrt_cli.provenance import ModelId, recording, tag_before_run
+from vsrt_cli.pipeline import Event, Finished, Notice, UpscaleJob, check_schedule
+from vsrt_cli.provenance import ModelId, recording
+
+if TYPE_CHECKING:
+    from vsrt_cli.chunked import ChunkPlan
+
+__all__ = [
+    "REPORT", "BatchEvent", "BatchFinished", "BatchStarted", "ChunkFinished", "ChunkProgress", "ChunkTask", "Clip",
+    "ClipFinished", "ClipProgress", "ClipResult", "ClipStarted", "Executor", "Status", "batch", "find_clips",
+]
 
 VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
@@ -34,59 +51,14 @@ VIDEO_SUFFIXES = (
 )
 REPORT = "vsrt-batch.json"
 
-Status = Literal["done", "skipped", "failed"]
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One input (a video file or a folder of frames) and where its output goes."""
-
-    source: Path
-    output: Path
-    name: str  # the path relative to the input folder, for tables and reports
-    frames: int | None = None  # as far as a quick probe can tell
-
-
-@dataclass(frozen=True)
-class ClipResult:
-    clip: Clip
-    status: Status
-    reason: str = ""
-    frames: int = 0
-    seconds: float = 0.0
-    repaired: int = 0
-    detail: str = ""  # the traceback of an unexpected error (shown with --debug)
-    sidecar: str = ""  # the output's record of how it was made (OUT.vsrt.json), when one was written
-
-
 @dataclass(frozen=True)
 class BatchStarted:
     clips: tuple[Clip, ...]
     total_frames: int | None
 
 
-@dataclass(frozen=True)
-class ClipStarted:
-    number: int  # 1-based
-    clip: Clip
-
-
-@dataclass(frozen=True)
-class ClipProgress:
-    """Frames done of one clip, when several run at once (an executor's workers)."""
-
-    clip: Clip
-    done: int
-    total: int | None
-
-
 class Executor(Protocol):
-    def run(self, model: VSRT, clips: list[Clip], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]: ...
-
-
-@dataclass(frozen=True)
-class ClipFinished:
-    result: ClipResult
+    def run(self, model: VSRT, units: list[Unit], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]: ...
 
 
 @dataclass(frozen=True)
@@ -99,7 +71,7 @@ class BatchFinished:
         return sum(r.status == "failed" for r in self.results)
 
 
-BatchEvent = BatchStarted | ClipStarted | ClipProgress | ClipFinished | BatchFinished | Event
+BatchEvent = BatchStarted | ClipStarted | ClipProgress | ClipFinished | ChunkProgress | ChunkFinished | BatchFinished | Event
 
 
 def _is_frame_folder(folder: Path) -> bool:
@@ -174,14 +146,17 @@ def write_report(path: Path, results: list[ClipResult]) -> None:
 def batch(
     model: VSRT, root: Path, out_root: Path, template: UpscaleJob, *,
     pattern: str | None = None, frame_folders: bool = False, record: ModelId | None = None,
-    container: str | None = None, executor: Executor | None = None,
+    container: str | None = None, executor: Executor | None = None, chunk_seconds: float | None = None,
 ) -> Iterator[BatchEvent]:
     """Upscale every clip of ``root`` into ``out_root`` with ``template``'s settings (its
     ``source``/``output`` are replaced per clip; ``overwrite`` redoes finished clips). With
     ``record`` (the model's identity) each output gets its ``OUT.vsrt.json``, linked from the
     report. ``executor`` (see :mod:`vsrt_cli.executors`) runs the clips elsewhere; None: here,
-    one after another."""
+    one after another. ``chunk_seconds``: cut video clips longer than that into chunks of about
+    that length (see the module docstring)."""
     check_schedule(model, template.schedule)
+    if chunk_seconds is not None and not chunk_seconds > 0:
+        raise ConfigError(f"--chunk-seconds {chunk_seconds:g}: must be positive")
     clips = find_clips(root, out_root, pattern=pattern, frame_folders=frame_folders, container=container)
     if not clips:
         what = f"matching {pattern!r}" if pattern else f"with a video extension ({', '.join(VIDEO_SUFFIXES[:5])}, ...)"
@@ -197,11 +172,16 @@ def batch(
     report = out_root / REPORT
     yield BatchStarted(tuple(clips), total)
     results: list[ClipResult] = []
-    order = {clip.source: number for number, clip in enumerate(clips)}
-    runs = _serial(model, clips, template, record) if executor is None else _spread(executor, model, clips, template, record)
+    order = {clip.source: number for number, clip in enumerate(clips, 1)}
+    if executor is None and chunk_seconds is None:
+        runs = _serial(model, clips, template, record)
+    else:
+        runs = _Driver(model, template, record, chunk_seconds).run(executor or LocalExecutor(), clips)
     with contextlib.closing(runs):
         for event in runs:
-            if isinstance(event, ClipFinished):  # the report lists clips in their order, whoever ran them
+            if isinstance(event, ClipStarted):  # numbered by the clip's place in the batch, whoever runs it
+                event = ClipStarted(order[event.clip.source], event.clip)
+            elif isinstance(event, ClipFinished):  # the report lists clips in their order, whoever ran them
                 results.append(event.result)
                 results.sort(key=lambda r: order[r.clip.source])
                 write_report(report, results)
@@ -210,62 +190,141 @@ def batch(
 
 
 def _serial(model: VSRT, clips: list[Clip], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]:
-    """The local executor: one clip after another in this process."""
+    """The plain local loop: one clip after another in this process."""
     for number, clip in enumerate(clips, 1):
         yield ClipStarted(number, clip)
-        result = yield from _one(model, clip, template, record)
+        result = yield from run_clip(model, clip, template, record)
         yield ClipFinished(result)
 
 
-def _spread(executor: Executor, model: VSRT, clips: list[Clip], template: UpscaleJob, record: ModelId | None) -> Iterator[BatchEvent]:
-    """Skips decided here (the driver), the other clips run by ``executor``."""
-    todo = []
-    for number, clip in enumerate(clips, 1):
-        remove_stale_partials(clip.output)
-        if clip.output.exists() and not template.overwrite:
-            yield ClipStarted(number, clip)
-            yield ClipFinished(ClipResult(clip, "skipped", "output exists (--overwrite redoes it)", sidecar=_existing_sidecar(clip.output)))
-        else:
-            todo.append(clip)
-    if todo:
-        yield from executor.run(model, todo, template, record)
+def _failed(clip: Clip, exc: Exception) -> ClipResult:
+    if isinstance(exc, VsrtError):
+        return ClipResult(clip, "failed", str(exc))
+    return ClipResult(clip, "failed", f"internal error: {type(exc).__name__}: {exc}", detail=traceback.format_exc())
 
 
-def _one(model: VSRT, clip: Clip, template: UpscaleJob, record: ModelId | None = None) -> Iterator[BatchEvent]:
-    """Run one clip, turning its failure into a result (the generator's return value)."""
-    remove_stale_partials(clip.output)
-    if clip.output.exists() and not template.overwrite:
-        return ClipResult(clip, "skipped", "output exists (--overwrite redoes it)", sidecar=_existing_sidecar(clip.output))
-    started = time.perf_counter()
-    try:
-        clip.output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return ClipResult(clip, "failed", f"cannot create {clip.output.parent}: {exc}")
-    job = replace(template, source=clip.source, output=clip.output, frames_out=clip.source.is_dir())
-    done, repaired = 0, 0
-    try:
-        if record is not None and not job.writes_frames:  # the container's own line (`vsrt info`)
-            job = replace(job, metadata={"comment": tag_before_run(job, record)})
-        # closed explicitly: when the batch is closed (Ctrl-C in the CLI), the clip's upscale
-        # must remove its partial output now, not whenever the generator is collected
-        events = recording(upscale(model, job), job, record)
-        with contextlib.closing(events) as events:
+@dataclass
+class _Chunked:
+    """The driver's account of one chunked clip while its chunks run."""
+
+    number: int  # the clip's place in the batch (1-based)
+    clip: Clip
+    plan: ChunkPlan
+    left: set[int]  # chunks still to finish
+    done: dict[int, int]  # frames written per chunk
+    started: float = field(default_factory=time.perf_counter)
+    announced: bool = False
+    errors: list[ChunkFinished] = field(default_factory=list)
+
+
+class _Driver:
+    """Skips and resumes decided here; whole clips and chunks handed to an executor; chunked
+    clips stitched here when their last chunk is in."""
+
+    def __init__(self, model: VSRT, template: UpscaleJob, record: ModelId | None, chunk_seconds: float | None) -> None:
+        self.model, self.template, self.record, self.seconds = model, template, record, chunk_seconds
+        self.weights: str | None = None  # the model's digest, computed once for every chunk key
+
+    def run(self, executor: Executor, clips: list[Clip]) -> Iterator[BatchEvent]:
+        units: list[Unit] = []
+        chunked: dict[Path, _Chunked] = {}
+        for number, clip in enumerate(clips, 1):
+            remove_stale_partials(clip.output)
+            if clip.output.exists() and not self.template.overwrite:
+                yield ClipStarted(number, clip)
+                yield ClipFinished(skipped(clip))
+                continue
+            state = None
+            if self.seconds is not None and not clip.source.is_dir():
+                try:
+                    state = yield from self._plan(number, clip)
+                except Exception as exc:  # the clip fails, the batch goes on
+                    yield ClipStarted(number, clip)
+                    yield ClipFinished(_failed(clip, exc))
+                    continue
+            if state is None:
+                units.append(clip)
+            elif state.left:
+                chunked[clip.source] = state
+                units += [ChunkTask(clip, state.plan, n) for n in sorted(state.left)]
+            else:  # every chunk finished by an earlier run: only the stitch is left
+                yield ClipStarted(number, clip)
+                yield ClipFinished((yield from self._stitch(state)))
+        if not units:
+            return
+        # closed explicitly: Ctrl-C must stop the workers and remove their partials now
+        with contextlib.closing(executor.run(self.model, units, self.template, self.record)) as events:
             for event in events:
-                if isinstance(event, Progress):
-                    done = event.done
-                elif isinstance(event, Finished):
-                    done, repaired = event.frames, event.repaired
-                yield event
-    except VsrtError as exc:
-        return ClipResult(clip, "failed", str(exc), done, time.perf_counter() - started)
-    except Exception as exc:  # one clip's bug must not stop the rest; the traceback is kept
-        reason = f"internal error: {type(exc).__name__}: {exc}"
-        return ClipResult(clip, "failed", reason, done, time.perf_counter() - started, detail=traceback.format_exc())
-    sidecar = str(sidecar_path(clip.output)) if record is not None else ""
-    return ClipResult(clip, "done", "", done, time.perf_counter() - started, repaired, sidecar=sidecar)
+                if isinstance(event, (ChunkProgress, ChunkFinished)):
+                    yield from self._chunk_event(chunked[event.task.clip.source], event)
+                else:
+                    yield event
 
+    def _plan(self, number: int, clip: Clip) -> Iterator[BatchEvent]:
+        """The clip's chunk plan with the chunks still missing (None: run it whole)."""
+        from vsrt_cli.chunked import plan_clip, weights_digest
+        from vsrt_cli.io.probe import probe
 
-def _existing_sidecar(output: Path) -> str:
-    """The record a previous run left beside a skipped clip's output ("" if none)."""
-    path = sidecar_path(output)
-    return str(path) if path.is_file() else ""
+        try:
+            clip.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {clip.output.parent}: {exc}") from exc
+        probe(clip.source)  # an input that is no video fails here, not below
+        self.weights = self.weights or weights_digest(self.model)
+        job = clip_job(self.template, clip, self.record)
+        try:
+            plan = plan_clip(self.model, job, seconds=self.seconds, weights=self.weights)
+        except InputError as exc:  # the scan found no timestamps to cut by: the clip runs whole
+            yield Notice(f"{clip.name}: {exc}".replace("run it without --chunks", "it runs whole"))
+            return None
+        if len(plan.chunks) == 1:
+            return None
+        left = set(plan.missing())
+        done = {c.number: c.frames for c in plan.chunks if c.number not in left}
+        return _Chunked(number, clip, plan, left, done)
+
+    def _chunk_event(self, state: _Chunked, event: ChunkProgress | ChunkFinished) -> Iterator[BatchEvent]:
+        clip, total = state.clip, state.plan.frames.frames
+        if not state.announced:
+            state.announced = True
+            yield ClipStarted(state.number, clip)
+        yield event
+        if isinstance(event, ChunkProgress):
+            state.done[event.task.number] = event.done
+        else:
+            remove_stale_partials(event.task.path)
+            state.left.discard(event.task.number)
+            if event.error:
+                state.errors.append(event)
+                state.done.pop(event.task.number, None)
+            else:
+                state.done[event.task.number] = event.task.chunk.frames
+        yield ClipProgress(clip, sum(state.done.values()), total)
+        if state.left:
+            return
+        if state.errors:
+            first = min(state.errors, key=lambda e: e.task.number)
+            kept = len(state.plan.chunks) - len(state.errors)
+            reason = f"chunk {first.task.number + 1} of {len(state.plan.chunks)}: {first.error} ({kept} finished chunk(s) kept for a rerun)"
+            result = ClipResult(clip, "failed", reason, sum(state.done.values()), time.perf_counter() - state.started, detail=first.detail)
+        else:
+            result = yield from self._stitch(state)
+        yield ClipFinished(result)
+
+    def _stitch(self, state: _Chunked) -> Iterator[BatchEvent]:
+        """The chunks stitched into the clip's output and its record written (as `upscale
+        --chunks` does); the clip's result is the generator's return value."""
+        from vsrt_cli.chunked import finish
+
+        clip, job = state.clip, state.plan.job
+        frames = 0
+        try:
+            for event in recording(finish(state.plan, state.started), job, self.record):
+                if isinstance(event, Finished):
+                    frames = event.frames
+                elif isinstance(event, Notice):
+                    yield Notice(f"{clip.name}: {event.message}")
+        except VsrtError as exc:
+            return ClipResult(clip, "failed", str(exc), 0, time.perf_counter() - state.started)
+        sidecar = str(sidecar_path(clip.output)) if self.record is not None else ""
+        return ClipResult(clip, "done", "", frames, time.perf_counter() - state.started, sidecar=sidecar)

@@ -20,12 +20,12 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from vsrt_cli.chunks import Chunk, plan_chunks
+from vsrt_cli.chunks import Chunk, chunks_for_seconds, plan_chunks
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.outputs import remove_stale_partials
@@ -43,14 +43,21 @@ from vsrt_cli.tiles import TileRunner
 CHUNK = "vsrt-chunk"
 
 
-def job_key(model: VSRT, job: UpscaleJob) -> str:
-    """12 hex digits naming everything that shapes a chunk's pixels and packets."""
-    from vsrt_cli.provenance import fingerprint
-
+def weights_digest(model: VSRT) -> str:
+    """The sha256 of the model's tensors (names and float32 values), for :func:`job_key`."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
+    """12 hex digits naming everything that shapes a chunk's pixels and packets (``weights``:
+    the model's :func:`weights_digest` when already known, e.g. once for a whole batch)."""
+    from vsrt_cli.provenance import fingerprint
+
+    digest = hashlib.sha256((weights or weights_digest(model)).encode())
     facts = {
         "input": fingerprint(job.source), "schedule": dataclasses.asdict(job.schedule),
         "precision": job.precision, "device": job.device.type,
@@ -116,42 +123,97 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
     assert not todo and done == chunk.frames, (len(todo), done, chunk.frames)
 
 
-def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]:
-    """Upscale ``job`` as ``chunks`` chunks (fewer for a shorter clip) and stitch them; yields
-    the same events as :func:`~vsrt_cli.pipeline.upscale`."""
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One clip cut into chunks: the job, its probe and frame scan, the chunks and the files
+    they are written to. Everything a worker elsewhere needs to run one of them."""
+
+    job: UpscaleJob
+    info: VideoInfo
+    frames: Scan
+    chunks: tuple[Chunk, ...]
+    paths: tuple[Path, ...]
+
+    def missing(self) -> list[int]:
+        """The chunks no earlier run finished (this host's partials of dead runs removed on the way)."""
+        todo = []
+        for chunk, path in zip(self.chunks, self.paths):
+            remove_stale_partials(path)
+            if not path.exists():
+                todo.append(chunk.number)
+        return todo
+
+
+def frame_rate(info: VideoInfo, frames: Scan) -> float:
+    """Frames per second: the stream's, else measured over the scanned timestamps."""
+    if info.rate:
+        return float(info.rate)
+    span = (frames.times[-1] - frames.times[0]) * info.time_base
+    return (frames.frames - 1) / float(span) if span > 0 else 1.0
+
+
+def plan_clip(model: VSRT, job: UpscaleJob, *, chunks: int | None = None, seconds: float | None = None,
+              weights: str | None = None) -> ChunkPlan:
+    """Probe and scan ``job``'s input (demux only) and cut it into ``chunks`` chunks, or into
+    chunks of about ``seconds`` (one chunk for a clip that short). ``weights``: see :func:`job_key`."""
     check_schedule(model, job.schedule)
+    if job.source.is_dir() or job.writes_frames:
+        raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
+    info = probe(job.source)
+    frames = scan(info)
+    if seconds is not None:
+        chunks = chunks_for_seconds(frames.frames, frame_rate(info, frames), seconds)
+    assert chunks is not None
+    plan = plan_chunks(frames.frames, chunks, job.schedule.window, job.schedule.stride)
+    key = job_key(model, job, weights)
+    return ChunkPlan(job, info, frames, tuple(plan), tuple(chunk_path(job.output, key, c) for c in plan))
+
+
+def run_planned(model: VSRT, plan: ChunkPlan, number: int) -> Iterator[int]:
+    """Chunk ``number`` of ``plan`` on ``plan.job``'s device; yields the frames written so far.
+    The unit of work an executor sends to a worker."""
+    yield from run_chunk(make_runner(model, plan.job, plan.info), plan.job, plan.info, plan.frames,
+                         plan.chunks[number], plan.paths[number])
+
+
+def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
+    """Stitch the finished chunks into the output, remove them, and yield ``Finished`` (after a
+    ``Notice`` for each stream the container could not hold). ``started``: ``perf_counter()``
+    when the clip's work began."""
+    job = plan.job
+    dropped = stitch(list(plan.paths), job.output, source=job.source if job.encode.copy_streams else None,
+                     overwrite=job.overwrite, metadata=job.metadata)
+    for line in dropped:
+        yield Notice(f"not copied, the output container cannot hold it: {line}")
+    for path in plan.paths:
+        path.unlink(missing_ok=True)
+    starts = tuple(c.start for c in plan.chunks[1:])  # the record names them: `vsrt eval` scores the seams there
+    yield Finished(job.output, plan.frames.frames, time.perf_counter() - started, job.output.stat().st_size, chunk_starts=starts)
+
+
+def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]:
+    """Upscale ``job`` as ``chunks`` chunks (fewer for a shorter clip), one after another here,
+    and stitch them; yields the same events as :func:`~vsrt_cli.pipeline.upscale`."""
     if chunks < 1:
         raise ConfigError(f"--chunks {chunks}: must be at least 1")
     if job.source.is_dir() or job.writes_frames:
         raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
     check_paths(job)
-    info = probe(job.source)
-    frames = scan(info)
-    plan = plan_chunks(frames.frames, chunks, job.schedule.window, job.schedule.stride)
-    key = job_key(model, job)
-    paths = [chunk_path(job.output, key, c) for c in plan]
+    plan = plan_clip(model, job, chunks=chunks)
+    info, total = plan.info, plan.frames.frames
     started = time.perf_counter()
-    yield Started(job.source, job.output, info.width, info.height, frames.frames)
+    yield Started(job.source, job.output, info.width, info.height, total)
     if info.has_alpha:
         yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
     runner: TileRunner | None = None
-    done = 0
-    for chunk, path in zip(plan, paths):
-        remove_stale_partials(path)
-        if path.exists():  # finished by an earlier run
-            done += chunk.frames
-            yield Progress(done, frames.frames)
-            continue
+    todo = plan.missing()
+    done = sum(c.frames for c in plan.chunks if c.number not in todo)  # finished by an earlier run
+    if done:
+        yield Progress(done, total)
+    for number in todo:
         runner = runner or make_runner(model, job, info)
         base = done
-        for count in run_chunk(runner, job, info, frames, chunk, path):
+        for count in run_chunk(runner, job, info, plan.frames, plan.chunks[number], plan.paths[number]):
             done = base + count
-            yield Progress(done, frames.frames)
-    dropped = stitch(paths, job.output, source=job.source if job.encode.copy_streams else None,
-                     overwrite=job.overwrite, metadata=job.metadata)
-    for line in dropped:
-        yield Notice(f"not copied, the output container cannot hold it: {line}")
-    for path in paths:
-        path.unlink(missing_ok=True)
-    starts = tuple(c.start for c in plan[1:])  # the record names them: `vsrt eval` scores the seams there
-    yield Finished(job.output, done, time.perf_counter() - started, job.output.stat().st_size, chunk_starts=starts)
+            yield Progress(done, total)
+    yield from finish(plan, started)

@@ -274,11 +274,14 @@ def batch_command(
     workers: Annotated[int, typer.Option("--workers", help="Clips at once on this many CPU workers (with --device cpu), through a local Ray instance (pip install \"vsrt[ray]\").")] = 1,
     devices: Annotated[Optional[str], typer.Option("--devices", help="Spread the clips over these GPUs (cuda:0,cuda:1 or all), one Ray worker each.")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Join a running Ray cluster: auto or HOST:PORT of its head.")] = None,
+    chunk_seconds: Annotated[Optional[float], typer.Option("--chunk-seconds", help="Cut clips longer than this into chunks of about this many seconds, spread over the workers and stitched (the same frames as one run); a rerun redoes only the missing chunks.")] = None,
 ) -> None:
     """Upscale every clip in a folder; rerun to resume: finished outputs are skipped."""
     from vsrt_cli.batch import batch as run_batch
     from vsrt_cli.progress import render_batch
 
+    if chunk_seconds is not None and not chunk_seconds > 0:  # refused before the model loads
+        raise ConfigError(f"--chunk-seconds {chunk_seconds:g}: must be positive")
     executor = None
     if workers != 1 or devices is not None or ray is not None:
         from vsrt_cli.executors.ray import RayExecutor, from_flags
@@ -301,7 +304,7 @@ def batch_command(
     from vsrt_cli.provenance import identify_model
 
     record = None if no_sidecar else identify_model(model, weights)
-    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container, executor=executor)) as events:
+    with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container, executor=executor, chunk_seconds=chunk_seconds)) as events:
         finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
         raise typer.Exit(1)

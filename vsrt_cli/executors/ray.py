@@ -1,6 +1,6 @@
-"""Clips of a batch spread over Ray workers: one actor per GPU (``num_gpus=1``: Ray sets
-``CUDA_VISIBLE_DEVICES``) or per CPU worker, each loading the model once and running clips one
-after another. Progress streams back to the driver (streaming-generator actor calls); a worker
+"""Clips of a batch, and chunks of its long clips, spread over Ray workers: one actor per GPU
+(``num_gpus=1``: Ray sets ``CUDA_VISIBLE_DEVICES``) or per CPU worker, each loading the model
+once and running clips and chunks one after another. Progress streams back to the driver (streaming-generator actor calls); a worker
 that dies is replaced by a new actor and its clip run again (up to ``ATTEMPTS`` times); Ctrl-C kills every worker and removes what they
 left half-written. Ray is the optional extra ``vsrt[ray]``, imported only here and only when used.
 """
@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from vsrt_cli.errors import ConfigError
@@ -106,17 +106,19 @@ class _Worker:
 
         return host(), os.getpid()
 
-    def run(self, clip: Any, template: Any, record: Any) -> Iterator[tuple]:
-        """Yields ``("progress", done, total)``, ``("notice", text)``, then ``("result", ClipResult)``."""
-        from vsrt_cli.batch import _one
+    def run(self, unit: Any, template: Any, record: Any) -> Iterator[tuple]:
+        """One clip or chunk: yields ``("progress", done, total)``, ``("notice", text)``, then
+        ``("result", ClipResult | ChunkFinished)``."""
+        from vsrt_cli.executors.local import run_unit
+        from vsrt_cli.executors.units import ChunkProgress
         from vsrt_cli.pipeline import Notice, Progress
 
-        work = _one(self.model, clip, replace(template, device=self.device), record)
+        work = run_unit(self.model, unit, template, record, self.device)
         try:
             while True:
                 event = next(work)
-                if isinstance(event, Progress):
-                    yield ("progress", event.done, event.total)
+                if isinstance(event, (Progress, ChunkProgress)):
+                    yield ("progress", event.done, getattr(event, "total", None))
                 elif isinstance(event, Notice):
                     yield ("notice", event.message)
         except StopIteration as stop:
@@ -142,8 +144,8 @@ class RayExecutor:
             ray.init(num_cpus=cpus, num_gpus=max(cfg.gpus, 0), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         check_versions(ray)
 
-    def run(self, model: Any, clips: list, template: Any, record: Any) -> Iterator[Any]:
-        from vsrt_cli.batch import ClipFinished, ClipProgress, ClipResult, ClipStarted
+    def run(self, model: Any, units: list, template: Any, record: Any) -> Iterator[Any]:
+        from vsrt_cli.executors.units import ChunkFinished, ChunkProgress, ChunkTask, ClipFinished, ClipProgress, ClipResult, ClipStarted
         from vsrt_cli.io.outputs import remove_stale_partials
         from vsrt_cli.pipeline import Notice
 
@@ -151,7 +153,11 @@ class RayExecutor:
         cfg = self.config
         started_here = not ray.is_initialized()
         if started_here:
-            self._start(ray)
+            try:
+                self._start(ray)
+            except BaseException:
+                ray.shutdown()
+                raise
         gpus = int(ray.cluster_resources().get("GPU", 0)) if cfg.gpus < 0 else cfg.gpus
         gpu = gpus > 0 and not cfg.fake_gpus
         per = {"num_gpus": 1, "num_cpus": 0} if gpus > 0 else {"num_cpus": 1}
@@ -162,49 +168,51 @@ class RayExecutor:
         def new_worker() -> Any:
             return actor.remote(shared, cfg.threads, "cuda" if gpu else "cpu")
 
-        workers = [new_worker() for _ in range(max(1, count))]
+        def target(unit: Any) -> Any:  # the file the unit writes
+            return unit.path if isinstance(unit, ChunkTask) else unit.output
+
+        workers = [new_worker() for _ in range(max(1, min(count, len(units))))]
         events: queue.Queue = queue.Queue()
         todo: queue.Queue = queue.Queue()
-        for number, clip in enumerate(clips, 1):
-            todo.put((number, clip))
+        for number, unit in enumerate(units, 1):
+            todo.put((number, unit))
         stop = threading.Event()
-        running: dict[int, Any] = {}  # worker -> the generator it runs
 
         def drive(w: int) -> None:
             while not stop.is_set():
                 try:
-                    number, clip = todo.get_nowait()
+                    number, unit = todo.get_nowait()
                 except queue.Empty:
                     break
-                events.put(ClipStarted(number, clip))
+                chunk = isinstance(unit, ChunkTask)
+                if not chunk:
+                    events.put(ClipStarted(number, unit))
                 begun = time.perf_counter()
                 for attempt in range(1, ATTEMPTS + 1):
                     try:
-                        gen = workers[w].run.options(num_returns="streaming").remote(clip, template, record)
-                        running[w] = gen
-                        for ref in gen:
+                        for ref in workers[w].run.options(num_returns="streaming").remote(unit, template, record):
                             item = ray.get(ref)
                             if item[0] == "progress":
-                                events.put(ClipProgress(clip, item[1], item[2]))
+                                events.put(ChunkProgress(unit, item[1]) if chunk else ClipProgress(unit, item[1], item[2]))
                             elif item[0] == "notice":
                                 events.put(Notice(item[1]))
                             else:
-                                remove_stale_partials(clip.output)
-                                events.put(ClipFinished(item[1]))
+                                remove_stale_partials(target(unit))
+                                events.put(item[1] if chunk else ClipFinished(item[1]))
                         break
                     except Exception as exc:  # the worker died (killed, out of memory): run it again
                         if stop.is_set():
                             return
                         ray.kill(workers[w], no_restart=True)
                         workers[w] = new_worker()  # a fresh process, the model loaded again
-                        _remove_when_gone(clip.output)
+                        _remove_when_gone(target(unit))
                         if attempt == ATTEMPTS:
                             reason = f"the Ray worker failed {ATTEMPTS} times: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                            events.put(ClipFinished(ClipResult(clip, "failed", reason, 0, time.perf_counter() - begun)))
+                            took = time.perf_counter() - begun
+                            events.put(ChunkFinished(unit, reason, seconds=took) if chunk
+                                       else ClipFinished(ClipResult(unit, "failed", reason, 0, took)))
                         else:
-                            events.put(Notice(f"{clip.name}: the worker was lost; running it again (attempt {attempt + 1} of {ATTEMPTS})"))
-                    finally:
-                        running.pop(w, None)
+                            events.put(Notice(f"{unit.name}: the worker was lost; running it again (attempt {attempt + 1} of {ATTEMPTS})"))
             events.put(_DONE)
 
         threads = [threading.Thread(target=drive, args=(w,), daemon=True, name=f"vsrt-ray-{w}") for w in range(len(workers))]
@@ -224,8 +232,8 @@ class RayExecutor:
         finally:
             stop.set()
             self._kill(ray, workers)
-            for clip in clips:  # what killed workers of this host left half-written
-                _remove_when_gone(clip.output)
+            for unit in units:  # what killed workers of this host left half-written
+                _remove_when_gone(target(unit))
             if started_here:
                 ray.shutdown()
 
