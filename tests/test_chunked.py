@@ -94,6 +94,20 @@ def test_chunks_stitch_into_the_unchunked_output(tiny_model, source, tmp_path, w
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parts.mp4", "whole.mp4"]  # chunk files gone
 
 
+def test_lossy_chunks_keep_the_source_timestamps(tiny_model, source, tmp_path):
+    """The default encoder settings (crf 16, preset medium): the first chunk's B-frames make its
+    first decode time negative, and NUT moves that whole chunk later; the stitch puts it back."""
+    lossy = EncodeSettings(codec="libx264", crf=16, preset="medium")
+    whole, parts = tmp_path / "whole.mp4", tmp_path / "parts.mp4"
+    list(upscale(tiny_model, replace(job(source, whole, 5, 3), encode=lossy)))
+    list(upscale_chunks(tiny_model, replace(job(source, parts, 5, 3), encode=lossy), 3))
+    assert timestamps(parts) == timestamps(whole) == timestamps(source)
+    assert audio_packets(parts) == audio_packets(source)
+    frames, reference = decoded(parts), decoded(whole)
+    assert len(frames) == 14  # each chunk starts a new GOP: the same pictures up to encoding
+    assert all(np.abs(a.astype(int) - b).mean() < 2 for a, b in zip(frames, reference))
+
+
 def test_a_rerun_redoes_only_the_missing_chunks(tiny_model, source, tmp_path, monkeypatch):
     import vsrt_cli.chunked as chunked
 

@@ -181,8 +181,9 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
     ``Notice`` for each stream the container could not hold). ``started``: ``perf_counter()``
     when the clip's work began."""
     job = plan.job
+    starts = [plan.frames.times[c.start] * plan.info.time_base for c in plan.chunks]
     dropped = stitch(list(plan.paths), job.output, source=job.source if job.encode.copy_streams else None,
-                     overwrite=job.overwrite, metadata=job.metadata)
+                     overwrite=job.overwrite, metadata=job.metadata, starts=starts)
     for line in dropped:
         yield Notice(f"not copied, the output container cannot hold it: {line}")
     for path in plan.paths:

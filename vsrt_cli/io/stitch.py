@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -84,31 +85,46 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int) -> Iterator[
         raise DecodeError(f"{info.path}: frames {expected} to {end - 1} could not be decoded in their chunk; run it without --chunks")
 
 
-def _decode_stamps(parts: list[Path]) -> list[int]:
-    """Decode timestamps for the video packets of ``parts`` taken in order as one stream, in
-    the chunks' time base: the packets' own are not kept by every container (NUT drops the
-    first ones of each chunk). Packet ``k`` decodes at the ``(k - D)``-th smallest timestamp,
-    ``D`` the least reorder delay that keeps every decode time at or before its display time;
-    the first ``D`` packets one frame apart before the first picture."""
+def _stamps(parts: list[Path], starts: list[Fraction] | None) -> tuple[list[int], list[int]]:
+    """Per part, the shift that puts its first picture at ``starts[k]`` seconds (a muxer may
+    have moved a whole chunk: NUT shifts one whose first decode time would be negative by the
+    encoder's reorder delay); and decode timestamps for the video packets of all parts taken in
+    order as one stream, in the chunks' time base (the packets' own are not kept by every
+    container: NUT drops the first ones of each chunk). Packet ``k`` decodes at the
+    ``(k - D)``-th smallest timestamp, ``D`` the least reorder delay that keeps every decode time
+    at or before its display time; the first ``D`` packets one frame apart before the first
+    picture."""
     stamps: list[int] = []
-    for part in parts:
+    shifts: list[int] = []
+    for k, part in enumerate(parts):
         with av.open(str(part)) as container:
-            stamps += [p.pts for p in container.demux(container.streams.video[0]) if p.size]
+            stream = container.streams.video[0]
+            own = [p.pts for p in container.demux(stream) if p.size]
+            shift = 0
+            if starts is not None and own:
+                shift = round((starts[k] - min(own) * stream.time_base) / stream.time_base)
+            shifts.append(shift)
+            stamps += [pts + shift for pts in own]
     order = sorted(stamps)
+    if len(set(order)) != len(order):
+        raise DecodeError(f"{parts[0].parent}: the chunks' frames overlap in time; delete the hidden chunk files and run again")
     rank = {pts: r for r, pts in enumerate(order)}
     delay = max([0] + [k - rank[pts] for k, pts in enumerate(stamps)])
     step = order[1] - order[0] if len(order) > 1 else 1
-    return [order[k - delay] if k >= delay else order[0] - (delay - k) * step for k in range(len(stamps))]
+    return shifts, [order[k - delay] if k >= delay else order[0] - (delay - k) * step for k in range(len(stamps))]
 
 
-def _video_packets(parts: list[Path], out_stream: av.stream.Stream) -> Iterator[av.Packet]:
-    """The video packets of ``parts`` in order, with decode timestamps for the whole stream."""
-    stamps = iter(_decode_stamps(parts))
-    for part in parts:
+def _video_packets(parts: list[Path], out_stream: av.stream.Stream, starts: list[Fraction] | None) -> Iterator[av.Packet]:
+    """The video packets of ``parts`` in order, each part at its start time, with decode
+    timestamps for the whole stream."""
+    shifts, dts = _stamps(parts, starts)
+    stamps = iter(dts)
+    for part, shift in zip(parts, shifts):
         with av.open(str(part)) as container:
             for packet in container.demux(container.streams.video[0]):
                 if not packet.size:
                     continue
+                packet.pts += shift
                 packet.dts = next(stamps)
                 packet.stream = out_stream
                 yield packet
@@ -116,10 +132,13 @@ def _video_packets(parts: list[Path], out_stream: av.stream.Stream) -> Iterator[
 
 def stitch(
     parts: list[Path], output: Path, *, source: Path | None, overwrite: bool, metadata: dict[str, str] | None = None,
+    starts: list[Fraction] | None = None,
 ) -> list[str]:
     """Remux the video of ``parts`` (chunk files, in order) into ``output`` with the audio and
     subtitle streams of ``source`` (None: none) copied once; returns the streams that the
-    container could not hold (dropped, as the video writer does). ``metadata``: container tags."""
+    container could not hold (dropped, as the video writer does). ``metadata``: container tags.
+    ``starts``: each part's first frame's time in seconds (the source's), restored wherever a
+    muxer moved it; None keeps the parts' own."""
     tmp = partial_path(output)
     dropped: list[str] = []
     try:
@@ -143,7 +162,7 @@ def stitch(
                         wanted.append(stream)
                 extra = iter(src.demux(*wanted)) if wanted else iter(())
                 pending = next(extra, None)
-                for packet in _video_packets(parts, video):
+                for packet in _video_packets(parts, video, starts):
                     stamp = packet.dts if packet.dts is not None else packet.pts
                     until = float(stamp * packet.time_base) if stamp is not None else None
                     while pending is not None and (until is None or _time(pending) <= until):
