@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from vsrt_cli.model import VSRT
     from vsrt_cli.pipeline import UpscaleJob
+    from vsrt_cli.registry import InputKind
 
 app = typer.Typer(
     name="vsrt",
@@ -72,14 +73,15 @@ def _pick_precision(precision: str, device: "torch.device") -> str:
     return default_precision(device)
 
 
-def _load_model(model_name: str | None, weights: Path | None) -> "VSRT":
+def _load_model(model_name: str | None, weights: Path | None, kind: "InputKind" = "frames") -> "VSRT":
     """The network for ``--model``/``--weights``: a given file (vsrt's format or the authors'
-    checkpoint for an official preset), else the named (or default) model's hash-checked weights."""
+    checkpoint for an official preset), else the named model's (or the default for ``kind`` of
+    input) hash-checked weights."""
     from vsrt_cli.download import verify
     from vsrt_cli.registry import default_name, get_entry, require_path
     from vsrt_cli.weights import load_weights
 
-    name = model_name or default_name()
+    name = model_name or default_name(kind)
     entry = get_entry(name) if name is not None else None
     if weights is not None:
         return load_weights(weights, preset=entry.preset if entry is not None and entry.official_format else None)
@@ -119,9 +121,10 @@ def _job(
     *, source: Path, output: Path, model: str | None, weights: Path | None, device: str, precision: str,
     tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int,
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
-    overwrite: bool, skip_bad_frames: bool, quiet: bool = False,
+    overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
 ) -> "tuple[VSRT, UpscaleJob]":
-    """The network and the job the options describe (checked before any work)."""
+    """The network and the job the options describe (checked before any work). ``kind``: the
+    input the default model is chosen for (default: what ``source`` is)."""
     from fractions import Fraction
 
     from vsrt_cli.io.writer import EncodeSettings
@@ -139,7 +142,9 @@ def _job(
         raise ConfigError(f"--fps {fps}: must be positive")
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; check the path")
-    net = _load_model(model, weights).to(dev)
+    from vsrt_cli.registry import input_kind
+
+    net = _load_model(model, weights, kind or input_kind(source)).to(dev)
     cfg = net.config
     win = window if window is not None else cfg.num_frame
     if win > cfg.num_frame:  # the positional encoding has channels for more, never trained
@@ -228,8 +233,9 @@ def upscale(
         overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet,
     )
     from vsrt_cli.provenance import identify_model, recording, tag_before_run
+    from vsrt_cli.registry import input_kind
 
-    model_id = identify_model(model, weights)
+    model_id = identify_model(model, weights, input_kind(input))
     if not job.writes_frames:  # the container's own line, kept even with --no-sidecar (`vsrt info`)
         job = replace(job, metadata={"comment": tag_before_run(job, model_id)})
     if chunks != 1:
@@ -295,15 +301,18 @@ def batch_command(
         from vsrt_cli.io.outputs import output_suffix
 
         output_suffix("", container)  # an unknown one is refused before the model loads
+    # One model for the whole batch: the default for video files, or with --frame-folders (frames
+    # can be lossless) the default for image frames; --model chooses either way.
+    kind = "frames" if frame_folders else "video"
     net, template = _job(
         source=input_dir, output=output_dir, model=model, weights=weights, device=device, precision=precision,
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, kind=kind,
     )
     from vsrt_cli.provenance import identify_model
 
-    record = None if no_sidecar else identify_model(model, weights)
+    record = None if no_sidecar else identify_model(model, weights, kind)
     with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container, executor=executor, chunk_seconds=chunk_seconds)) as events:
         finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
