@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.media import make_clip, timestamps
-from tests.test_chunked import LOSSLESS, audio_packets, clip_with_audio, decoded
+from tests.test_chunked import KILL_AFTER_STITCH, LOSSLESS, audio_packets, clip_with_audio, decoded
 from vsrt_cli.batch import REPORT, BatchFinished, ChunkFinished, ClipFinished, ClipStarted, batch
 from vsrt_cli.io.outputs import host
 from vsrt_cli.pipeline import Schedule, UpscaleJob
@@ -97,7 +97,7 @@ def test_a_rerun_redoes_only_the_missing_chunks_and_cleans_only_this_hosts_parti
     assert (results["long.mp4"].status, results["short.mp4"].status) == ("failed", "done")
     assert results["long.mp4"].reason.startswith("chunk 2 of 3: internal error: RuntimeError: worker died")
     chunk_files = hidden(out)
-    assert len(chunk_files) == 2 and all(n.startswith(".long.vsrt-chunk-") and n.endswith(("001of003.nut", "003of003.nut")) for n in chunk_files)
+    assert len(chunk_files) == 2 and all(n.startswith(".long.mp4.vsrt-chunk-") and n.endswith(("001of003.nut", "003of003.nut")) for n in chunk_files)
     assert not (out / "long.mp4").exists()
     second = chunk_files[0].replace("001of003.nut", "002of003")
     assert f".{second}.vsrt-partial-{host()}-{os.getpid()}.nut" in seen[0]
@@ -126,20 +126,41 @@ def test_a_clip_shorter_than_a_chunk_or_frames_run_whole(tiny_model, clips, tmp_
     assert rows(out) == [("long.mp4", "done", 14), ("short.mp4", "done", 4)]
 
 
-def test_cli_chunk_seconds(tiny_weights, clips, tmp_path):
-    def cli(out: Path, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "vsrt_cli", "batch", str(clips), "-o", str(out), "--weights", str(tiny_weights),
-             "--device", "cpu", "--precision", "fp32", "--tile", "0", "--window", "5", "--window-stride", "3",
-             "--crf", "0", "--preset", "ultrafast", "--quiet", *extra],
-            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
+def cli(tiny_weights: Path, clips: Path, out: Path, *extra: str, run: tuple[str, ...] = ("-m", "vsrt_cli")) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *run, "batch", str(clips), "-o", str(out), "--weights", str(tiny_weights),
+         "--device", "cpu", "--precision", "fp32", "--tile", "0", "--window", "5", "--window-stride", "3",
+         "--crf", "0", "--preset", "ultrafast", "--quiet", *extra],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
+
+def test_cli_chunk_seconds(tiny_weights, clips, tmp_path):
     whole, out = tmp_path / "whole", tmp_path / "out"
-    assert cli(whole).returncode == 0
-    run = cli(out, "--chunk-seconds", str(SECONDS))
+    assert cli(tiny_weights, clips, whole).returncode == 0
+    run = cli(tiny_weights, clips, out, "--chunk-seconds", str(SECONDS))
     assert run.returncode == 0, run.stderr
     assert_same_outputs(out, whole, clips)  # against the CLI's own unchunked run: the same threads, the same sums
     assert json.loads((out / "long.mp4.vsrt.json").read_text())["chunk_starts"] == [5, 10] and hidden(out) == []
-    bad = cli(tmp_path / "bad", "--chunk-seconds", "0")
+    bad = cli(tiny_weights, clips, tmp_path / "bad", "--chunk-seconds", "0")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --chunk-seconds 0: must be positive"
+
+
+def test_a_rerun_removes_the_chunks_a_batch_killed_after_a_stitch_left(tiny_weights, clips, tmp_path):
+    """Killed right after long.mp4's stitch: its output complete, its chunks and the report's
+    row missing. The rerun skips it, removes its chunks and nothing else, and exits 0."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = [out / ".long.mp4.notes", out / ".long.mkv.vsrt-chunk-0123456789ab-001of003.nut"]  # the user's, another output's
+    for path in mine:
+        path.write_text("mine")
+    killed = cli(tiny_weights, clips, out, "--chunk-seconds", str(SECONDS), run=("-c", KILL_AFTER_STITCH))
+    assert killed.returncode == 137, killed.stderr
+    spent = [n for n in hidden(out) if n.startswith(".long.mp4.vsrt-chunk-")]
+    assert len(spent) == 3 and (out / "long.mp4").is_file()
+    made = (out / "long.mp4").read_bytes()
+    again = cli(tiny_weights, clips, out, "--chunk-seconds", str(SECONDS))
+    assert again.returncode == 0, again.stderr
+    assert (out / "long.mp4").read_bytes() == made
+    assert hidden(out) == sorted(p.name for p in mine) and all(p.read_text() == "mine" for p in mine)
+    assert rows(out) == [("long.mp4", "skipped", 0), ("short.mp4", "done", 4)]

@@ -17,7 +17,7 @@ from vsrt_cli.io.stitch import read_range, scan
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.writer import EncodeSettings
-from vsrt_cli.pipeline import Finished, Progress, Schedule, UpscaleJob, upscale
+from vsrt_cli.pipeline import Finished, Notice, Progress, Schedule, UpscaleJob, upscale
 
 LOSSLESS = EncodeSettings(codec="libx264", crf=0, preset="ultrafast")  # qp 0: decoded frames compare exactly
 
@@ -125,7 +125,7 @@ def test_a_rerun_redoes_only_the_missing_chunks(tiny_model, source, tmp_path, mo
     with pytest.raises(RuntimeError):
         list(upscale_chunks(tiny_model, job(source, out, 5, 3), 3))
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert len(left) == 2 and all(".out.vsrt-chunk-" in n for n in left)  # two finished chunks, no partial
+    assert len(left) == 2 and all(n.startswith(".out.mp4.vsrt-chunk-") for n in left)  # two finished chunks, no partial
     calls.clear()
     monkeypatch.setattr(chunked, "run_chunk", real)
     counted = []
@@ -160,3 +160,86 @@ def test_cli_chunks(tiny_weights, source, tmp_path):
 
     record = json.loads((tmp_path / "out.mp4.vsrt.json").read_text())
     assert len(record["chunk_starts"]) == 2 and 0 < record["chunk_starts"][0] < record["chunk_starts"][1] < 14
+
+
+# a run killed after the stitch put the output in place, before it removed the chunk files
+KILL_AFTER_STITCH = """
+import os, pathlib, sys
+real = pathlib.Path.unlink
+def unlink(self, *args, **kwargs):
+    if ".vsrt-chunk-" in self.name and "vsrt-partial" not in self.name:
+        os._exit(137)  # a kill: nothing after this line runs, no cleanup
+    return real(self, *args, **kwargs)
+pathlib.Path.unlink = unlink
+sys.argv[0] = "vsrt"
+from vsrt_cli.cli import main
+main()
+"""
+
+
+def test_a_rerun_removes_the_chunks_a_run_killed_after_the_stitch_left(tiny_weights, source, tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*prefix: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *prefix, "upscale", str(source), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu",
+             "--precision", "fp32", "--tile", "0", "--chunks", "3", "--crf", "0", "--preset", "ultrafast", "--quiet"],
+            capture_output=True, text=True, timeout=300,
+        )
+
+    out = tmp_path / "out.mp4"
+    mine = [tmp_path / ".out.mp4.notes", tmp_path / ".out.vsrt-chunk-0123456789ab-001of003.nut"]  # the user's (or an old vsrt's)
+    for path in mine:
+        path.write_text("mine")
+    killed = cli("-c", KILL_AFTER_STITCH)
+    assert killed.returncode == 137, killed.stderr
+    spent = sorted(p.name for p in tmp_path.glob(".out.mp4.vsrt-chunk-*"))
+    assert len(spent) == 3 and out.is_file() and not (tmp_path / "out.mp4.vsrt.json").exists()
+    made = out.read_bytes()
+    again = cli("-m", "vsrt_cli")
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes() == made  # not redone, not touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.mp4", *(p.name for p in mine)])
+    assert all(p.read_text() == "mine" for p in mine)
+
+
+def test_chunks_are_removed_only_when_proven_spent(tiny_model, source, tmp_path, monkeypatch):
+    """Killed after the stitch, in-process: a rerun of the same job removes its chunks; one with
+    other settings, or chunks newer than the output (a live --overwrite run), keeps them."""
+    import os
+    import pathlib
+
+    import vsrt_cli.chunked as chunked
+    from vsrt_cli.errors import OutputError
+
+    out = tmp_path / "out.mp4"
+    the_job = replace(job(source, out, 5, 3), metadata={"comment": "vsrt made by this job"})
+    real = pathlib.Path.unlink
+
+    def killed(self, *args, **kwargs):
+        if ".vsrt-chunk-" in self.name:
+            raise KeyboardInterrupt  # the kill, right after the rename
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", killed)
+    with pytest.raises(KeyboardInterrupt):
+        list(upscale_chunks(tiny_model, the_job, 3))
+    monkeypatch.setattr(pathlib.Path, "unlink", real)
+    spent = sorted(tmp_path.glob(".out.mp4.vsrt-chunk-*"))
+    made = out.read_bytes()
+    assert len(spent) == 3
+
+    other = replace(the_job, metadata={"comment": "vsrt made with other options"})  # not this job's output
+    with pytest.raises(OutputError, match="already exists"):
+        list(upscale_chunks(tiny_model, other, 3))
+    key = chunked.job_key(tiny_model, the_job)
+    strided = replace(the_job, schedule=replace(the_job.schedule, stride=2))  # other chunks' key
+    assert chunked.spent_chunks(strided, chunked.job_key(tiny_model, strided)) == []
+    later = out.stat().st_mtime_ns + 10**9
+    os.utime(spent[0], ns=(later, later))  # as if a live run wrote it after the output
+    assert chunked.spent_chunks(the_job, key) == spent[1:]
+
+    events = list(upscale_chunks(tiny_model, the_job, 3))
+    assert [type(e) for e in events] == [Notice] and "removed 2 chunk file(s)" in events[0].message
+    assert sorted(tmp_path.iterdir()) == [spent[0], out] and out.read_bytes() == made

@@ -7,8 +7,9 @@ it had not finished. One clip failing never stops the others. Work yields events
 With ``chunk_seconds`` a long clip is cut into chunks of about that many seconds (by frame
 index, from a demux-only scan: :mod:`vsrt_cli.chunked`); its chunks are units of work like whole
 clips, spread over the executor's workers, and this driver stitches them once all are in place.
-A chunk finished by an earlier run is not run again. This driver alone decides what to skip or
-resume and writes the report, whatever executor runs the units.
+A chunk finished by an earlier run is not run again; the chunks a run killed after a clip's
+stitch left beside its complete output are removed when the rerun skips it. This driver alone
+decides what to skip or resume and writes the report, whatever executor runs the units.
 """
 
 from __future__ import annotations
@@ -232,6 +233,8 @@ class _Driver:
             remove_stale_partials(clip.output)
             if clip.output.exists() and not self.template.overwrite:
                 yield ClipStarted(number, clip)
+                if self.seconds is not None and not clip.source.is_dir():
+                    yield from self._remove_spent(clip)
                 yield ClipFinished(skipped(clip))
                 continue
             state = None
@@ -259,6 +262,21 @@ class _Driver:
                     yield from self._chunk_event(chunked[event.task.clip.source], event)
                 else:
                     yield event
+
+    def _remove_spent(self, clip: Clip) -> Iterator[BatchEvent]:
+        """A complete clip's chunk files, left by a run killed after its stitch, removed
+        (:func:`~vsrt_cli.chunked.remove_spent_chunks`); a clip whose key cannot be made (its
+        input unreadable now) keeps them, and is skipped all the same."""
+        from vsrt_cli.chunked import job_key, remove_spent_chunks, weights_digest
+
+        try:
+            self.weights = self.weights or weights_digest(self.model)
+            job = clip_job(self.template, clip, self.record)
+            spent = remove_spent_chunks(job, job_key(self.model, job, self.weights))
+        except (OSError, VsrtError):
+            return
+        if spent:
+            yield Notice(f"{clip.name}: removed {len(spent)} chunk file(s) the run that finished it left behind")
 
     def _plan(self, number: int, clip: Clip) -> Iterator[BatchEvent]:
         """The clip's chunk plan with the chunks still missing (None: run it whole)."""

@@ -7,7 +7,9 @@ A finished chunk is a hidden file beside the output, named by a key of everythin
 its pixels (input fingerprint, model weights, schedule, precision, encoder settings) and by its
 number; it appears under that name only when complete (the writer's temp file + rename, the temp
 named per host and process). A rerun after a crash finds the finished chunks and redoes only the
-missing ones; the chunk files are removed once the output is in place.
+missing ones; the chunk files are removed once the output is in place. A run killed between
+the two leaves a complete output with its chunks beside it: a rerun that finds the output in
+place removes them (:func:`remove_spent_chunks`, which says when a chunk file is provably spent).
 
 :func:`run_chunk` is the unit of work an executor can send elsewhere; it yields the number of
 frames done so far. The pipeline never prints: events go to the CLI.
@@ -18,20 +20,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import av
 import torch
 
 from vsrt_cli.chunks import Chunk, chunks_for_seconds, plan_chunks
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.background import BackgroundWriter
-from vsrt_cli.io.outputs import remove_stale_partials
+from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame
-from vsrt_cli.io.stitch import Scan, read_range, scan, stitch
+from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
 from vsrt_cli.model.vsrt import SCALE, VSRT
@@ -68,10 +72,66 @@ def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
 
 
 def chunk_path(output: Path, key: str, chunk: Chunk) -> Path:
-    """``.NAME.vsrt-chunk-KEY-002of003.nut`` beside the output. NUT keeps the source's time
-    base and timestamps exactly (MP4 would move a chunk that starts late by its edit list's
-    rounding)."""
-    return output.with_name(f".{output.stem}.{CHUNK}-{key}-{chunk.number + 1:03d}of{chunk.count:03d}.nut")
+    """``.NAME.EXT.vsrt-chunk-KEY-002of003.nut`` beside the output. The output's whole name is
+    in it, extension included, so ``a.mp4``'s chunks are never taken for ``a.webm``'s (another
+    codec) nor removed as its leftovers. NUT keeps the source's time base and timestamps exactly
+    (MP4 would move a chunk that starts late by its edit list's rounding)."""
+    return _chunk_name(output, key, chunk.number, chunk.count)
+
+
+def _chunk_name(output: Path, key: str, number: int, count: int) -> Path:
+    return output.with_name(f".{output.name}.{CHUNK}-{key}-{number + 1:03d}of{count:03d}.nut")
+
+
+def _finished_chunk(output: Path, key: str) -> re.Pattern[str]:
+    """The name of a finished chunk of ``output`` with ``key``, any number and count (a temp has
+    the writer's ``vsrt-partial-HOST-PID`` in its name, so never matches)."""
+    return re.compile(re.escape(f".{output.name}.{CHUNK}-{key}-") + r"(?P<number>\d{3})of(?P<count>\d{3})\.nut")
+
+
+def spent_chunks(job: UpscaleJob, key: str) -> list[Path]:
+    """The finished chunk files that a run of this very job (``key``: its :func:`job_key`) left
+    beside its complete output, killed after the stitch renamed the output into place but
+    before the chunks were removed. Only files proven spent, else none:
+
+    - the name is a finished chunk of ``job.output`` (its whole name) with this job's key: a
+      file only vsrt writes, for this output and these settings;
+    - the output is a file in place (it appears only by rename, once complete) and carries the
+      container comment this job writes (the same vsrt, model, input fingerprint and options,
+      ``--overwrite`` included; both without one when no record is kept), so it is this job's
+      result and the chunks can only make it again;
+    - each chunk is no newer than the output: one a live ``--overwrite`` run writes now (here or
+      on another host sharing the folder) is newer, and is left to that run.
+    """
+    output = job.output
+    if not output.is_file() or output.is_symlink():
+        return []
+    try:
+        if container_comment(output) != job.metadata.get("comment"):
+            return []
+        made = output.stat().st_mtime_ns
+        name = _finished_chunk(output, key)
+        return sorted(
+            path for path in output.parent.iterdir()
+            if name.fullmatch(path.name) and path.is_file() and not path.is_symlink() and path.stat().st_mtime_ns <= made
+        )
+    except (OSError, av.FFmpegError):  # unreadable: nothing is proven, nothing is removed
+        return []
+
+
+def remove_spent_chunks(job: UpscaleJob, key: str) -> list[Path]:
+    """Remove :func:`spent_chunks` and, for the same chunk names, the temporaries of this host's
+    dead processes (the shared rule: :func:`~vsrt_cli.io.outputs.remove_stale_partials`).
+    Returns the chunk files removed. Nothing else in the folder is touched."""
+    spent = spent_chunks(job, key)
+    name = _finished_chunk(job.output, key)
+    counts = {int(m["count"]) for m in (name.fullmatch(p.name) for p in spent) if m}
+    for count in counts:
+        for number in range(count):
+            remove_stale_partials(_chunk_name(job.output, key, number, count))
+    for path in spent:
+        path.unlink(missing_ok=True)
+    return spent
 
 
 def make_runner(model: VSRT, job: UpscaleJob, info: VideoInfo) -> TileRunner:
@@ -186,6 +246,11 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
                      overwrite=job.overwrite, metadata=job.metadata, starts=starts)
     for line in dropped:
         yield Notice(f"not copied, the output container cannot hold it: {line}")
+    # The chunks go only once the output is in place. Removed before the rename, a run killed in
+    # between would leave neither (only a temp a rerun cannot trust), and every chunk would be
+    # redone. Removed after it, a kill in between leaves a complete output with spent chunks
+    # beside it, which a rerun proves spent and removes (remove_spent_chunks): no finished work
+    # is ever lost, and the leftovers last only until the next run.
     for path in plan.paths:
         path.unlink(missing_ok=True)
     starts = tuple(c.start for c in plan.chunks[1:])  # the record names them: `vsrt eval` scores the seams there
@@ -199,6 +264,13 @@ def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]
         raise ConfigError(f"--chunks {chunks}: must be at least 1")
     if job.source.is_dir() or job.writes_frames:
         raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
+    if not job.overwrite and job.output.is_file():
+        refuse_input(job.output, job.source)
+        spent = remove_spent_chunks(job, job_key(model, job))
+        if spent:  # this job's output, complete: a run killed before removing its chunks
+            yield Notice(f"{job.output} is already complete; removed {len(spent)} chunk file(s) the run that "
+                         "made it left behind (--overwrite redoes it)")
+            return
     check_paths(job)
     plan = plan_clip(model, job, chunks=chunks)
     info, total = plan.info, plan.frames.frames

@@ -186,6 +186,13 @@ def stitch(
     return dropped
 
 
+def container_comment(path: Path) -> str | None:
+    """The container's ``comment`` tag (None if it has none; Matroska may spell it
+    ``COMMENT``). Raises ``av.FFmpegError`` or ``OSError`` if ``path`` is no media file."""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        return next((v for k, v in container.metadata.items() if k.lower() == "comment"), None)
+
+
 def _time(packet: av.Packet) -> float:
     stamp = packet.dts if packet.dts is not None else packet.pts
     return float(stamp * packet.time_base) if stamp is not None else float("-inf")
