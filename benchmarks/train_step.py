@@ -1,5 +1,7 @@
-"""What one training step costs: the video model with SPyNet in the step (the old recipe) and
-with cached whole-frame flows, beside its single-frame twin.
+"""What one training step costs: the video model as the paper's joint network (all frames
+through every layer; SPyNet in the step, the old recipe, and with cached whole-frame flows) and
+as per-frame queries (the centre frame's pass, its window as context; the current preset),
+beside its single-frame twin.
 
     python benchmarks/train_step.py [--threads 1] [--batch 4] [--patch 32] [--steps 12]
         [--precision fp32|bf16] [--channels-last] [--device cpu|cuda]
@@ -20,18 +22,23 @@ from dataclasses import replace
 import torch
 
 from vsrt_cli.model import build_model, get_config
-from vsrt_cli.train.loop import charbonnier
+from vsrt_cli.train.steps import sr_loss
 
 PRESET = "vsrt-cpu-small-5f"
+
+
+VARIANTS = ("joint, SPyNet in the step", "joint, cached flows", "per-frame queries, cached flows", "single-frame twin")
 
 
 def step_seconds(variant: str, args: argparse.Namespace) -> float:
     config = get_config(PRESET)
     if variant == "single-frame twin":
-        config = replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)
+        config = replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False, per_frame_queries=False)
+    elif variant.startswith("joint"):
+        config = replace(config, per_frame_queries=False, flow="spynet" if "SPyNet" in variant else config.flow)
     device = torch.device(args.device)
     net = build_model(config).to(device).train()
-    for p in net.spynet.parameters():
+    for p in net.spynet.parameters() if net.spynet is not None else ():
         p.requires_grad_(False)
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -40,7 +47,7 @@ def step_seconds(variant: str, args: argparse.Namespace) -> float:
     lr = torch.rand(b, t, 3, p, p, device=device)
     gt = torch.rand(b, t, 3, 4 * p, 4 * p, device=device)
     flows = None
-    if variant == "video, cached flows":
+    if "cached" in variant:
         flow = torch.randn(b, t, 2, p, p, device=device)
         flows = (flow, -flow)
     times = []
@@ -49,8 +56,7 @@ def step_seconds(variant: str, args: argparse.Namespace) -> float:
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            pred = net(lr, flows)
-        loss = charbonnier(pred.float(), gt)
+            loss = sr_loss(net, lr, gt, flows)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result = {"preset": PRESET, **vars(args)}
-    for variant in ("video, SPyNet in the step", "video, cached flows", "single-frame twin"):
+    for variant in VARIANTS:
         result[variant] = round(step_seconds(variant, args), 4)
         print(f"{variant}: {result[variant]:.3f} s/step", flush=True)
     print(json.dumps(result))

@@ -32,7 +32,7 @@ from vsrt_cli.train.checkpoint import (
     CHECKPOINT, LOG, append_log, load_run_state, read_log, restore_curve, save_atomic,
 )
 from vsrt_cli.train.ema import EMA
-from vsrt_cli.train.steps import charbonnier, cosine, model_config, param_groups
+from vsrt_cli.train.steps import cosine, model_config, param_groups, sr_loss
 from vsrt_cli.train.validate import ValWindow, evaluate, to_tensor
 
 
@@ -141,8 +141,7 @@ def continue_run(
     while time.monotonic() - start < seconds:
         lr, gt, flows = sample(train, config.num_frame, batch, patch, gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            pred = net(lr, flows)
-        loss = charbonnier(pred.float(), gt)
+            loss = sr_loss(net, lr, gt, flows)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -37,7 +37,7 @@ from vsrt_cli.train.data import Motion, WindowSampler, load_sequences, panned_va
 from vsrt_cli.train.ema import EMA
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
 from vsrt_cli.train.steps import (  # noqa: F401  (cosine, model_config: the loop's public API)
-    SPYNET_FILE, charbonnier, cosine, is_neighbour_path, load_spynet_weights, model_config, param_groups,
+    SPYNET_FILE, charbonnier, cosine, is_neighbour_path, load_spynet_weights, model_config, param_groups, sr_loss,
 )
 from vsrt_cli.train.validate import (  # noqa: F401
     VAL_FRAMES, centre_prediction, evaluate, pan_flow_error, to_image,
@@ -155,8 +155,7 @@ class SRStage:
     def loss(self, rng: np.random.Generator) -> torch.Tensor:
         lr, gt, flows = self.sampler.batch(rng, self.cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            pred = self.net(lr, flows)
-        return charbonnier(pred.float(), gt)
+            return sr_loss(self.net, lr, gt, flows)
 
     def after_step(self) -> None:
         if self.ema is not None:

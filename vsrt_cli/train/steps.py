@@ -21,7 +21,9 @@ def model_config(cfg: TrainConfig) -> VSRTConfig:
     frame, no flow, no neighbour paths: the twin the video model is compared with)."""
     config = get_config(cfg.preset)
     if cfg.stage == "ablation":
-        return dataclasses.replace(config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False)
+        return dataclasses.replace(
+            config, num_frame=1, use_flow=False, centre_first=False, neighbour_gates=False, per_frame_queries=False
+        )
     return config
 
 
@@ -52,6 +54,21 @@ def load_spynet_weights(run_dir) -> dict[str, torch.Tensor]:
 def is_neighbour_path(name: str) -> bool:
     """Parameters of the zero-initialised neighbour paths (``neighbour_gates`` presets)."""
     return "conv_neighbour" in name or name.endswith("cross_gate")
+
+
+def supervised_positions(config: VSRTConfig, frames: int) -> list[int] | None:
+    """The window positions a training step computes and supervises: every frame for the
+    paper's joint network (None), the centre for a per-frame-query network (each frame is its
+    own pass there; the centre is the frame a stride-1 run keeps)."""
+    return [frames // 2] if config.per_frame_queries else None
+
+
+def sr_loss(net: VSRT, lr: torch.Tensor, gt: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Charbonnier loss of one training batch (``lr [B, T, 3, h, w]``, ``gt [B, T, 3, 4h, 4w]``)
+    on the positions :func:`supervised_positions` names."""
+    keep = supervised_positions(net.config, lr.shape[1])
+    pred = net(lr, flows, keep=keep)
+    return charbonnier(pred.float(), gt if keep is None else gt[:, keep])
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -45,8 +45,8 @@ def centre_prediction(
     n = min(net.config.num_frame, t)
     start = c - n // 2
     if flows is not None and net.config.use_flow and n == t:
-        return net(lr[None], (flows[0][None], flows[1][None]))[0, c].clamp(0, 1)
-    return net(lr[start : start + n][None])[0, c - start].clamp(0, 1)
+        return net(lr[None], (flows[0][None], flows[1][None]), keep=[c])[0, 0].clamp(0, 1)
+    return net(lr[start : start + n][None], keep=[c - start])[0, 0].clamp(0, 1)
 
 
 @torch.no_grad()

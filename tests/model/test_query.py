@@ -1,0 +1,94 @@
+"""Per-frame-query networks (vsrt_cli.model.query): each output frame its own pass over the window."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vsrt_cli.errors import ConfigError
+from vsrt_cli.model import build_model, get_config
+
+
+def small(**changes):
+    base = replace(get_config("vsrt-cpu-small-5f"), flow="spynet", **changes)  # flows given: no DIS needed
+    return build_model(base).eval()
+
+
+def window(seed: int = 0, t: int = 5, h: int = 16, w: int = 24):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, t, 3, h, w, generator=g)
+    flows = (torch.randn(2, t, 2, h, w, generator=g), torch.randn(2, t, 2, h, w, generator=g))
+    return x, flows
+
+
+def open_gates(net, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "conv_neighbour" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+            elif name.endswith("cross_gate"):
+                p.fill_(0.5)
+    return net
+
+
+def test_the_preset_is_a_per_frame_query_network():
+    config = get_config("vsrt-cpu-small-5f")
+    assert config.per_frame_queries and config.neighbour_gates and config.flow == "dis"
+
+
+def test_closed_gates_compute_each_frame_as_the_single_frame_network():
+    torch.manual_seed(0)
+    net = small()
+    single = build_model(get_config("vsrt-cpu-small-1f")).eval()
+    single.load_state_dict({k: v for k, v in net.state_dict().items() if k in single.state_dict()})
+    x, flows = window()
+    with torch.no_grad():
+        out = net(x, flows)
+        alone = single(x.flatten(0, 1)[:, None]).view(2, 5, 3, 64, 96)
+    assert out.shape == (2, 5, 3, 64, 96)
+    torch.testing.assert_close(out, alone, atol=2e-6, rtol=0)
+
+
+def test_keep_gives_the_same_frames_as_the_full_output():
+    torch.manual_seed(0)
+    net = open_gates(small())
+    x, flows = window()
+    with torch.no_grad():
+        full = net(x, flows)
+        for keep in ([2], [0, 4], [3, 1]):
+            torch.testing.assert_close(net(x, flows, keep=keep), full[:, keep], atol=1e-5, rtol=0)
+
+
+def test_open_gates_read_the_neighbours_through_attention_and_flow():
+    torch.manual_seed(0)
+    net = open_gates(small())
+    x, flows = window()
+    with torch.no_grad():
+        base = net(x, flows, keep=[2])
+        far = x.clone()
+        far[:, 0] = 0.5  # two frames away: reaches the centre only through attention
+        near = x.clone()
+        near[:, 3] = 0.5  # the next frame: attention and the warped feed-forward input
+        moved = (flows[0], flows[1].clone())
+        moved[1][:, 2] += 1.0  # the centre's flow to its next neighbour
+        changes = [float((net(v, f, keep=[2]) - base).abs().max()) for v, f in ((far, flows), (near, flows), (x, moved))]
+        own = x.clone()
+        own[:, 2] = 0.5
+        assert float((net(own, flows, keep=[3]) - net(x, flows, keep=[3])).abs().max()) > 1e-3
+    assert all(c > 1e-4 for c in changes), changes
+    assert changes[1] > changes[0]
+
+
+def test_a_per_frame_query_network_needs_its_neighbour_gates():
+    with pytest.raises(ConfigError, match="per_frame_queries needs neighbour_gates"):
+        replace(get_config("vsrt-cpu-small-5f"), neighbour_gates=False)
+
+
+def test_gradients_reach_the_neighbour_paths_from_a_centre_loss():
+    torch.manual_seed(0)
+    net = small().train()
+    x, flows = window()
+    net(x, flows, keep=[2]).square().mean().backward()
+    grads = {n: p.grad for n, p in net.named_parameters() if "conv_neighbour" in n or n.endswith("cross_gate")}
+    assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads.values())
