@@ -4,7 +4,7 @@ with the neighbours taken away.
     python benchmarks/temporal.py --video WEIGHTS --single WEIGHTS [--windows 16] [--gt-scale 1]
 
 Held-out clips only (vsrt_cli/train/sources.py VAL_SOURCES), prepared as in training (GT = the
-source at ``--gt-scale``, LR = BI, flows of whole LR frames by the video model's SPyNet, cut to
+source at ``--gt-scale``, LR = BI, flows of whole LR frames by the video model's flow (DIS, or its SPyNet), cut to
 each window, as the upscale pipeline does). Two sets of 5-frame windows, centre frame scored
 (PSNR-Y, BT.601, 4-pixel border), whole windows through the model in fp32:
 
@@ -93,8 +93,8 @@ def main() -> None:
                         "instead of the video model's own (its fp16 copy: the same up to rounding)")
     args = parser.parse_args()
     video, single = load_weights(args.video).eval(), load_weights(args.single).eval()
-    spynet = video.spynet if video.config.use_flow else None
-    if spynet is not None and args.spynet_from is not None:
+    spynet = video.flow_net if video.config.use_flow else None
+    if video.spynet is not None and args.spynet_from is not None:
         from vsrt_cli.model.spynet import SPyNet
         from vsrt_cli.train.loop import load_spynet_weights
 

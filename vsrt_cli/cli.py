@@ -101,7 +101,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto:
 TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory.")]
 OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")]
 WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's trained window; more is refused, fewer is allowed with a warning).")]
-StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest).")]
+StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest). Default: window - 2, or 1 for models that compute each frame in a pass of its own.")]
 BatchOpt = Annotated[int, typer.Option(help="Tiles per model call.")]
 _CODEC_DEFAULTS = "default: libx264; libvpx-vp9 for .webm; HDR input: libx265, libsvtav1 for .webm"
 _CODEC = typer.Option(help=f"Video encoder ({_CODEC_DEFAULTS}); `--help` lists those this PyAV has.")
@@ -159,7 +159,7 @@ def _job(
         tile=tile if tile is not None else (cfg.tile if cfg.norm == "tile" else 128),
         overlap=tile_overlap,
         window=win,
-        stride=window_stride if window_stride is not None else max(1, win - 2),
+        stride=window_stride if window_stride is not None else cfg.default_stride(win),
         batch=batch,
     )
     job = UpscaleJob(

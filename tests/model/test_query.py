@@ -92,3 +92,9 @@ def test_gradients_reach_the_neighbour_paths_from_a_centre_loss():
     net(x, flows, keep=[2]).square().mean().backward()
     grads = {n: p.grad for n, p in net.named_parameters() if "conv_neighbour" in n or n.endswith("cross_gate")}
     assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads.values())
+
+
+def test_runs_keep_each_frame_as_the_centre_of_its_own_window_by_default():
+    assert get_config("vsrt-cpu-small-5f").default_stride(5) == 1
+    assert get_config("vsrt-cpu-small").default_stride(5) == 3  # the paper's joint network
+    assert get_config("vsrt-cpu-small-1f").default_stride(1) == 1

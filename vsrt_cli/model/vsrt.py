@@ -112,6 +112,13 @@ class VSRTConfig:
         """Most frames one call may take (the positional encoding's channel count)."""
         return 3 * encoding_channels(self.num_frame)
 
+    def default_stride(self, window: int) -> int:
+        """Frames between model calls when a run is not told: ``window - 2`` (the window's ends,
+        which see one side only, are not kept), or 1 for a per-frame-query network, whose every
+        frame was trained as the centre of its own window (an off-centre frame would cost a pass
+        of its own anyway)."""
+        return 1 if self.per_frame_queries else max(1, window - 2)
+
     @property
     def size_multiple(self) -> int:
         """LR height and width must be multiples of this (``norm="channel"``)."""
