@@ -48,14 +48,6 @@ def test_configure_device_selects_the_card_autotunes_and_keeps_fp32_exact(monkey
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
 
 
-def test_default_tiling_follows_free_memory():
-    big = runtime.choose_tiling(64, 5, 3, "bf16", free_bytes=80 << 30)
-    small = runtime.choose_tiling(64, 5, 3, "bf16", free_bytes=2 << 30)
-    tiny = runtime.choose_tiling(64, 5, 3, "fp32", free_bytes=1 << 20)
-    assert (big.tile, big.batch) > (small.tile, small.batch) and tiny == runtime.Tiling(64, 1)
-    assert runtime.call_bytes(64, 5, 3, small.tile, small.tile, small.batch, "bf16") <= (2 << 30) / 2
-
-
 def test_frames_up_and_down_match_the_cpu_conversion():
     import numpy as np
 

@@ -98,11 +98,11 @@ ModelOpt = Annotated[Optional[str], typer.Option(help="Model name (see `vsrt mod
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (the current CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N (N from 0). Apple GPUs (mps) are not supported.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16 on CUDA GPUs of compute capability 8.0 or newer, fp16 on older ones; bf16 on CPUs with native bf16 such as AMX, else fp32).")]
-TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory.")]
+TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory. Default: 128 on the CPU; on a CUDA GPU the largest that fits in its free memory (the whole frame if it does); fixed-tile models: their tile.")]
 OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")]
 WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's trained window; more is refused, fewer is allowed with a warning).")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest). Default: window - 2, or 1 for models that compute each frame in a pass of its own.")]
-BatchOpt = Annotated[int, typer.Option(help="Tiles per model call.")]
+BatchOpt = Annotated[Optional[int], typer.Option(help="Tiles per model call (default: 4 on the CPU; on a CUDA GPU as many as fit in its free memory).")]
 _CODEC_DEFAULTS = "default: libx264; libvpx-vp9 for .webm; HDR input: libx265, libsvtav1 for .webm"
 _CODEC = typer.Option(help=f"Video encoder ({_CODEC_DEFAULTS}); `--help` lists those this PyAV has.")
 CodecOpt = Annotated[Optional[str], _CODEC]
@@ -119,12 +119,14 @@ NoSidecarOpt = Annotated[bool, typer.Option("--no-sidecar", help="Do not write O
 
 def _job(
     *, source: Path, output: Path, model: str | None, weights: Path | None, device: str, precision: str,
-    tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int,
+    tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int | None,
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
     overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
+    one_clip: bool = True,
 ) -> "tuple[VSRT, UpscaleJob]":
     """The network and the job the options describe (checked before any work). ``kind``: the
-    input the default model is chosen for (default: what ``source`` is)."""
+    input the default model is chosen for (default: what ``source`` is). ``one_clip``: ``source``
+    is one clip or frame folder, whose frame size the default tiles may be sized for."""
     from fractions import Fraction
 
     from vsrt_cli.io.writer import EncodeSettings
@@ -155,13 +157,10 @@ def _job(
     if win < cfg.num_frame and not quiet:
         err.print(f"[yellow]warning:[/] --window {win}: this model was trained on {cfg.num_frame}-frame windows; "
                   "fewer frames per call give it less context than it learned with", highlight=False, soft_wrap=True)
-    schedule = Schedule(
-        tile=tile if tile is not None else (cfg.tile if cfg.norm == "tile" else 128),
-        overlap=tile_overlap,
-        window=win,
-        stride=window_stride if window_stride is not None else cfg.default_stride(win),
-        batch=batch,
-    )
+    stride = window_stride if window_stride is not None else cfg.default_stride(win)
+    tile, batch = _tiling(net, dev, prec, window=win, stride=stride, tile=tile, batch=batch, overlap=tile_overlap,
+                          source=source if one_clip else None, quiet=quiet)
+    schedule = Schedule(tile=tile, overlap=tile_overlap, window=win, stride=stride, batch=batch)
     job = UpscaleJob(
         source=source,
         output=output,
@@ -174,6 +173,46 @@ def _job(
         skip_bad_frames=skip_bad_frames,
     )
     return net, job
+
+
+def _frame_size(source: Path) -> tuple[int, int]:
+    """(height, width) of a clip or of the first image of a frame folder."""
+    if source.is_dir():
+        from vsrt_cli.io.frames import list_frames, read_image
+
+        image = read_image(list_frames(source)[0])[0]
+        return image.shape[0], image.shape[1]
+    from vsrt_cli.io.probe import probe
+
+    info = probe(source)
+    return info.height, info.width
+
+
+def _tiling(
+    net: "VSRT", dev: "torch.device", precision: str, *, window: int, stride: int, tile: int | None,
+    batch: int | None, overlap: int, source: Path | None, quiet: bool,
+) -> tuple[int, int]:
+    """``--tile`` and ``--batch`` where given; the rest: on CUDA, what fits in the card's free
+    memory now (:func:`~vsrt_cli.budget.default_tiling`, said once); on the CPU, 128 px (the
+    model's own tile for fixed-tile models) and 4 tiles per call. The out-of-memory back-off in
+    :mod:`vsrt_cli.tiles` stays the safety net. ``source`` None: clips of several sizes."""
+    from vsrt_cli.budget import default_tiling
+    from vsrt_cli.runtime import free_memory
+
+    if tile is not None and batch is not None:
+        return tile, batch
+    free = free_memory(dev)
+    chosen = default_tiling(
+        net.config, frames=window, kept=1 if stride == 1 else window,  # a clip's end keeps the whole window
+        size=_frame_size(source) if free is not None and source is not None else None,
+        element_bytes=4 if precision == "fp32" else 2, free_bytes=free, overlap=overlap, tile=tile,
+    )
+    tile, batch = chosen.tile if tile is None else tile, chosen.batch if batch is None else batch
+    if free is not None and not quiet:
+        side = "whole frames" if tile == 0 else f"{tile}x{tile} tiles"
+        err.print(f"tiling: {side}, {batch} per call (sized for {free / 2**30:.1f} GiB free on {dev}; "
+                  "--tile/--batch to choose)", highlight=False, soft_wrap=True)
+    return tile, batch
 
 
 def _interruptible(message: str):
@@ -208,7 +247,7 @@ def upscale(
     tile_overlap: OverlapOpt = 16,
     window: WindowOpt = None,
     window_stride: StrideOpt = None,
-    batch: BatchOpt = 4,
+    batch: BatchOpt = None,
     codec: CodecOpt = None,
     crf: CrfOpt = 16,
     preset: PresetOpt = "medium",
@@ -265,7 +304,7 @@ def batch_command(
     tile_overlap: OverlapOpt = 16,
     window: WindowOpt = None,
     window_stride: StrideOpt = None,
-    batch: BatchOpt = 4,
+    batch: BatchOpt = None,
     codec: CodecOpt = None,
     crf: CrfOpt = 16,
     preset: PresetOpt = "medium",
@@ -308,7 +347,7 @@ def batch_command(
         source=input_dir, output=output_dir, model=model, weights=weights, device=device, precision=precision,
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, kind=kind,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, kind=kind, one_clip=False,
     )
     from vsrt_cli.provenance import identify_model
 

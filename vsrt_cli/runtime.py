@@ -10,7 +10,6 @@ import os
 import platform
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -183,43 +182,9 @@ def release_memory(device: torch.device) -> None:
 MIN_TILE = 32  # LR pixels: below this, attention sees too little context and quality drops
 
 
-@dataclass(frozen=True)
-class Tiling:
-    tile: int  # LR pixels, 0 = whole frame
-    batch: int  # tiles per model call
-
-
-def call_bytes(num_feat: int, frames: int, kept: int, tile_h: int, tile_w: int, batch: int, precision: Precision) -> int:
-    """Rough peak memory of one model call on ``batch`` tiles: the HR reconstruction of the
-    kept frames dominates (``upsample2`` writes ``4C`` channels at twice the LR size, then
-    ``conv_hr`` ``C`` channels at four times: several such tensors are alive at once), plus the
-    LR features of all frames through the layers. Deliberately generous (x2): used to choose a
-    default, never to refuse one."""
-    element = 4 if precision == "fp32" else 2
-    lr = tile_h * tile_w * batch
-    hr_activations = kept * lr * num_feat * 16 * 3 * element + kept * lr * 3 * 16 * 4
-    lr_activations = frames * lr * num_feat * 24 * element
-    return 2 * (hr_activations + lr_activations)
-
-
-def choose_tiling(
-    num_feat: int, frames: int, kept: int, precision: Precision, free_bytes: int, *,
-    tiles: tuple[int, ...] = (512, 384, 256, 192, 128, 96, 64), batches: tuple[int, ...] = (8, 4, 2, 1),
-    share: float = 0.5,
-) -> Tiling:
-    """The largest tile (then the most tiles per call) whose estimated call fits in ``share`` of
-    ``free_bytes`` (e.g. ``torch.cuda.mem_get_info()[0]``); at worst the smallest tile, one per
-    call (the out-of-memory back-off takes over from there)."""
-    budget = free_bytes * share
-    for tile in tiles:
-        for batch in batches:
-            if call_bytes(num_feat, frames, kept, tile, tile, batch, precision) <= budget:
-                return Tiling(tile, batch)
-    return Tiling(tiles[-1], 1)
-
-
 def free_memory(device: torch.device) -> int | None:
-    """Free bytes on a CUDA device (None on the CPU, where the OS decides)."""
+    """Free bytes on a CUDA device (None on the CPU, where the OS decides); what
+    :func:`vsrt_cli.budget.default_tiling` sizes the default tiles by."""
     if device.type != "cuda":
         return None
     return torch.cuda.mem_get_info(device)[0]
