@@ -25,7 +25,7 @@ def open_gates(net, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if "conv_neighbour" in name:
+            if "conv_neighbour" in name or name.startswith("early_fusion.conv2"):
                 p.copy_(0.05 * torch.randn(p.shape, generator=g))
             elif name.endswith("cross_gate"):
                 p.fill_(0.5)
@@ -98,3 +98,24 @@ def test_runs_keep_each_frame_as_the_centre_of_its_own_window_by_default():
     assert get_config("vsrt-cpu-small-5f").default_stride(5) == 1
     assert get_config("vsrt-cpu-small").default_stride(5) == 3  # the paper's joint network
     assert get_config("vsrt-cpu-small-1f").default_stride(1) == 1
+
+
+def test_early_fusion_aligns_neighbours_one_and_two_frames_away():
+    from vsrt_cli.model.query import EarlyFusion
+
+    g = torch.Generator().manual_seed(3)
+    canvas = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 16, generator=g), size=(60, 80), mode="bicubic", align_corners=False)
+    shift = 2  # the scene moves 2 px left per frame: frame j is the canvas from column 2j
+    x = torch.stack([canvas[..., 8:40, 2 * j : 2 * j + 48] for j in range(5)], dim=1)  # [1, 5, 3, 32, 48]
+    to_next = torch.zeros(1, 5, 2, 32, 48)
+    to_next[:, :, 0] = -shift  # flow(f_j -> f_{j+1}): f_{j+1} sampled at p - 2 is f_j
+    to_prev = -to_next
+    inner = (..., slice(4, -4), slice(8, -8))
+    for d in (-2, -1, 1, 2):
+        aligned = EarlyFusion._aligned(x, to_prev, to_next, 2, d)
+        assert float((aligned - x[:, 2])[inner].abs().max()) < 1e-4, d
+        unaligned = float((x[:, 2 + d] - x[:, 2])[inner].abs().mean())
+        assert unaligned > 0.01
+    assert torch.equal(EarlyFusion._aligned(x, to_prev, to_next, 0, -1), x[:, 0])  # outside: the frame itself
+    out = EarlyFusion(8)(x, (to_prev, to_next), [2, 0])
+    assert out.shape == (2, 8, 32, 48) and float(out.detach().abs().max()) == 0.0  # zero-initialised

@@ -37,12 +37,13 @@ def residual_stack(channels: int, count: int) -> nn.Sequential:
     return nn.Sequential(*(ResidualBlock(channels) for _ in range(count)))
 
 
-def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros", mode: str = "bilinear") -> torch.Tensor:
     """Sample ``x`` at ``p + flow(p)``: aligns a neighbour to the reference frame.
 
     ``x``: ``[N, C, H, W]``; ``flow``: ``[N, 2, H, W]`` in pixels, channel 0 horizontal (x) and
     channel 1 vertical (y). Bilinear, ``align_corners=True``; ``padding_mode`` is ``"zeros"``
-    (feature warping) or ``"border"`` (inside SPyNet). Returns ``[N, C, H, W]``.
+    (feature warping) or ``"border"`` (inside SPyNet); ``mode`` ``"bilinear"`` (the paper's) or
+    ``"bicubic"`` (keeps more of the detail near the sampling limit). Returns ``[N, C, H, W]``.
     """
     _, _, h, w = x.shape
     rows = torch.arange(h, device=x.device, dtype=x.dtype)
@@ -53,7 +54,7 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") 
     norm_x = 2.0 * sample_x / max(w - 1, 1) - 1.0
     norm_y = 2.0 * sample_y / max(h - 1, 1) - 1.0
     grid = torch.stack((norm_x, norm_y), dim=3)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
 
 
 def encoding_channels(num_frame: int) -> int:

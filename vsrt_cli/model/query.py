@@ -7,6 +7,10 @@ Here only the frame being computed (the *query*) goes through the layers; the wi
 enter as their embedded features (stem, extraction blocks, positional encoding), once per window:
 - attention: the query's tokens attend to its own tokens and to the other frames' tokens, through
   the same gate as :class:`~vsrt_cli.model.vsrt.STCSA` (``own + g * (all - own)``);
+- input: the neighbours' pixels, aligned by the flow, minus the query's own, through a
+  zero-initialised two-conv fusion added to the query's embedding (:class:`EarlyFusion`): with
+  the body frozen, on camera pans, this raised the held-out score where the feed-forward path
+  alone lowered it;
 - feed-forward: each direction's branch reads the query's own features (as a single-frame
   network does) plus, through its zero-initialised ``conv_neighbour``, the previous / next
   frame's context warped onto the query *minus the query's own context*: what the neighbour
@@ -27,11 +31,54 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from vsrt_cli.model.layers import add_positional_encoding, flow_warp, lrelu
 
 if TYPE_CHECKING:
     from vsrt_cli.model.vsrt import VSRT, TransformerBlock
+
+
+NEIGHBOURS = (-2, -1, 1, 2)  # offsets whose aligned pixels the early fusion reads
+
+
+class EarlyFusion(nn.Module):
+    """The neighbours' pixels, aligned: ``[query frame (3), warped(neighbour) - query frame
+    (3 per neighbour)]`` -> conv, LeakyReLU, conv (zero-initialised) -> added to the query's
+    embedding. Warping is bicubic: what a neighbour adds lives near the sampling limit, where
+    bilinear interpolation removes most of it. A neighbour two frames away is warped along the
+    two adjacent flows composed; one outside the window adds nothing."""
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3 * (1 + len(NEIGHBOURS)), hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor], keep: list[int]) -> torch.Tensor:
+        """``x [B, T, 3, H, W]``, flows ``[B, T, 2, H, W]`` -> ``[B * len(keep), C, H, W]``."""
+        to_prev, to_next = flows
+        rows = []
+        for p in keep:
+            own = x[:, p].float()
+            parts = [own]
+            for d in NEIGHBOURS:
+                parts.append(self._aligned(x, to_prev, to_next, p, d) - own)
+            rows.append(torch.cat(parts, dim=1))
+        inp = rearrange(torch.stack(rows, dim=1), "b q c h w -> (b q) c h w")
+        return self.conv2(lrelu(self.conv1(inp.to(self.conv1.weight.dtype))))
+
+    @staticmethod
+    def _aligned(x: torch.Tensor, to_prev: torch.Tensor, to_next: torch.Tensor, p: int, d: int) -> torch.Tensor:
+        t = x.shape[1]
+        if not 0 <= p + d < t:
+            return x[:, p].float()
+        step = to_next if d > 0 else to_prev
+        flow = step[:, p].float()
+        for j in range(p + (1 if d > 0 else -1), p + d, 1 if d > 0 else -1):  # compose: p -> j -> ...
+            flow = flow + flow_warp(step[:, j].float(), flow)
+        return flow_warp(x[:, p + d].float(), flow, mode="bicubic")
 
 
 def _tokens(feat: torch.Tensor, heads: int, patch: int) -> torch.Tensor:
@@ -105,6 +152,8 @@ def query_forward(
     keep = list(range(t)) if keep is None else list(keep)
     feat = net.features(x)
     query = add_positional_encoding(feat[:, keep], net.config.num_frame, [0] * len(keep))
+    if net.early_fusion is not None:
+        query = query + rearrange(net.early_fusion(x, flows, keep), "(b q) c h w -> b q c h w", b=b).to(query.dtype)
     ctx = add_positional_encoding(feat.clone(), net.config.num_frame, net.encoding_order(t))
     xq = rearrange(query, "b q c h w -> (b q) c h w")
     lr = _fold(x, keep)

@@ -31,7 +31,7 @@ from vsrt_cli.model.layers import (
     residual_stack,
 )
 from vsrt_cli.model.dis import DISFlow
-from vsrt_cli.model.query import query_forward
+from vsrt_cli.model.query import EarlyFusion, query_forward
 from vsrt_cli.model.spynet import SPyNet, window_flows
 
 SCALE = 4
@@ -314,6 +314,7 @@ class VSRT(nn.Module):
         # nor has one whose flow is DIS (no parameters).
         self.spynet = SPyNet() if config.use_flow and config.flow == "spynet" else None
         self.dis = DISFlow() if config.use_flow and config.flow == "dis" else None
+        self.early_fusion = EarlyFusion(c) if config.per_frame_queries else None
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.depth))
         self.reconstruct = residual_stack(c, config.reconstruct_blocks)
         self.upsample1 = nn.Conv2d(c, 4 * c, 3, padding=1)

@@ -53,7 +53,7 @@ def load_spynet_weights(run_dir) -> dict[str, torch.Tensor]:
 
 def is_neighbour_path(name: str) -> bool:
     """Parameters of the zero-initialised neighbour paths (``neighbour_gates`` presets)."""
-    return "conv_neighbour" in name or name.endswith("cross_gate")
+    return "conv_neighbour" in name or name.endswith("cross_gate") or name.startswith("early_fusion.")
 
 
 def supervised_positions(config: VSRTConfig, frames: int) -> list[int] | None:
