@@ -102,3 +102,18 @@ def test_the_committed_training_states_resume(tmp_path, name):
     after = torch.load(out / name / "last.pt", weights_only=True)
     assert after["step"] > ckpt["step"] and after["config"] == ckpt["config"]
     assert len(after["curve"]) == len(ckpt["curve"]) + 1
+
+
+def test_the_gpu_trainer_refuses_a_run_whose_windows_need_video_encoders(tmp_path):
+    """A ``--degradation real`` run degrades every window with PyAV encoders; the pack holds BI
+    windows, so continuing it there would silently train it on the wrong data."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    ckpt = torch.load(repo / "weights" / "training" / "twin1f" / "last.pt", weights_only=True)
+    ckpt["config"]["degradation"] = "real"
+    run = tmp_path / "twin1f_real"
+    run.mkdir()
+    torch.save(ckpt, run / "last.pt")
+    with pytest.raises(SystemExit, match="--degradation real.*continue this run on the CPU"):
+        gpu.continue_run(run, ({}, {}, {}), 1.0, tmp_path / "out", device=torch.device("cpu"), batch=1, patch=8, precision="fp32")

@@ -117,6 +117,11 @@ def continue_run(
     config = model_config(cfg)
     if config.use_flow and "flow" not in train:
         raise SystemExit(f"{run} trains a flow-using network; the pack has no flows (build it from a video run)")
+    if cfg.degradation != "bi":
+        raise SystemExit(
+            f"{run} degrades its windows with video encoders (--degradation {cfg.degradation}); the pack holds "
+            "BI windows only: continue this run on the CPU (python -m vsrt_cli.train --resume)"
+        )
     torch.manual_seed(cfg.seed)
     net = build_model(config)
     net.load_state_dict(ckpt["model"], strict=False)  # a frozen SPyNet is not stored; flows are packed
