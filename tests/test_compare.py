@@ -1,4 +1,4 @@
-"""`vsrt compare`: frames matched by timestamp (a VFR clock), common size, labels, modes."""
+"""`vsrt compare`: frames matched by timestamp (a VFR clock), common size, labels, modes, crop."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 
 from tests.media import timestamps
 from vsrt_cli.cli import main
-from vsrt_cli.compare import compose, fit, frames_of, synchronised
-from vsrt_cli.io.frames import read_image
+from vsrt_cli.compare import Timed, compose, fit, frames_of, shown, synchronised
+from vsrt_cli.errors import ConfigError
+from vsrt_cli.io.excerpt import Crop
+from vsrt_cli.io.frames import encode_png, read_image
 
 
 def solid_clip(path: Path, stamps_ms: list[int], size: tuple[int, int] = (32, 24)) -> Path:
@@ -99,3 +101,79 @@ def test_fit_zooms_with_nearest_neighbour_and_letterboxes():
     assert np.array_equal(zoomed, crop.repeat(2, axis=0).repeat(2, axis=1))  # pixels, not a blur
     boxed = fit(crop, 8, 12)
     assert boxed.shape == (8, 12, 3) and (boxed[:, :3] == 0).all() and np.array_equal(boxed[:, 3:9], zoomed)
+
+
+# --- --crop: one region, in pixels of the compared size, cut from every input ------------------
+
+
+def test_crop_is_taken_in_pixels_of_the_compared_size():
+    small = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)  # zoomed x2 to 8x6
+    big = np.arange(8 * 6 * 3, dtype=np.uint8).reshape(8, 6, 3) + 100
+    group = [Timed(0.0, 0, Fraction(1, 25), img) for img in (small, big)]
+    a, b = shown(group, 8, 6, Crop(width=3, height=2, x=1, y=5))
+    assert a.shape == b.shape == (2, 3, 3)
+    assert np.array_equal(b, big[5:7, 1:4])
+    assert np.array_equal(a, small.repeat(2, axis=0).repeat(2, axis=1)[5:7, 1:4])  # the zoomed pixels
+    assert shown(group, 8, 6, None)[0].shape == (8, 6, 3)
+
+
+def gradient_folder(folder: Path, size: tuple[int, int], frames: int = 3) -> Path:
+    """Frame k: red rises along x, green along y, blue is ``40 k``; ``size`` is (width, height)."""
+    width, height = size
+    folder.mkdir()
+    for k in range(frames):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[..., 0] = np.arange(width)[None, :] * 255 // max(1, width - 1)
+        image[..., 1] = np.arange(height)[:, None] * 255 // max(1, height - 1)
+        image[..., 2] = 40 * k
+        (folder / f"{k:03d}.png").write_bytes(encode_png(image))
+    return folder
+
+
+def test_crop_png_of_a_frame_shows_the_region_of_every_input(capsys, tmp_path):
+    lr = gradient_folder(tmp_path / "lr", (16, 12))
+    hr = gradient_folder(tmp_path / "hr", (64, 48))
+    out = tmp_path / "crop.png"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(lr), str(hr), "-o", str(out), "--frame", "1", "--crop", "40x30+20+16", "--quiet"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    image, _, _ = read_image(out)
+    assert image.shape == (30, 80, 3)  # two 40x30 panels side by side
+    right = image[:, 40:]
+    truth, _, _ = read_image(hr / "001.png")
+    # away from the label in the top-left corner, the right panel is the HR frame's region
+    assert np.array_equal(right[20:, 20:], truth[16 + 20 : 16 + 30, 20 + 20 : 20 + 40])
+    assert (image[20:, :, 2] == 40).all()  # frame 1 of both
+    left = image[20:, :40]  # the LR input zoomed x4 with nearest neighbour: 4x4 blocks
+    assert np.array_equal(left[:, ::4].repeat(4, axis=1), left)
+
+
+def test_crop_video_in_every_mode_has_the_crop_size(capsys, vfr_and_cfr, tmp_path):
+    vfr, cfr = vfr_and_cfr
+    for mode, size in (("side", (82, 32)), ("grid", (82, 32)), ("wipe", (42, 32)), ("diff", (82, 32))):
+        out = tmp_path / f"{mode}.mp4"
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", str(vfr), str(cfr), "-o", str(out), "--mode", mode, "--crop", "41x31+80+60", "--quiet"])
+        assert exit_info.value.code == 0, capsys.readouterr().err
+        with av.open(str(out)) as container:
+            stream = container.streams.video[0]
+            assert (stream.width, stream.height) == size, mode  # odd sizes padded to even for 4:2:0
+        assert timestamps(out) == timestamps(vfr)
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("100x10+40+0", "reaches outside the 128x96 compared frame"),
+    ("10x10+0+90", "reaches outside the 128x96 compared frame"),
+    ("0x10+0+0", "the size must be positive"),
+    ("10x10-3", "give WIDTHxHEIGHT+X+Y"),
+    ("10x10+0", "give WIDTHxHEIGHT+X+Y"),
+])
+def test_bad_crop_is_one_line_naming_the_frame_size(capsys, vfr_and_cfr, tmp_path, spec, says):
+    vfr, cfr = vfr_and_cfr
+    out = tmp_path / "bad.png"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(vfr), str(cfr), "-o", str(out), "--frame", "0", "--crop", spec])
+    assert exit_info.value.code == ConfigError.exit_code
+    message = capsys.readouterr().err.strip()
+    assert says in message and f"--crop {spec}" in message and "\n" not in message
+    assert not out.exists()

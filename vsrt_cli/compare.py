@@ -5,7 +5,8 @@ each of its frames every other input shows the frame on screen at that moment (t
 whose timestamp is not later), so a variable-frame-rate input, a clip with a dropped frame or a
 different rate stays in sync. Every input is zoomed to the largest input's size with
 nearest-neighbour sampling (a crop or a low-resolution input shows its real pixels, not an
-interpolation) and letterboxed if its shape differs. Work yields events; the CLI draws.
+interpolation) and letterboxed if its shape differs; ``crop`` then cuts the same region, in
+pixels of that common size, from every input. Work yields events; the CLI draws.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from vsrt_cli.errors import ConfigError, InputError, OutputError
+from vsrt_cli.io.excerpt import Crop
 from vsrt_cli.io.frames import encode_png, iter_folder, list_frames
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import probe
@@ -102,6 +104,12 @@ def fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return canvas
 
 
+def shown(group: list[Timed], height: int, width: int, crop: Crop | None) -> list[np.ndarray]:
+    """Each frame of ``group`` at the common size, cut to ``crop`` (in pixels of that size)."""
+    images = [fit(t.image, height, width) for t in group]
+    return images if crop is None else [np.ascontiguousarray(crop.apply(img)) for img in images]
+
+
 def compose(images: list[np.ndarray], labels: list[str], mode: Mode) -> np.ndarray:
     """One picture of ``images`` (each already at the common size), labelled.
 
@@ -158,10 +166,11 @@ class CompareDone:
 def compare(
     inputs: list[Path], output: Path, *, mode: Mode = "side", labels: list[str] | None = None,
     frame: int | None = None, fps: Fraction = Fraction(25), overwrite: bool = False, crf: int = 18,
+    crop: Crop | None = None,
 ) -> Iterator[int | CompareDone]:
     """Write the comparison of ``inputs`` to ``output`` (a video; a PNG with ``frame``, the
-    0-based index of the first input's frame). Yields the number of frames done, then
-    :class:`CompareDone`."""
+    0-based index of the first input's frame), each input cut to ``crop`` (in pixels of the
+    common size) if given. Yields the number of frames done, then :class:`CompareDone`."""
     if len(inputs) < 2:
         raise ConfigError("vsrt compare needs at least two inputs")
     if mode not in MODES:
@@ -178,6 +187,8 @@ def compare(
         raise ConfigError(f"--frame writes one PNG; name the output .png (not {output.name})")
     sizes = [_first_size(p, fps) for p in inputs]
     height, width = common_size(sizes)
+    if crop is not None:
+        crop.check_inside(width, height, "compared frame (every input zoomed to the largest input's size)")
     streams = [frames_of(p, fps) for p in inputs]
     try:
         moments = synchronised(streams)
@@ -186,13 +197,13 @@ def compare(
             count = 0
             for group in moments:
                 if count == wanted:
-                    picture = compose([fit(t.image, height, width) for t in group], labels, mode)
+                    picture = compose(shown(group, height, width, crop), labels, mode)
                     output.write_bytes(encode_png(picture))
                     yield CompareDone(output, 1, picture.shape[1], picture.shape[0])
                     return
                 count += 1
             raise InputError(f"--frame {wanted}: {inputs[0]} has only {count} frames (they count from 0)")
-        yield from _write_video(moments, output, labels, mode, height, width, overwrite, crf)
+        yield from _write_video(moments, output, labels, mode, height, width, crop, overwrite, crf)
     finally:
         for s in streams:
             s.close()  # type: ignore[attr-defined]
@@ -200,12 +211,12 @@ def compare(
 
 def _write_video(
     moments: Iterator[list[Timed]], output: Path, labels: list[str], mode: Mode, height: int, width: int,
-    overwrite: bool, crf: int,
+    crop: Crop | None, overwrite: bool, crf: int,
 ) -> Iterator[int | CompareDone]:
     first = next(moments, None)
     if first is None:
         raise InputError("the first input holds no frames")
-    picture = _even(compose([fit(t.image, height, width) for t in first], labels, mode))
+    picture = _even(compose(shown(first, height, width, crop), labels, mode))
     clock = first[0]
     writer = VideoWriter(output, width=picture.shape[1], height=picture.shape[0], time_base=clock.time_base,
                          rate=None, bit_depth=8, settings=EncodeSettings(crf=crf, preset="veryfast", copy_streams=False),
@@ -216,7 +227,7 @@ def _write_video(
         done += 1
         yield done
         for group in moments:
-            picture = _even(compose([fit(t.image, height, width) for t in group], labels, mode))
+            picture = _even(compose(shown(group, height, width, crop), labels, mode))
             writer.write(picture, group[0].pts)
             done += 1
             yield done

@@ -196,6 +196,7 @@ def compare_command(
     mode: Annotated[str, typer.Option(help="side (in a row), grid, wipe (vertical bands of one picture) or diff (|X - first| x4).")] = "side",
     label: Annotated[Optional[list[str]], typer.Option("--label", help="A label per input, in order (default: file names).")] = None,
     frame: Annotated[Optional[int], typer.Option(help="Write only this frame (0-based, of the first input) as a PNG.")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Show only this region, WxH+X+Y in pixels of the compared size (every input zoomed to the largest input's size).")] = None,
     fps: Annotated[str, typer.Option(help="Frame rate of image-folder inputs.")] = "25",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
@@ -203,19 +204,22 @@ def compare_command(
     """A labelled, frame-synchronised comparison of several outputs.
 
     Frames are matched by timestamp; every input is zoomed (nearest neighbour) to the largest
-    one's size."""
+    one's size, and --crop cuts the same region of that size from each."""
     from fractions import Fraction
 
     from vsrt_cli.compare import CompareDone, compare
     from vsrt_cli.errors import ConfigError
+    from vsrt_cli.io.excerpt import Crop
 
+    region = Crop.parse(crop) if crop else None
     try:
         rate = Fraction(fps)
     except (ValueError, ZeroDivisionError):
         raise ConfigError(f"--fps {fps}: give a number such as 25 or 30000/1001") from None
     done = None
     with err.status("comparing", spinner="dots") if not quiet else _nothing():
-        for event in compare(inputs, output, mode=mode, labels=label, frame=frame, fps=rate, overwrite=overwrite):  # type: ignore[arg-type]
+        for event in compare(inputs, output, mode=mode, labels=label, frame=frame, fps=rate, overwrite=overwrite,  # type: ignore[arg-type]
+                             crop=region):
             if isinstance(event, CompareDone):
                 done = event
     if done is not None and not quiet:

@@ -36,12 +36,21 @@ class Crop:
             raise ConfigError(f"--crop {spec}: the size must be positive and the offset not negative")
         return crop
 
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}+{self.x}+{self.y}"
+
+    def check_inside(self, width: int, height: int, frame: str) -> None:
+        """Raise unless the region lies inside a ``width`` x ``height`` frame; ``frame`` says
+        which frame, for the message (e.g. "frame of clip.mp4")."""
+        if self.x + self.width > width or self.y + self.height > height:
+            raise ConfigError(f"--crop {self} reaches outside the {width}x{height} {frame}")
+
     def check(self, info: VideoInfo) -> None:
-        if self.x + self.width > info.width or self.y + self.height > info.height:
-            raise ConfigError(
-                f"--crop {self.width}x{self.height}+{self.x}+{self.y} reaches outside the "
-                f"{info.width}x{info.height} frame of {info.path}"
-            )
+        self.check_inside(info.width, info.height, f"frame of {info.path}")
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The region of ``image`` ``[H, W, C]`` (a view)."""
+        return image[self.y : self.y + self.height, self.x : self.x + self.width]
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ def write_excerpt(
                 break
             image = frame.image
             if crop is not None:
-                image = image[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
+                image = crop.apply(image)
             if transform is not None:
                 image = transform(image)
             if writer is None:
