@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -78,3 +79,50 @@ def test_device_check_records_a_failing_section_and_goes_on(tmp_path, monkeypatc
     import json
 
     assert json.loads((tmp_path / "device_check.json").read_text())["parity"]["error"] == report["parity"]["error"]
+
+
+# --- benchmarks/compression_crop.py: issue 14's picture, on a tiny synthetic clip ---------------
+
+
+def test_compression_crop_writes_one_panel_per_method_and_finite_scores(capsys, tmp_path):
+    import re
+
+    import av
+
+    import compression_crop
+    from vsrt_cli.io.frames import read_image
+
+    clip = tmp_path / "tiny.mp4"  # 64x48 GT (16x12 LR): smooth texture drifting right
+    yy, xx = np.mgrid[0:48, 0:64]
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        stream.options = {"crf": "0", "preset": "ultrafast"}
+        for k in range(5):
+            image = np.stack([128 + 100 * np.sin((xx - 2 * k) / 5.0), 128 + 90 * np.cos(yy / 4.0),
+                              128 + 80 * np.sin((xx + yy - 2 * k) / 7.0)], axis=-1).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    out = tmp_path / "crop.png"
+    weights = Path(__file__).resolve().parents[1] / "weights" / "vsrt-cpu-small-1f.pth"
+    scores = compression_crop.main(["-o", str(out), "--clip", str(clip), "--frames", "5", "--frame", "2",
+                                    "--crop", "8x6+4+3", "--crf", "28", "--models", f"vsrt-cpu-small,{weights}",
+                                    "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert list(scores) == ["bicubic", "vsrt-cpu-small", "vsrt-cpu-small-1f"]
+    image, _, _ = read_image(out)
+    assert image.shape == (24, 4 * 32, 3)  # bicubic, two models, GT: each the 8x6 LR crop at x4
+    lines = re.findall(r"^  (\S+): crop (\S+) dB, whole frame (\S+) dB$", printed, re.MULTILINE)
+    assert [name for name, _, _ in lines] == list(scores)
+    assert all(np.isfinite(float(c)) and np.isfinite(float(f)) for _, c, f in lines)
+    with pytest.raises(SystemExit):  # a training source is refused
+        compression_crop.held_out_clip(str(compression_crop.TRAIN_DATA / "pexels_squirrel" / "squirrel.mp4"))
+
+
+def test_compression_crop_default_region_is_the_most_detailed_on_the_codec_grid():
+    import compression_crop
+
+    truth = np.full((96, 128, 3), 90, np.uint8)  # LR 32x24: 8-pixel grid at x 0, 8, 16 and y 0, 8
+    truth[32:64, 64:128:2] = 250  # stripes in LR x 16..31, y 8..15
+    crop = compression_crop.busiest_crop(truth, 16, 8)
+    assert (crop.width, crop.height, crop.x, crop.y) == (16, 8, 16, 8)
