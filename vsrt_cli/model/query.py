@@ -2,7 +2,7 @@
 pass, which reads the window's other frames as context.
 
 In the paper's network every frame of the window is updated together through every layer, so a
-5-frame window costs five single-frame networks and more (6.5x per training step on this CPU).
+5-frame window costs five single-frame networks and more (6.1x per training step on this CPU).
 Here only the frame being computed (the *query*) goes through the layers; the window's frames
 enter as their embedded features (stem, extraction blocks, positional encoding), once per window:
 - attention: the query's tokens attend to its own tokens and to the other frames' tokens, through
@@ -16,11 +16,11 @@ enter as their embedded features (stem, extraction blocks, positional encoding),
   frame's context warped onto the query *minus the query's own context*: what the neighbour
   adds, not what the query already has (the redundant part only adds gradient noise).
 At initialisation (gates and neighbour convs zero) it computes exactly what the single-frame
-network does. The parameters are the paper network's (same names and shapes), so weights move
-between the two; the outputs differ once the neighbour paths are open.
+network does. The parameters are the paper network's (same names and shapes) plus the early
+fusion's, so weights move between the two; the outputs differ once the neighbour paths are open.
 
-One pass per output frame costs about 1.3x a single-frame network (the context embedding is the
-rest), so training at a fixed compute gets about 5x the steps of the joint network.
+One pass per output frame costs about 1.4x a single-frame network (the context embedding and the
+fusion are the rest), so training at a fixed compute gets about 4x the steps of the joint network.
 """
 
 from __future__ import annotations
