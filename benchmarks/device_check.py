@@ -270,13 +270,19 @@ def memory(device: torch.device, tiny: bool) -> dict:
     return {"model": "vsrt-cpu-small-1f", "precision": p, "peak_mib": rows}
 
 
-class _SimulatedLimit:
-    """CPU stand-in for a memory limit: torch.OutOfMemoryError above ``limit`` LR pixels per call."""
+class _SimulatedLimit(torch.nn.Module):
+    """CPU stand-in for a memory limit: torch.OutOfMemoryError above ``limit`` LR pixels per call.
+    A module, so that the runner lays its weights out as it does the model's (channels-last)."""
 
     def __init__(self, model, limit: int) -> None:
-        self.model, self.limit, self.config, self.spynet = model, limit, model.config, model.spynet
+        super().__init__()
+        self.model, self.limit, self.config = model, limit, model.config
 
-    def __call__(self, tiles, flows=None, *, keep=None):
+    @property
+    def spynet(self):
+        return self.model.spynet
+
+    def forward(self, tiles, flows=None, *, keep=None):
         if tiles.shape[0] * tiles.shape[-1] * tiles.shape[-2] > self.limit:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
         return self.model(tiles, flows, keep=keep)

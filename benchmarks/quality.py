@@ -111,6 +111,8 @@ def main() -> None:
         tmp = Path(tmp_dir)
         for name, (path, scale, crop) in clips.items():
             gt = read_frames(path, args.frames, scale, crop)
+            if args.compressed:  # x264's yuv420p needs even LR sides
+                gt = crop_to_multiple(gt, 2 * 4)
             gt_dir = write_folder(tmp / name / "gt", gt)
             for crf in crfs:
                 case = name if crf is None else f"{name}@crf{crf}"

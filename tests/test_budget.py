@@ -121,3 +121,31 @@ def test_upscale_sizes_its_default_tiles_by_the_free_device_memory(monkeypatch, 
     _, job = cli._job(**options | dict(tile=64))
     assert job.schedule.tile == 64 and job.schedule.batch == (4 if free is None else default_tiling(
         config, frames=config.num_frame, size=(720, 1280), element_bytes=2, free_bytes=free, tile=64).batch)
+
+
+def test_preview_candidates_are_tiled_as_upscale_would_tile_them(monkeypatch, tiny_weights, tmp_path):
+    """`vsrt preview --try` without a batch: the tiles per call `vsrt upscale` would choose on
+    this device, not a fixed 4."""
+    from tests.media import make_clip
+    from vsrt_cli import preview as preview_module
+    from vsrt_cli import runtime
+    from vsrt_cli.cli import main
+
+    free = 8 << 30
+    monkeypatch.setattr(runtime, "free_memory", lambda device: free)
+    seen = []
+
+    def capture(source, output, candidates, **kw):
+        seen.extend(candidates)
+        return iter(())
+
+    monkeypatch.setattr(preview_module, "preview", capture)
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(1280, 720))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preview", str(clip), "-o", str(tmp_path / "p.mp4"), "--quiet", "--try", f"weights={tiny_weights},tile=64,precision=bf16",
+              "--try", f"weights={tiny_weights},tile=64,batch=2,precision=bf16"])
+    assert exit_info.value.code == 0
+    config = seen[0].model.config
+    want = default_tiling(config, frames=config.num_frame, size=(720, 1280), element_bytes=2, free_bytes=free, tile=64)
+    assert want.batch != 4 and (seen[0].job.schedule.tile, seen[0].job.schedule.batch) == (64, want.batch)
+    assert (seen[1].job.schedule.tile, seen[1].job.schedule.batch) == (64, 2)  # given: kept

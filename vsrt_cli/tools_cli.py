@@ -260,8 +260,8 @@ def preview_command(
             source=input, output=output, model=o.get("model"), weights=Path(o["weights"]) if "weights" in o else None,
             device=o.get("device", "auto"), precision=o.get("precision", "auto"),
             tile=_int(o, "tile"), tile_overlap=_int(o, "tile-overlap") or 16, window=_int(o, "window"),
-            window_stride=_int(o, "window-stride"), batch=_int(o, "batch") or 4, codec=None, crf=16, preset="medium",
-            pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False,
+            window_stride=_int(o, "window-stride"), batch=_int(o, "batch"), codec=None, crf=16, preset="medium",
+            pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False, quiet=quiet,
         )
         short = ",".join(f"{k}={Path(v).name if k == 'weights' else v}" for k, v in o.items())
         candidates.append(Candidate(f"#{len(candidates) + 1} {short or 'defaults'}", net, job))

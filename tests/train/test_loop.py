@@ -322,3 +322,38 @@ def test_bundle_joins_the_history_of_a_shipped_model_a_run_started_from(tiny_wor
     assert [r["compute_s"] for r in curve] == [0.0, 60.0, 60.0, 90.0]
     assert [r["val_psnr_y"] for r in curve] == [30.0, 31.0, 29.0, 29.5]  # each validated as it was
     assert [r["stage"] for r in recipes] == ["ablation", "main"]
+
+
+def test_a_branch_from_a_frozen_running_state_counts_its_compute_past_the_last_validation(tiny_world):
+    from vsrt_cli.train.bundle import freeze_state, full_curve
+
+    parent = tiny_world / "parent"
+    loop.run(config(tiny_world, ema=0.5, val_minutes=1e6), parent, max_steps=3, echo=lambda _: None)
+    state = torch.load(parent / "last.pt", weights_only=True)
+    assert state["step"] == 3 and [int(float(r["step"])) for r in loop.read_log(parent)] == [0]
+    frozen = freeze_state(parent, tiny_world / "frozen")
+    with pytest.raises(CheckpointError, match="already exists"):
+        freeze_state(parent, tiny_world / "frozen")
+    net = loop.SRStage(config(tiny_world, init_from=str(frozen)), fresh=True).net
+    for name, tensor in state["ema"].items():  # the branch starts from the parent's weight average
+        if not name.startswith("spynet."):
+            assert torch.equal(net.state_dict()[name], tensor.half().float()), name
+    branch = tiny_world / "branch"
+    loop.run(config(tiny_world, init_from=str(frozen), minutes=0.003), branch, echo=lambda _: None)
+    recipe = torch.load(branch / loop.WEIGHTS_FILE, weights_only=True)["recipe"]
+    curve, _ = full_curve(branch, recipe)
+    own = loop.read_log(branch)[-1]
+    # the parent's 3 steps and its compute count although it last validated at step 0
+    assert curve[-1]["step"] == 3 + int(float(own["step"]))
+    assert curve[-1]["compute_s"] == pytest.approx(state["compute"] + float(own["compute_s"]), abs=0.06)  # stored to 0.1 s
+
+
+def test_a_compression_aware_run_is_validated_on_x264_windows_too(tiny_world):
+    # tiny windows: the codec pads them to its minimum size and crops back
+    done = loop.run(config(tiny_world, degradation="real"), tiny_world / "real", max_steps=2, echo=lambda _: None)
+    assert done[f"crf{loop.VAL_CRF}_val_psnr_y"] > 0
+    # the same windows, compressed: bicubic of the x264 frames is further from the GT
+    assert done[f"crf{loop.VAL_CRF}_val_bicubic_psnr_y"] < done["val_bicubic_psnr_y"]
+    assert f"crf{loop.VAL_CRF}_val_gain_db" in loop.read_log(tiny_world / "real")[-1]
+    clean = loop.run(config(tiny_world), tiny_world / "bi", max_steps=1, echo=lambda _: None)
+    assert not any(k.startswith("crf") for k in clean)

@@ -33,7 +33,8 @@ def read_curve(run: Path) -> list[dict[str, float]]:
     with open(run / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db",
-            "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db", "pan_flow_epe_px")
+            "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db", "pan_flow_epe_px",
+            "crf28_val_psnr_y", "crf28_val_bicubic_psnr_y", "crf28_val_gain_db")
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
@@ -63,13 +64,17 @@ def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[di
         stages.insert(0, (earlier, payload.get("recipe", {})))
     curve: list[dict[str, float]] = []
     offset = {"step": 0.0, "compute_s": 0.0, "wall_s": 0.0}
-    for stage_run, _ in stages:
+    for stage_run, stage_recipe in stages:
+        start = dict(offset)
         rows = stage_run if isinstance(stage_run, list) else read_curve(stage_run)
         # a warm start's first row repeats the last one (not after a shipped model's history,
         # which was validated on the held-out set of its own time)
         for row in rows[1 if curve and not isinstance(stages[0][0], list) else 0 :]:
             curve.append({k: round(v + offset.get(k, 0.0), 4) for k, v in row.items()})
         offset = {k: curve[-1][k] for k in offset}
+        for k in ("step", "compute_s"):  # a frozen state (freeze_state) trained past its last validation
+            if stage_run is not run and k in stage_recipe:
+                offset[k] = max(offset[k], start[k] + float(stage_recipe[k]))
     recipes: list[dict] = []
     for _, recipe in stages:  # an unbundled run carries the recipes of its own earlier stages
         recipes.extend(recipe["stages"] if recipe.get("stages") else [recipe])
@@ -201,6 +206,27 @@ def export_state(run: Path, target: Path) -> Path:
     return target
 
 
+def freeze_state(run: Path, folder: Path) -> Path:
+    """A finished-run folder (``weights_fp16.pt`` and ``log.csv``) from a running run's state, so
+    that another run can branch from it with ``--init-from FOLDER`` while this one goes on: the
+    weights it would ship now (:func:`export_state`) and its curve up to now, whose recipe still
+    names what it was warm-started from (the branch's curve then starts at the very beginning).
+    Written to a temporary folder renamed into place."""
+    from vsrt_cli.train.checkpoint import load_checkpoint, restore_curve
+
+    if folder.exists():
+        raise CheckpointError(f"{folder} already exists; choose another folder")
+    ckpt = load_checkpoint(run)
+    if ckpt is None:
+        raise CheckpointError(f"{run}/last.pt not found: --freeze needs a run's state")
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    export_state(run, tmp / WEIGHTS_FILE)
+    restore_curve(tmp, ckpt.get("curve"))
+    tmp.rename(folder)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="finished run to ship")
@@ -208,6 +234,8 @@ def main() -> None:
                         help="instead: rebuild a run folder from the shipped model --name (for --init-from)")
     parser.add_argument("--export-state", type=Path, metavar="RUN",
                         help="instead: write the weights running RUN would ship now to --to FILE")
+    parser.add_argument("--freeze", type=Path, metavar="RUN",
+                        help="instead: a finished-run folder --to DIR of RUN as it is now (to branch from)")
     parser.add_argument("--to", type=Path)
     parser.add_argument("--ablation", type=Path)
     parser.add_argument("--name", default="vsrt-cpu-small")
@@ -219,6 +247,14 @@ def main() -> None:
         if args.to is None:
             parser.error("--export-state needs --to FILE")
         print(f"wrote {export_state(args.export_state, args.to)}")
+        return
+    if args.freeze is not None:
+        if args.to is None:
+            parser.error("--freeze needs --to DIR")
+        try:
+            print(f"wrote {freeze_state(args.freeze, args.to)}")
+        except VsrtError as err:
+            raise SystemExit(f"error: {err}") from None
         return
     if args.unbundle_to is not None:
         try:

@@ -35,6 +35,7 @@ from vsrt_cli.train.checkpoint import (
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.data import Motion, WindowSampler, load_sequences, panned_val_windows, val_windows
 from vsrt_cli.train.ema import EMA
+from vsrt_cli.train.realdeg import compressed_windows
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
 from vsrt_cli.train.steps import (  # noqa: F401  (cosine, model_config: the loop's public API)
     SPYNET_FILE, charbonnier, cosine, is_neighbour_path, load_spynet_weights, model_config, param_groups, sr_loss,
@@ -45,6 +46,7 @@ from vsrt_cli.train.validate import (  # noqa: F401
 
 WEIGHTS_FILE = "weights_fp16.pt"
 VAL_FLOW_PAIRS = 32
+VAL_CRF = 28  # a compression-aware run is validated through x264 at this CRF too (issue #14)
 
 
 def warm_start_file(source: str) -> Path:
@@ -146,6 +148,8 @@ class SRStage:
         # The held-out clips barely move at this scale; the same frames under a camera pan
         # measure what neighbours add.
         self.val_pan = panned_val_windows(val, VAL_FRAMES, 2 * cfg.val_windows, cfg.val_size, multiple)
+        # A compression-aware run is validated on the same windows through x264 too.
+        self.val_crf = compressed_windows(self.val, VAL_CRF) if cfg.degradation == "real" else []
 
     @property
     def model(self) -> VSRT:
@@ -166,6 +170,8 @@ class SRStage:
         net = self.model
         pan = evaluate(net, self.val_pan)
         out = {**evaluate(net, self.val), **{f"pan_{k}": v for k, v in pan.items()}}
+        if self.val_crf:
+            out.update({f"crf{VAL_CRF}_{k}": v for k, v in evaluate(net, self.val_crf).items()})
         if self.config.use_flow:  # a flow trained end to end can break; this shows it
             out["pan_flow_epe_px"] = pan_flow_error(net, self.val_pan)
         return out

@@ -1,20 +1,25 @@
 """The ``real`` degradation: what a phone, a download or a DVD does to a window of frames.
 
 ``bi`` (:func:`vsrt_cli.train.degrade.bi_degrade`) is the benchmark protocol. ``real`` makes the
-LR window of a GT window ``[T, 4h, 4w, 3]`` uint8 through, in a random order and strength:
+LR window of a GT window ``[T, 4h, 4w, 3]`` uint8 in one of two ways:
 
-- **blur** at HR: a Gaussian, isotropic or not, rotated (sigma 0.2-2.0 HR px), probability 0.6;
-- **resize** to LR by one of MATLAB bicubic (antialiased), bilinear or area averaging, sometimes
-  through an intermediate size (down too far, then up);
-- **noise** at LR: Gaussian (sigma 1-10 grey levels), colour or grey, probability 0.5;
-- **compression** of the whole LR window as one video: libx264 or libx265 at a random CRF,
-  preset and GOP, or mpeg2video / mpeg4 at a random bitrate, always yuv420p, decoded back. The
-  frames share one encoder, so the artefacts move with the scene as a real codec's do.
+- with probability ``CLEAN_SHARE``, the BI protocol itself: a model for real footage must not
+  lose what it does on clean input (the compression-aware default may lose at most 0.3 dB there);
+- otherwise through, each stage with its own probability and a random strength:
+
+  - **blur** at HR (probability 0.4): a mild Gaussian, isotropic or not, rotated (sigma 0.2-1.2
+    HR px);
+  - **resize** to LR by MATLAB bicubic (antialiased, half the time), bilinear, area averaging, or
+    through an intermediate size (down too far, then up);
+  - **noise** at LR (probability 0.3): Gaussian (sigma 1-6 grey levels), colour or grey;
+  - **compression** of the whole LR window as one video (probability 0.95): libx264 most often,
+    libx265, mpeg2video or mpeg4, at a random CRF or bitrate, preset and GOP, always yuv420p,
+    decoded back. The frames share one encoder, so the artefacts move with the scene as a real
+    codec's do.
 
 Blur and resize come first, noise and compression after (a camera blurs before it samples, a
-codec sees the noisy frames), and each stage is skipped at random. Every choice comes from the
-caller's ``numpy`` Generator: a window is degraded the same way for the same seed. The GT is not
-touched.
+codec sees the noisy frames). Every choice comes from the caller's ``numpy`` Generator: a window
+is degraded the same way for the same seed. The GT is not touched.
 """
 
 from __future__ import annotations
@@ -28,15 +33,18 @@ import torch
 import torch.nn.functional as F
 
 from vsrt_cli.train.degrade import SCALE, bi_degrade
+from vsrt_cli.train.validate import ValWindow, to_tensor
 
 CODECS = ("libx264", "libx265", "mpeg2video", "mpeg4")
+CODEC_ODDS = {"libx264": 0.6, "libx265": 0.2, "mpeg2video": 0.1, "mpeg4": 0.1}  # H.264 is most video
+CLEAN_SHARE = 0.3
 X264_PRESETS = ("ultrafast", "veryfast", "fast", "medium")
 MIN_CODEC_SIDE = 64  # smaller frames are padded (edge) for the encoder, then cropped back
 
 
 def gaussian_kernel(rng: np.random.Generator) -> np.ndarray:
-    """A random 2-D Gaussian ``[k, k]`` (sum 1): sigmas 0.2-2.0 px, rotated."""
-    sx, sy = rng.uniform(0.2, 2.0, size=2)
+    """A random 2-D Gaussian ``[k, k]`` (sum 1): sigmas 0.2-1.2 px, rotated."""
+    sx, sy = rng.uniform(0.2, 1.2, size=2)
     if rng.random() < 0.5:
         sy = sx
     theta = rng.uniform(0, math.pi)
@@ -59,7 +67,7 @@ def blur(frames: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
 def resize_down(gt: np.ndarray, frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """HR ``[T, 3, 4h, 4w]`` float (0-255) -> LR ``[T, 3, h, w]`` by a random kernel."""
     h, w = frames.shape[-2] // SCALE, frames.shape[-1] // SCALE
-    kind = rng.choice(["bicubic", "bilinear", "area", "two-step"])
+    kind = rng.choice(["bicubic", "bilinear", "area", "two-step"], p=[0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])
     if kind == "bicubic":
         x = frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         return torch.from_numpy(bi_degrade(x)).permute(0, 3, 1, 2).float()
@@ -74,8 +82,8 @@ def resize_down(gt: np.ndarray, frames: torch.Tensor, rng: np.random.Generator) 
 
 
 def add_noise(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Gaussian noise (sigma 1-10 grey levels), the same on all channels or per channel."""
-    sigma = rng.uniform(1, 10)
+    """Gaussian noise (sigma 1-6 grey levels), the same on all channels or per channel."""
+    sigma = rng.uniform(1, 6)
     shape = (lr.shape[0], 1, *lr.shape[2:]) if rng.random() < 0.4 else tuple(lr.shape)
     noise = torch.from_numpy(rng.normal(0, sigma, size=shape).astype(np.float32))
     return lr + noise
@@ -83,25 +91,52 @@ def add_noise(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 def compress(lr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``[T, h, w, 3]`` uint8 through a random codec as one clip, decoded back (same shape)."""
+    odds = np.array([CODEC_ODDS.get(c, 0.1) for c in CODECS])
+    name = str(rng.choice(CODECS, p=odds / odds.sum()))
+    gop = int(rng.integers(1, 13))
+    bit_rate = None
+    if name == "libx264":
+        options = {"crf": str(int(rng.integers(18, 39))), "preset": str(rng.choice(X264_PRESETS)),
+                   "bf": str(int(rng.integers(0, 3)))}
+    elif name == "libx265":
+        options = {"crf": str(int(rng.integers(20, 39))), "preset": "ultrafast",
+                   "x265-params": f"log-level=none:keyint={gop}:min-keyint=1"}
+    else:  # bits per pixel 0.05-0.5 at 25 fps
+        bit_rate = int(rng.uniform(0.05, 0.5) * lr.shape[1] * lr.shape[2] * 25)
+        options = {"qmax": "31"}
+    return round_trip(lr, name, options, gop, bit_rate)
+
+
+def h264(lr: np.ndarray, crf: int) -> np.ndarray:
+    """``[T, h, w, 3]`` uint8 through libx264 at ``crf``, preset medium, one GOP: what
+    ``benchmarks/quality.py --compressed`` does to a held-out clip (for validation)."""
+    return round_trip(lr, "libx264", {"crf": str(crf), "preset": "medium"}, 250, None)
+
+
+def compressed_windows(windows: list[ValWindow], crf: int) -> list[ValWindow]:
+    """The validation ``windows`` with their LR through :func:`h264` at ``crf`` (same GT; no
+    flows: the model finds its own in the compressed frames, as it does in a user's video)."""
+    out = []
+    for window in windows:
+        lr = window.lr.movedim(-3, -1).mul(255).round().to(torch.uint8).numpy()
+        out.append(ValWindow(window.name, to_tensor(h264(lr, crf)), window.gt))
+    return out
+
+
+def round_trip(lr: np.ndarray, name: str, options: dict[str, str], gop: int, bit_rate: int | None) -> np.ndarray:
+    """``[T, h, w, 3]`` uint8 encoded by codec ``name`` as one yuv420p clip (padded to an even
+    size of at least ``MIN_CODEC_SIDE``) and decoded back, cropped to the same shape."""
     t, h, w, _ = lr.shape
     ph, pw = max(MIN_CODEC_SIDE, h + h % 2), max(MIN_CODEC_SIDE, w + w % 2)
     padded = np.pad(lr, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    name = str(rng.choice(CODECS))
     codec = av.CodecContext.create(name, "w")
     codec.width, codec.height, codec.pix_fmt = pw, ph, "yuv420p"
     codec.time_base = Fraction(1, 25)
     codec.framerate = Fraction(25, 1)
-    gop = int(rng.integers(1, 13))
     codec.gop_size = gop
-    if name == "libx264":
-        codec.options = {"crf": str(int(rng.integers(18, 39))), "preset": str(rng.choice(X264_PRESETS)),
-                         "bf": str(int(rng.integers(0, 3)))}
-    elif name == "libx265":
-        codec.options = {"crf": str(int(rng.integers(20, 39))), "preset": "ultrafast",
-                         "x265-params": f"log-level=none:keyint={gop}:min-keyint=1"}
-    else:  # bits per pixel 0.05-0.5 at 25 fps
-        codec.bit_rate = int(rng.uniform(0.05, 0.5) * pw * ph * 25)
-        codec.options = {"qmax": "31"}
+    if bit_rate is not None:
+        codec.bit_rate = bit_rate
+    codec.options = options
     packets = []
     for i, image in enumerate(padded):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuv420p")
@@ -121,13 +156,15 @@ def compress(lr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def real_degrade(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """GT window ``[T, 4h, 4w, 3]`` uint8 -> LR ``[T, h, w, 3]`` uint8 (the module docstring)."""
+    if rng.random() < CLEAN_SHARE:
+        return bi_degrade(gt)
     frames = torch.from_numpy(np.ascontiguousarray(gt)).permute(0, 3, 1, 2).float()
-    if rng.random() < 0.6:
+    if rng.random() < 0.4:
         frames = blur(frames, gaussian_kernel(rng))
     lr = resize_down(gt, frames, rng)
-    if rng.random() < 0.5:
+    if rng.random() < 0.3:
         lr = add_noise(lr, rng)
     out = lr.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    if rng.random() < 0.9:
+    if rng.random() < 0.95:
         out = compress(out, rng)
     return out
