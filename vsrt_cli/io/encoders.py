@@ -28,6 +28,11 @@ HDR10_ENCODERS = {"libx265", "libsvtav1"}
 # only MP4/MOV take it from PyAV (Matroska reads it from a field PyAV cannot set).
 SAR_IN_BITSTREAM = {"libx264", "libx265", "mpeg4", "mpeg2video"}
 SAR_CONTAINERS = {".mp4", ".mov", ".m4v"}
+# libx265 leaves the decode time (DTS) of an encode of this many frames or fewer unset: it sets
+# its B-frame delay only when frame number ``bframe delay`` (0-based, 2 with b-pyramid) arrives
+# and reads the member uninitialised before (x265 Encoder::encode), so packets came out with a
+# DTS far before zero (.mp4: "pts/dts pair unsupported", ENOSYS) or past their PTS (EINVAL).
+X265_UNSET_DTS_FRAMES = 2
 
 
 def encoder_choices() -> list[str]:

@@ -17,6 +17,7 @@ from vsrt_cli.errors import OutputError
 from vsrt_cli.io.colour import RANGE_FULL, RANGE_LIMITED, SDR_BT709, Colour
 from vsrt_cli.io.encoders import (
     CODEC_ALIASES,
+    X265_UNSET_DTS_FRAMES,
     check_keeps,
     choose_pix_fmt,
     encoder_choices,
@@ -137,6 +138,7 @@ class VideoWriter:
         self._src: av.container.InputContainer | None = None
         self._copy: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
+        self._held: list[av.Packet] = []  # libx265's first packets (see _mux_video)
         self._stream_map: dict[int, av.stream.Stream] = {}
 
     # -- opening --------------------------------------------------------------------------
@@ -251,8 +253,24 @@ class VideoWriter:
         frame.time_base = self.time_base
         time = float(frame.pts * self.time_base)
         self._mux_copies(until=time)
-        self._mux(self._video.encode(frame))
+        packets = self._video.encode(frame)
         self.frames_written += 1
+        self._mux_video(packets)
+
+    def _mux_video(self, packets: list[av.Packet], *, final: bool = False) -> None:
+        """Mux the encoder's packets. libx265's wait until it has taken a third frame: for a
+        clip of two frames or fewer it leaves their DTS unset (X265_UNSET_DTS_FRAMES), and they
+        get DTS = PTS, right there since two frames hold no B-frame (it needs a later reference)."""
+        if self.codec == "libx265" and self.frames_written <= X265_UNSET_DTS_FRAMES:
+            self._held += packets
+            if not final:
+                return
+            packets, self._held = self._held, []
+            for packet in packets:
+                packet.dts = packet.pts
+        elif self._held:
+            packets, self._held = self._held + packets, []
+        self._mux(packets)
 
     def _mux(self, packets: list[av.Packet]) -> None:
         assert self._out is not None
@@ -288,7 +306,7 @@ class VideoWriter:
             self._abort()
             return
         try:
-            self._mux(self._video.encode(None))
+            self._mux_video(self._video.encode(None), final=True)
             self._mux_copies(until=None)
             assert self._out is not None
             try:
