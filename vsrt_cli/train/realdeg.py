@@ -7,18 +7,21 @@ LR window of a GT window ``[T, 4h, 4w, 3]`` uint8 in one of two ways:
   lose what it does on clean input (the compression-aware default may lose at most 0.3 dB there);
 - otherwise through, each stage with its own probability and a random strength:
 
-  - **blur** at HR (probability 0.4): a mild Gaussian, isotropic or not, rotated (sigma 0.2-1.2
-    HR px);
-  - **resize** to LR by MATLAB bicubic (antialiased, half the time), bilinear, area averaging, or
-    through an intermediate size (down too far, then up);
-  - **noise** at LR (probability 0.3): Gaussian (sigma 1-6 grey levels), colour or grey;
+  - **blur** at HR (probability 0.15): a mild Gaussian, isotropic or not, rotated (sigma
+    0.2-0.8 HR px);
+  - **resize** to LR by MATLAB bicubic (antialiased, 80% of the time), bilinear, area averaging,
+    or through an intermediate size (down too far, then up);
+  - **noise** at LR (probability 0.2): Gaussian (sigma 1-4 grey levels), colour or grey;
   - **compression** of the whole LR window as one video (probability 0.95): libx264 most often,
     libx265, mpeg2video or mpeg4, at a random CRF or bitrate, preset and GOP, always yuv420p,
     decoded back. The frames share one encoder, so the artefacts move with the scene as a real
     codec's do.
 
 Blur and resize come first, noise and compression after (a camera blurs before it samples, a
-codec sees the noisy frames). Every choice comes from the caller's ``numpy`` Generator: a window
+codec sees the noisy frames). Blur, other kernels and noise stay rare and mild: an input that
+looks like BI but maps to another GT teaches the network to hedge, and a run with blur up to sigma
+1.2 on 28% of windows lost 0.8 dB on clean input in 20 compute-min while gaining 0.4 at CRF 28;
+the codec's artefacts, in contrast, can be seen in the input. Every choice comes from the caller's ``numpy`` Generator: a window
 is degraded the same way for the same seed. The GT is not touched.
 """
 
@@ -37,14 +40,14 @@ from vsrt_cli.train.validate import ValWindow, to_tensor
 
 CODECS = ("libx264", "libx265", "mpeg2video", "mpeg4")
 CODEC_ODDS = {"libx264": 0.6, "libx265": 0.2, "mpeg2video": 0.1, "mpeg4": 0.1}  # H.264 is most video
-CLEAN_SHARE = 0.3
+CLEAN_SHARE = 0.2
 X264_PRESETS = ("ultrafast", "veryfast", "fast", "medium")
 MIN_CODEC_SIDE = 64  # smaller frames are padded (edge) for the encoder, then cropped back
 
 
 def gaussian_kernel(rng: np.random.Generator) -> np.ndarray:
-    """A random 2-D Gaussian ``[k, k]`` (sum 1): sigmas 0.2-1.2 px, rotated."""
-    sx, sy = rng.uniform(0.2, 1.2, size=2)
+    """A random 2-D Gaussian ``[k, k]`` (sum 1): sigmas 0.2-0.8 px, rotated."""
+    sx, sy = rng.uniform(0.2, 0.8, size=2)
     if rng.random() < 0.5:
         sy = sx
     theta = rng.uniform(0, math.pi)
@@ -67,7 +70,7 @@ def blur(frames: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
 def resize_down(gt: np.ndarray, frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """HR ``[T, 3, 4h, 4w]`` float (0-255) -> LR ``[T, 3, h, w]`` by a random kernel."""
     h, w = frames.shape[-2] // SCALE, frames.shape[-1] // SCALE
-    kind = rng.choice(["bicubic", "bilinear", "area", "two-step"], p=[0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])
+    kind = rng.choice(["bicubic", "bilinear", "area", "two-step"], p=[0.8, 0.2 / 3, 0.2 / 3, 0.2 / 3])
     if kind == "bicubic":
         x = frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         return torch.from_numpy(bi_degrade(x)).permute(0, 3, 1, 2).float()
@@ -82,8 +85,8 @@ def resize_down(gt: np.ndarray, frames: torch.Tensor, rng: np.random.Generator) 
 
 
 def add_noise(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Gaussian noise (sigma 1-6 grey levels), the same on all channels or per channel."""
-    sigma = rng.uniform(1, 6)
+    """Gaussian noise (sigma 1-4 grey levels), the same on all channels or per channel."""
+    sigma = rng.uniform(1, 4)
     shape = (lr.shape[0], 1, *lr.shape[2:]) if rng.random() < 0.4 else tuple(lr.shape)
     noise = torch.from_numpy(rng.normal(0, sigma, size=shape).astype(np.float32))
     return lr + noise
@@ -159,10 +162,10 @@ def real_degrade(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < CLEAN_SHARE:
         return bi_degrade(gt)
     frames = torch.from_numpy(np.ascontiguousarray(gt)).permute(0, 3, 1, 2).float()
-    if rng.random() < 0.4:
+    if rng.random() < 0.15:
         frames = blur(frames, gaussian_kernel(rng))
     lr = resize_down(gt, frames, rng)
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         lr = add_noise(lr, rng)
     out = lr.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
     if rng.random() < 0.95:
