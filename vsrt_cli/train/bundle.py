@@ -25,7 +25,7 @@ from vsrt_cli.model import VSRT, VSRTConfig, get_config
 from vsrt_cli.registry import MANIFEST
 from vsrt_cli.weights import FORMAT
 from vsrt_cli.train.checkpoint import append_log
-from vsrt_cli.train.loop import WEIGHTS_FILE
+from vsrt_cli.train.loop import VAL_CRF, WEIGHTS_FILE
 
 
 def read_curve(run: Path) -> list[dict[str, float]]:
@@ -34,7 +34,7 @@ def read_curve(run: Path) -> list[dict[str, float]]:
         rows = list(csv.DictReader(f))
     keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db",
             "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db", "pan_flow_epe_px",
-            "crf28_val_psnr_y", "crf28_val_bicubic_psnr_y", "crf28_val_gain_db")
+            *(f"crf{VAL_CRF}_{k}" for k in ("val_psnr_y", "val_bicubic_psnr_y", "val_gain_db")))
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
