@@ -16,7 +16,11 @@ precision   fp32, fp16 and bf16 autocast: time per call (synchronised) and PSNR-
 flops       a dense 3x3 conv 64->64 on the card (fp32, bf16) against the official preset's
             achieved rate (FLOPs from FlopCounterMode, bf16, 64x64 tiles).
 throughput  LR frames/s of the default model and schedule through the tile runner (upload,
-            flows, tiles, blend, quantise, download) at 320x180, 640x360 and 1280x720.
+            flows, tiles, blend, quantise, download; YUV planes converted on CUDA, as the
+            pipeline does) at 320x180, 640x360 and 1280x720.
+colour      8-bit 4:2:0 frames converted on the device (vsrt_cli/yuv.py) against the same maths
+            on the CPU, and the time to upload + convert a 1280x720 frame and to quantise +
+            download its 4x output, as planes and as RGB (what the pipeline does on CUDA).
 memory      peak device memory of one call per tile size.
 oom         a real out-of-memory: torch.cuda.set_per_process_memory_fraction below what a
             whole-frame call needs; the runner backs off, and its output equals a clean run at
@@ -58,6 +62,7 @@ from vsrt_cli.runtime import (  # noqa: E402
 from vsrt_cli.schedule import plan_tiles  # noqa: E402
 from vsrt_cli.tiles import TileRunner  # noqa: E402
 from vsrt_cli.weights import load_weights  # noqa: E402
+from vsrt_cli.yuv import Planes  # noqa: E402
 
 REFERENCE = REPO.parent / "shared" / "reference"
 DEFAULT_WEIGHTS = REPO / "weights" / "vsrt-cpu-small-1f.pth"
@@ -233,7 +238,10 @@ def throughput(device: torch.device, tiny: bool) -> dict:
     for w, h in sizes:
         grid = plan_tiles(h, w, tile=128, overlap=16, multiple=model.config.size_multiple)
         runner = TileRunner(model, grid, batch=4, device=device, precision=p)
-        images = (torch.rand(frames_per_size, h, w, 3) * 255).to(torch.uint8).numpy()
+        images = [synthetic_planes(h, w, seed) for seed in range(frames_per_size)]
+        if device.type != "cuda":  # the CPU pipeline converts on the host: RGB in and out
+            images = [as_rgb(image) for image in images]
+        yuv = (1, False) if device.type == "cuda" else None
 
         def run() -> None:
             pending = None
@@ -242,12 +250,47 @@ def throughput(device: torch.device, tiny: bool) -> dict:
                 hr = runner(frame[None], [0], (i,))
                 if pending is not None:
                     pending.images()
-                pending = Download(hr, deep=False)
+                pending = Download(hr, deep=False, yuv=yuv)
             pending.images()
 
         t = seconds(run, device, 1 if tiny else 2)
         rows[f"{w}x{h}"] = {"lr_fps": round(frames_per_size / t, 2), "tiles_per_frame": len(grid.origins)}
     return {"model": "vsrt-cpu-small-1f", "precision": p, "schedule": "tile 128, overlap 16, 4 tiles per call", **rows}
+
+
+def synthetic_planes(h: int, w: int, seed: int) -> Planes:
+    """A BT.709 limited-range 4:2:0 frame of random code values, chroma left-sited (H.264's)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(16, 236, (h, w), dtype=np.uint8)
+    u, v = (rng.integers(16, 241, (h // 2, w // 2), dtype=np.uint8) for _ in range(2))
+    return Planes(y, u, v, matrix=1, full_range=False)
+
+
+def as_rgb(planes: Planes) -> np.ndarray:
+    return (upload_frame(planes, torch.device("cpu")).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
+
+@torch.inference_mode()
+def colour(device: torch.device, tiny: bool) -> dict:
+    h, w = (72, 128) if tiny else (720, 1280)
+    planes = synthetic_planes(h, w, 0)
+    rgb = as_rgb(planes)
+    on_device = upload_frame(planes, device)
+    parity = (on_device.cpu() - upload_frame(planes, torch.device("cpu"))).abs().max().item()
+    hr = torch.nn.functional.interpolate(on_device[None], scale_factor=4, mode="bilinear").clamp(0, 1)
+    out_device = Download(hr, deep=False, yuv=(1, False)).images()[0]
+    out_cpu = Download(hr.cpu(), deep=False, yuv=(1, False)).images()[0]
+    out_diff = max(int(np.abs(a.astype(int) - b).max()) for a, b in
+                   ((out_device.y, out_cpu.y), (out_device.u, out_cpu.u), (out_device.v, out_cpu.v)))
+    repeats = 3 if tiny else 10
+    ms = {
+        "upload_planes_ms": seconds(lambda: upload_frame(planes, device), device, repeats) * 1e3,
+        "upload_rgb_ms": seconds(lambda: upload_frame(rgb, device), device, repeats) * 1e3,
+        "download_planes_ms": seconds(lambda: Download(hr, deep=False, yuv=(1, False)).images(), device, repeats) * 1e3,
+        "download_rgb_ms": seconds(lambda: Download(hr, deep=False).images(), device, repeats) * 1e3,
+    }
+    return {"lr_size": f"{w}x{h}", "input_max_abs_diff_vs_cpu": parity, "output_max_code_diff_vs_cpu": out_diff,
+            **{k: round(v, 2) for k, v in ms.items()}}
 
 
 @torch.inference_mode()
@@ -327,7 +370,7 @@ def oom(device: torch.device, tiny: bool) -> dict:
 
 
 SECTIONS = {"env": env, "parity": parity, "precision": precision, "flops": flops, "throughput": throughput,
-            "memory": memory, "oom": oom}
+            "colour": colour, "memory": memory, "oom": oom}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -50,7 +50,7 @@ def test_device_check_needs_only_torch_numpy_einops_and_writes_its_report(tmp_pa
     code = BLOCK_VIDEO_IO + f"""
 import runpy
 sys.argv = ["device_check.py", "--out", {str(tmp_path)!r}, "--device", "cpu", "--tiny",
-            "--sections", "env,oom,memory,nosuch"]
+            "--sections", "env,oom,memory,colour,throughput,nosuch"]
 try:
     runpy.run_path({str(script)!r}, run_name="__main__")
 except KeyError:
@@ -63,6 +63,9 @@ except KeyError:
     oom = report["oom"]
     assert oom["survived"] and oom["notices"] and min(oom["final_tile"]) >= 32
     assert oom["identical_to_clean_run_at_final_settings"]  # bit for bit, as on CUDA
+    colour = report["colour"]  # the device's YUV maths is the CPU's
+    assert colour["input_max_abs_diff_vs_cpu"] == 0 and colour["output_max_code_diff_vs_cpu"] == 0
+    assert all(report["throughput"][size]["lr_fps"] > 0 for size in ("64x36", "96x54"))
 
 
 def test_device_check_records_a_failing_section_and_goes_on(tmp_path, monkeypatch):

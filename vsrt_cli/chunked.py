@@ -39,7 +39,9 @@ from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.pipeline import Event, Finished, Notice, Progress, Started, UpscaleJob, check_paths, check_schedule
+from vsrt_cli.pipeline import (
+    Event, Finished, Notice, Progress, Started, UpscaleJob, check_paths, check_schedule, out_planes, planes_in,
+)
 from vsrt_cli.runtime import Download, configure_device, upload_frame
 from vsrt_cli.schedule import plan_tiles
 from vsrt_cli.tiles import TileRunner
@@ -64,7 +66,7 @@ def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
     digest = hashlib.sha256((weights or weights_digest(model)).encode())
     facts = {
         "input": fingerprint(job.source), "schedule": dataclasses.asdict(job.schedule),
-        "precision": job.precision, "device": job.device.type,
+        "precision": job.precision, "device": job.device.type, "colour_on_device": job.device_colour,
         "encode": dataclasses.asdict(replace(job.encode, copy_streams=False)),
     }
     digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
@@ -153,11 +155,14 @@ def run_chunk(runner: TileRunner, job: UpscaleJob, info: VideoInfo, frames: Scan
         bit_depth=info.bit_depth, settings=replace(job.encode, codec=codec, copy_streams=False), source=None,
         overwrite=True, colour=info.colour, sample_aspect=info.sample_aspect,
     )
+    deep = info.bit_depth > 8
+    decoded = read_range(info, frames, chunk.decode_from, chunk.decode_to, yuv=planes_in(job, deep))
     with BackgroundWriter(writer) as sink:
-        yield from _run_windows(runner, read_range(info, frames, chunk.decode_from, chunk.decode_to), chunk, sink, info.bit_depth > 8)
+        yield from _run_windows(runner, decoded, chunk, sink, deep, out_planes(job, writer, deep))
 
 
-def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink: BackgroundWriter, deep: bool) -> Iterator[int]:
+def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink: BackgroundWriter, deep: bool,
+                 yuv: tuple[int, bool] | None) -> Iterator[int]:
     """The chunk's model calls, each run once its last frame is decoded; only the chunk's own
     output frames are written."""
     todo = list(chunk.windows)
@@ -171,7 +176,7 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
             win = todo.pop(0)
             batch = torch.stack([buffer[i] for i in win.frames])
             hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
-            for image, (_, index) in zip(Download(hr, deep).images(), win.outputs):
+            for image, (_, index) in zip(Download(hr, deep, yuv).images(), win.outputs):
                 if chunk.owns(index):
                     sink.write(image, stamps[index])
                     done += 1

@@ -55,6 +55,13 @@ class UpscaleJob:
     skip_bad_frames: bool = False  # repeat the last good frame where decoding fails
     frames_out: bool | None = None  # PNG frames into a folder; None: when the output has no extension
     metadata: dict[str, str] = field(default_factory=dict)  # container tags (the provenance comment)
+    colour_on_device: bool | None = None  # 8-bit 4:2:0 YUV<->RGB on the model's device; None: on CUDA
+
+    @property
+    def device_colour(self) -> bool:
+        """Whether frames cross to the device as YUV planes and are converted there (the
+        default on CUDA; on the CPU swscale on the decode/encode threads is faster)."""
+        return self.device.type == "cuda" if self.colour_on_device is None else self.colour_on_device
 
     @property
     def writes_frames(self) -> bool:
@@ -171,7 +178,8 @@ def _frames(job: UpscaleJob, source: _Source) -> Iterator[tuple[Iterator[Frame],
     if source.info is None:
         yield iter_folder(source.files or [], job.fps), None
         return
-    with VideoReader(source.info, skip_bad_frames=job.skip_bad_frames) as reader:
+    yuv = planes_in(job, source.bit_depth > 8)
+    with VideoReader(source.info, skip_bad_frames=job.skip_bad_frames, yuv=yuv) as reader:
         yield iter(reader), reader
 
 
@@ -222,7 +230,7 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
             for dropped in writer.dropped:
                 yield Notice(f"not copied, the output container cannot hold it: {dropped}")
         done = 0
-        for event in _run(runner, frames, sink, sched, deep, source.total):
+        for event in _run(runner, frames, sink, sched, deep, source.total, out_planes(job, writer, deep)):
             if isinstance(event, Progress):
                 done = event.done
             yield event
@@ -236,6 +244,19 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     yield Finished(job.output, done, seconds, size, repaired)
 
 
+def planes_in(job: UpscaleJob, deep: bool) -> bool:
+    """Whether the reader hands 8-bit 4:2:0 frames over as planes for the device to convert."""
+    return job.device_colour and not deep
+
+
+def out_planes(job: UpscaleJob, writer: FolderWriter | VideoWriter, deep: bool) -> tuple[int, bool] | None:
+    """``(matrix, full_range)`` of the YUV planes the device makes for ``writer``, or None
+    where it takes RGB (image frames, 10-bit, RGB or 4:4:4 output, host conversion)."""
+    if not job.device_colour or deep or not isinstance(writer, VideoWriter) or not writer.takes_planes:
+        return None
+    return writer.colour.matrix, writer.colour.full_range
+
+
 def _run(
     runner: TileRunner,
     frames: Iterator[Frame],
@@ -243,10 +264,11 @@ def _run(
     sched: Schedule,
     deep: bool,
     total: int | None,
+    yuv: tuple[int, bool] | None = None,
 ) -> Iterator[Progress | Notice]:
     """Frames are uploaded once each (kept on the device while a window needs them); a window's
-    HR frames are quantised on the device and downloaded while the next window computes, then
-    handed to the writer."""
+    HR frames are quantised on the device (to ``yuv`` planes when given) and downloaded while
+    the next window computes, then handed to the writer."""
     planner = WindowPlanner(sched.window, sched.stride)
     buffer: dict[int, torch.Tensor] = {}
     stamps: dict[int, int | None] = {}
@@ -271,7 +293,7 @@ def _run(
             hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
             while runner.notices:
                 yield Notice(runner.notices.pop(0))
-            pending.append((Download(hr, deep), [index for _, index in win.outputs]))
+            pending.append((Download(hr, deep, yuv), [index for _, index in win.outputs]))
             del batch, hr
             yield from flush(keep=lag)
         for index in [i for i in buffer if i < planner.keep_from]:

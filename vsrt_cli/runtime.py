@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vsrt_cli.errors import ConfigError
+from vsrt_cli.yuv import Planes, rgb_to_yuv420, yuv420_to_rgb
 
 Precision = Literal["fp32", "fp16", "bf16"]
 _DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -193,12 +194,18 @@ def free_memory(device: torch.device) -> int | None:
 # --- frames to and from the device ---------------------------------------------------------------
 
 
-def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``[H, W, 3]`` uint8/uint16 -> ``[3, H, W]`` float32 in [0, 1] on ``device``.
+def upload_frame(image: np.ndarray | Planes, device: torch.device) -> torch.Tensor:
+    """``[H, W, 3]`` uint8/uint16 RGB, or 8-bit 4:2:0 :class:`~vsrt_cli.yuv.Planes`, ->
+    ``[3, H, W]`` float32 RGB in [0, 1] on ``device``.
 
-    On CUDA the integer frame (a quarter of the float bytes) is copied once, through pinned
-    memory and without blocking the host, and converted on the device; frames stay there for
-    every window that uses them. The CPU computes the same numbers (``x / 255`` in float32)."""
+    On CUDA the integer frame (a quarter of the float bytes; planes half the RGB bytes again) is
+    copied once, through pinned memory and without blocking the host, and converted on the
+    device; frames stay there for every window that uses them. The CPU computes the same
+    numbers (``x / 255`` in float32, or the same YUV maths)."""
+    if isinstance(image, Planes):
+        y, u, v = (_to_device(plane, device) for plane in (image.y, image.u, image.v))
+        rgb = yuv420_to_rgb(y, u, v, image.matrix, image.full_range, image.left)
+        return torch.rot90(rgb, image.rotation // 90, dims=(1, 2)).contiguous() if image.rotation else rgb
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     if device.type != "cuda":
         return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / scale
@@ -207,28 +214,45 @@ def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return staged.permute(2, 0, 1).float() / scale
 
 
-class Download:
-    """HR frames ``[K, 3, H, W]`` in [0, 1] quantised to ``[H, W, 3]`` uint8 (uint16 when
-    ``deep``) on their device, and copied to the host without blocking it: the copy runs behind
-    whatever the device does next (the next window). :meth:`images` waits for it."""
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    host = torch.from_numpy(np.ascontiguousarray(array))
+    return host.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else host
 
-    def __init__(self, frames: torch.Tensor, deep: bool) -> None:
-        peak = 65535.0 if deep else 255.0
-        quantised = (frames.float() * peak).round_().permute(0, 2, 3, 1)
+
+class Download:
+    """HR frames ``[K, 3, H, W]`` in [0, 1] quantised on their device and copied to the host
+    without blocking it: the copy runs behind whatever the device does next (the next window).
+    :meth:`images` waits for it and gives ``[H, W, 3]`` uint8 RGB (uint16 when ``deep``), or,
+    with ``yuv`` ``(matrix, full_range)``, 8-bit 4:2:0 :class:`~vsrt_cli.yuv.Planes` converted
+    on the device (half the bytes, and no conversion left for the encoder thread)."""
+
+    def __init__(self, frames: torch.Tensor, deep: bool, yuv: tuple[int, bool] | None = None) -> None:
         self.deep = deep
+        self.yuv = yuv
         self.event = None
-        if frames.device.type == "cuda":
+        if yuv is not None:
+            if deep:
+                raise ValueError("YUV downloads are 8-bit")
+            on_device: tuple[torch.Tensor, ...] = rgb_to_yuv420(frames, *yuv)
+        else:
+            peak = 65535.0 if deep else 255.0
+            quantised = (frames.float() * peak).round_().permute(0, 2, 3, 1)
             # uint8 goes over the bus; 16-bit values as int32 (CUDA has no uint16 arithmetic)
-            on_device = quantised.to(torch.int32 if deep else torch.uint8).contiguous()
-            self.host = torch.empty(on_device.shape, dtype=on_device.dtype, pin_memory=True)
-            self.host.copy_(on_device, non_blocking=True)
+            on_device = (quantised.to(torch.int32 if deep else torch.uint8).contiguous(),) if frames.device.type == "cuda" else (quantised,)
+        if frames.device.type == "cuda":
+            self.host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in on_device)
+            for host, device_tensor in zip(self.host, on_device):
+                host.copy_(device_tensor.contiguous(), non_blocking=True)
             self.event = torch.cuda.Event()
             self.event.record()
         else:
-            self.host = quantised
+            self.host = on_device
 
-    def images(self) -> list[np.ndarray]:
+    def images(self) -> list[np.ndarray] | list[Planes]:
         if self.event is not None:
             self.event.synchronize()
-        array = self.host.numpy()
+        if self.yuv is not None:
+            y, u, v = (t.numpy() for t in self.host)
+            return [Planes(y[k], u[k], v[k], *self.yuv, left=False) for k in range(len(y))]  # 2x2 means: centred
+        array = self.host[0].numpy()
         return list(array.astype(np.uint16 if self.deep else np.uint8))

@@ -8,11 +8,13 @@ from typing import Protocol
 
 import numpy as np
 
+from vsrt_cli.yuv import Planes
+
 
 class FrameSink(Protocol):
     def __enter__(self) -> object: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None: ...
-    def write(self, image: np.ndarray, pts: int | None) -> None: ...
+    def write(self, image: np.ndarray | Planes, pts: int | None) -> None: ...
 
 
 _END = object()
@@ -60,7 +62,7 @@ class BackgroundWriter:
             error, self._error = self._error, None
             raise error
 
-    def write(self, image: np.ndarray, pts: int | None) -> None:
+    def write(self, image: np.ndarray | Planes, pts: int | None) -> None:
         while True:
             self._raise_pending()
             if self._abort.is_set():

@@ -111,6 +111,21 @@ class Colour:
 SDR_BT709 = Colour()
 
 
+# Decoders whose 4:2:0 chroma sits on the even luma columns (MPEG-2's siting, these standards'
+# default, which FFmpeg reports); the others' sits between two columns (VP8/9, AV1, MPEG-1, JPEG).
+_CHROMA_LEFT = frozenset({"h264", "hevc", "vvc", "mpeg2video", "mpeg4", "h263", "vc1", "wmv3"})
+
+
+def chroma_left(codec: str) -> bool:
+    """Whether ``codec``'s decoded 4:2:0 chroma is sited on the even luma columns."""
+    return codec in _CHROMA_LEFT
+
+
+def full_range(frame: av.VideoFrame) -> bool:
+    """Whether the frame's code values span 0-255 (JPEG levels), not 16-235 (MPEG)."""
+    return frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+
+
 def read_colour(frame: av.VideoFrame) -> Colour:
     """The colour description of a decoded frame, untagged parts guessed as players do: the
     matrix by size (BT.709 for HD, BT.601 below); primaries and transfer alike (BT.709 for
@@ -129,5 +144,4 @@ def read_colour(frame: av.VideoFrame) -> Colour:
             mastering = Mastering.from_side_data(bytes(side))
         elif name == "CONTENT_LIGHT_LEVEL":
             light = light_level(bytes(side))
-    full = frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
-    return Colour(primaries, transfer, matrix, full, mastering, light, guessed)
+    return Colour(primaries, transfer, matrix, full_range(frame), mastering, light, guessed)

@@ -1,7 +1,9 @@
 """Decode frames on a background thread into a bounded queue.
 
 Memory stays flat whatever the clip length: at most ``buffer`` decoded frames wait in the queue.
-Frames come out as RGB arrays in display orientation, with their source timestamps.
+Frames come out as RGB arrays in display orientation, with their source timestamps; or, when
+asked, 8-bit 4:2:0 frames as their YUV planes, for the model's device to convert
+(:mod:`vsrt_cli.yuv`).
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import DecodeError
-from vsrt_cli.io.probe import RANGE_FULL, VideoInfo, colour_matrix, open_input
+from vsrt_cli.io.colour import chroma_left, full_range
+from vsrt_cli.io.probe import VideoInfo, colour_matrix, open_input
+from vsrt_cli.yuv import Planes, converts
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: ``image`` is ``[H, W, 3]`` RGB, uint8 (8-bit sources) or uint16."""
+    """One decoded frame: ``image`` is ``[H, W, 3]`` RGB, uint8 (8-bit sources) or uint16, or
+    the frame's :class:`~vsrt_cli.yuv.Planes` from a reader asked for them."""
 
     index: int
     pts: int | None
     time_base: Fraction
-    image: np.ndarray
+    image: np.ndarray | Planes
 
     @property
     def time(self) -> float | None:
@@ -46,7 +51,7 @@ def to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int, size: tuple[int,
     path repeats each chroma sample, which gives blocky colour edges. ``size`` ``(width,
     height)``, coded orientation, scales a frame of another size to it (a stream whose
     resolution changes part-way comes out at its first size)."""
-    full = frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+    full = full_range(frame)
     matrix = colour_matrix(frame.colorspace, frame.width, frame.height)
     levels = "JPEG" if full else "MPEG"
     width, height = size if size is not None else (frame.width, frame.height)
@@ -70,6 +75,33 @@ def to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int, size: tuple[int,
     return image
 
 
+def to_planes(frame: av.VideoFrame, rotation: int, size: tuple[int, int], left: bool = True) -> Planes | None:
+    """The YUV planes of an 8-bit 4:2:0 frame of ``size`` ``(width, height)`` (even sides) whose
+    matrix :mod:`vsrt_cli.yuv` converts, chroma sited ``left`` or not (see
+    :func:`~vsrt_cli.io.colour.chroma_left`); None for any other frame (:func:`to_rgb` takes it)."""
+    width, height = frame.width, frame.height
+    if frame.format.name not in ("yuv420p", "yuvj420p") or (width, height) != size or width % 2 or height % 2:
+        return None
+    matrix = colour_matrix(frame.colorspace, width, height)
+    if not converts(matrix):
+        return None
+    full = full_range(frame)
+
+    def plane(index: int, w: int, h: int) -> np.ndarray:
+        data = frame.planes[index]
+        return np.frombuffer(data, np.uint8).reshape(h, data.line_size)[:, :w].copy()
+
+    return Planes(plane(0, width, height), plane(1, width // 2, height // 2), plane(2, width // 2, height // 2),
+                  matrix, full, rotation, left)
+
+
+def decoded_image(frame: av.VideoFrame, info: VideoInfo, size: tuple[int, int], yuv: bool) -> np.ndarray | Planes:
+    """What a reader gives of ``frame`` of the video ``info`` (``size`` its first frame's coded
+    size): its planes when ``yuv`` and :func:`to_planes` takes it, else its RGB array."""
+    planes = to_planes(frame, info.rotation, size, chroma_left(info.codec)) if yuv else None
+    return planes if planes is not None else to_rgb(frame, info.bit_depth, info.rotation, size)
+
+
 _END = object()
 
 
@@ -86,11 +118,15 @@ class VideoReader:
     ends before the frame count in its index is a :class:`DecodeError` naming the frame and
     time. With ``skip_bad_frames`` such frames are replaced by the last good one instead, at
     their own timestamps, so timing stays intact; :attr:`repaired` counts them.
+
+    With ``yuv`` the frames :func:`to_planes` takes come out as planes (the rest as RGB).
     """
 
-    def __init__(self, info: VideoInfo, *, buffer: int = 8, threads: int = 0, skip_bad_frames: bool = False) -> None:
+    def __init__(self, info: VideoInfo, *, buffer: int = 8, threads: int = 0, skip_bad_frames: bool = False,
+                 yuv: bool = False) -> None:
         self.info = info
         self.skip_bad_frames = skip_bad_frames
+        self.yuv = yuv
         self.repaired = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, buffer))
         self._stop = threading.Event()
@@ -211,7 +247,7 @@ class _Decode:
 
     def emit(self, frame: av.VideoFrame) -> bool:
         info = self.reader.info
-        image = to_rgb(frame, info.bit_depth, info.rotation, self.size)
+        image = decoded_image(frame, info, self.size, self.reader.yuv)
         pts = self.stamp(frame)
         if frame.pts is not None:  # timestamps demuxed before this one never came out: lost frames
             lost = sorted(p for p in self.pending if p < pts)

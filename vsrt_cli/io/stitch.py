@@ -20,7 +20,7 @@ import av
 from vsrt_cli.errors import DecodeError, InputError
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import VideoInfo, open_input
-from vsrt_cli.io.reader import Frame, to_rgb
+from vsrt_cli.io.reader import Frame, decoded_image
 from vsrt_cli.io.writer import write_failure
 
 
@@ -56,9 +56,10 @@ def scan(info: VideoInfo) -> Scan:
     return Scan(tuple(times), frozenset(keys))
 
 
-def read_range(info: VideoInfo, frames: Scan, start: int, end: int) -> Iterator[Frame]:
+def read_range(info: VideoInfo, frames: Scan, start: int, end: int, *, yuv: bool = False) -> Iterator[Frame]:
     """Frames ``start`` to ``end - 1`` (global indices, source timestamps), decoded from the
-    keyframe at or before ``start``: the same pictures a decode from the beginning gives."""
+    keyframe at or before ``start``: the same pictures a decode from the beginning gives
+    (as planes where ``yuv`` and the frame allows, like :class:`~vsrt_cli.io.reader.VideoReader`)."""
     index = {pts: i for i, pts in enumerate(frames.times)}
     rotated = info.rotation in (90, 270)
     size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
@@ -77,7 +78,7 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int) -> Iterator[
                     break
                 if i != expected:
                     raise DecodeError(f"{info.path}: frame {expected} could not be decoded in its chunk; run it without --chunks")
-                yield Frame(i, frame.pts, frame.time_base or stream.time_base, to_rgb(frame, info.bit_depth, info.rotation, size))
+                yield Frame(i, frame.pts, frame.time_base or stream.time_base, decoded_image(frame, info, size, yuv))
                 expected += 1
         except av.FFmpegError as exc:
             raise DecodeError(f"{info.path}: decoding frame {expected} failed ({exc}); run it without --chunks") from exc

@@ -27,6 +27,7 @@ from vsrt_cli.io.encoders import (
 )
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import probe
+from vsrt_cli.yuv import Planes, converts
 
 __all__ = ["CODEC_ALIASES", "EncodeSettings", "VideoWriter", "default_pix_fmt", "write_failure"]
 
@@ -237,16 +238,20 @@ class VideoWriter:
             self._copy = iter(self._src.demux(*wanted))
 
     # -- writing --------------------------------------------------------------------------
-    def write(self, image: np.ndarray, pts: int | None) -> None:
-        """Encode one ``[H, W, 3]`` RGB uint8/uint16 frame with its source timestamp."""
+    @property
+    def takes_planes(self) -> bool:
+        """Whether :meth:`write` takes :class:`~vsrt_cli.yuv.Planes` in this video's matrix and
+        range as they are (8-bit 4:2:0 output, no conversion left to do here)."""
+        return self.pix_fmt == "yuv420p" and converts(self.colour.matrix)
+
+    def write(self, image: np.ndarray | Planes, pts: int | None) -> None:
+        """Encode one ``[H, W, 3]`` RGB uint8/uint16 frame, or its 4:2:0 planes (see
+        :attr:`takes_planes`), with its source timestamp."""
         assert self._out is not None
-        fmt = "rgb48le" if image.dtype == np.uint16 else "rgb24"
-        frame = av.VideoFrame.from_ndarray(image, format=fmt)
-        if self.rgb_out:
-            frame = frame.reformat(format=self.pix_fmt)
+        if isinstance(image, Planes):
+            frame = self._planes_frame(image)
         else:
-            frame = frame.reformat(format=self.pix_fmt, src_colorspace=self.colour.matrix, dst_colorspace=self.colour.matrix,
-                                   dst_color_range="JPEG" if self.colour.full_range else "MPEG")
+            frame = self._rgb_frame(image)
         if pts is None:  # no timestamp: the next frame at the stream's rate
             pts = round(self.frames_written / ((self.rate or Fraction(25)) * self.time_base))
         frame.pts = pts
@@ -256,6 +261,27 @@ class VideoWriter:
         packets = self._video.encode(frame)
         self.frames_written += 1
         self._mux_video(packets)
+
+    def _planes_frame(self, planes: Planes) -> av.VideoFrame:
+        if not self.takes_planes or (planes.matrix, planes.full_range) != (self.colour.matrix, self.colour.full_range):
+            raise ValueError(f"planes in matrix {planes.matrix} for a {self.pix_fmt} output in matrix {self.colour.matrix}")
+        height, width = planes.y.shape
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for index, array in enumerate((planes.y, planes.u, planes.v)):
+            plane = frame.planes[index]
+            rows = np.frombuffer(plane, np.uint8).reshape(array.shape[0], plane.line_size)
+            rows[:, :array.shape[1]] = array
+        return frame
+
+    def _rgb_frame(self, image: np.ndarray) -> av.VideoFrame:
+        fmt = "rgb48le" if image.dtype == np.uint16 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(image, format=fmt)
+        if self.rgb_out:
+            frame = frame.reformat(format=self.pix_fmt)
+        else:
+            frame = frame.reformat(format=self.pix_fmt, src_colorspace=self.colour.matrix, dst_colorspace=self.colour.matrix,
+                                   dst_color_range="JPEG" if self.colour.full_range else "MPEG")
+        return frame
 
     def _mux_video(self, packets: list[av.Packet], *, final: bool = False) -> None:
         """Mux the encoder's packets. libx265's wait until it has taken a third frame: for a
