@@ -1,7 +1,10 @@
 """What the neighbours add: a video model against its single-frame ablation, and against itself
 with the neighbours taken away.
 
-    python benchmarks/temporal.py --video WEIGHTS --single WEIGHTS [--windows 16] [--gt-scale 1]
+    python benchmarks/temporal.py --video WEIGHTS --single WEIGHTS [--windows 16] [--gt-scale 1] [--out FILE]
+
+``--out`` also writes the report as JSON (what ``python -m vsrt_cli.train.bundle --temporal``
+records in the manifest).
 
 Held-out clips only (vsrt_cli/train/sources.py VAL_SOURCES), prepared as in training (GT = the
 source at ``--gt-scale``, LR = BI, flows of whole LR frames by the video model's flow (DIS, or its SPyNet), cut to
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, required=True, help="weights of the video (5-frame) model")
     parser.add_argument("--single", type=Path, required=True, help="weights of its single-frame ablation")
     parser.add_argument("--windows", type=int, default=16, help="windows per clip and set")
+    parser.add_argument("--out", type=Path, help="also write the report (JSON) here")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "cache")
     parser.add_argument("--gt-scale", type=float, default=1.0, help="as the models were trained")
     parser.add_argument("--max-frames", type=int, default=150, help="as the models were trained")
@@ -117,7 +121,10 @@ def main() -> None:
             if mine:
                 results[name][group] = summary(mine)
         print(name, json.dumps({k: results[name][k] for k in ("all", "moving", "static") if k in results[name]}), flush=True)
-    print(json.dumps({"video": str(args.video), "single": str(args.single), **results}, indent=2))
+    report = {"video": str(args.video), "single": str(args.single), "windows": args.windows, **results}
+    print(json.dumps(report, indent=2))
+    if args.out is not None:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

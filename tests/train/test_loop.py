@@ -208,6 +208,36 @@ def test_unbundle_rebuilds_a_run_that_warm_starts_like_the_original(tiny_world, 
     assert not (tiny_world / "x").exists()
 
 
+def test_shipping_a_video_model_names_its_twin_records_its_budget_and_temporal_gain(tiny_world, monkeypatch):
+    from vsrt_cli.train.bundle import bundle
+
+    monkeypatch.setitem(vsrt_module.PRESETS, "tiny-1f", loop.model_config(config(tiny_world, stage="ablation")))
+    twin, video = tiny_world / "twin", tiny_world / "video"
+    loop.run(config(tiny_world, stage="ablation", minutes=0.003), twin, echo=lambda _: None)
+    loop.run(config(tiny_world, stage="main", minutes=0.003), video, echo=lambda _: None)
+    shipped = tiny_world / "weights"
+    shipped.mkdir()
+    bundle(twin, None, "old-default", "tiny-1f", shipped, "test")
+    with pytest.raises(SystemExit, match="bundle the twin first"):
+        bundle(video, twin, "tiny-5f", "tiny", shipped, "test", twin="tiny-1f")
+    bundle(twin, None, "tiny-1f", "tiny-1f", shipped, "test")
+    row = {"bicubic": 30.0, "single": 31.0, "video": 31.4, "video_minus_single_db": 0.4, "neighbours_worth_db": 0.5,
+           "motion_db": 30.1, "windows": 8, "flow_epe_px": 0.1}
+    report = {"windows": 8, "real": {"all": row, "moving": row, "static": row, "clip": row}, "pan": {"all": row}}
+    entry = bundle(video, twin, "tiny-5f", "tiny", shipped, "test", twin="tiny-1f", temporal=report, first=True)
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert [m["name"] for m in manifest["models"]] == ["tiny-5f", "old-default", "tiny-1f"]  # the default first
+    assert entry["single_frame_twin"] == "tiny-1f"
+    assert entry["quality"]["temporal"]["real"]["moving"]["video_minus_single_db"] == 0.4
+    assert "flow_epe_px" not in entry["quality"]["temporal"]["real"]["moving"]
+    assert "--windows 8" in entry["quality"]["temporal"]["command"]
+    budget = entry["training"]["budget"]
+    assert budget["gpu_minutes"] == 0 and budget["steps"] == entry["training"]["steps"]
+    assert budget["cpu_minutes"] == pytest.approx(entry["training"]["compute_seconds"] / 60, abs=0.05)
+    # single-frame weights carry no SPyNet
+    assert not any(k.startswith("spynet.") for k in torch.load(shipped / "tiny-1f.pth", weights_only=True)["state_dict"])
+
+
 def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tiny_world):
     cfg = config(tiny_world)
     loop.run(cfg, tiny_world / "old", max_steps=1, echo=lambda _: None)

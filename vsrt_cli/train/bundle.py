@@ -81,7 +81,29 @@ def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[di
     return curve, recipes
 
 
-def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, description: str) -> dict:
+def temporal_summary(report: dict) -> dict:
+    """What the manifest keeps of a ``benchmarks/temporal.py --out`` report: the video model's
+    margin over its single-frame twin and what its neighbours are worth, per group of held-out
+    clips (moving, static, each clip) on the real and the panned windows."""
+    keep = ("bicubic", "single", "video", "video_minus_single_db", "neighbours_worth_db", "motion_db", "windows")
+    summary: dict[str, object] = {
+        "command": f"python benchmarks/temporal.py --video VIDEO --single TWIN --windows {report.get('windows', 16)}",
+        "protocol": "held-out clips, 5-frame windows, centre frame, PSNR-Y (BT.601), 4-pixel border, fp32",
+    }
+    for kind in ("real", "pan"):
+        summary[kind] = {group: {k: row[k] for k in keep if k in row} for group, row in report[kind].items()}
+    return summary
+
+
+def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, description: str, *,
+           twin: str | None = None, temporal: dict | None = None, first: bool = False) -> dict:
+    """Ship ``run`` as ``name`` into ``out`` (weights file and manifest entry). ``twin`` names
+    the bundled single-frame model trained beside it (``single_frame_twin``), ``temporal`` is
+    its ``benchmarks/temporal.py`` report, ``first`` makes it the first entry: the default."""
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
+    if twin is not None and twin not in [m["name"] for m in manifest["models"]]:
+        raise SystemExit(f"--twin {twin} is not in {manifest_path}; bundle the twin first")
     payload = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     config = VSRTConfig(**payload["config"])
     if config != get_config(preset):
@@ -125,6 +147,9 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         if "pan_val_psnr_y" in final and "pan_val_psnr_y" in ab:
             quality["single_frame_ablation"]["panned_psnr_y"] = ab["pan_val_psnr_y"]
             quality["panned_gain_over_ablation_db"] = round(final["pan_val_psnr_y"] - ab["pan_val_psnr_y"], 4)
+    if temporal is not None:
+        quality["temporal"] = temporal_summary(temporal)
+    gpu_s = float(payload.get("recipe", {}).get("gpu_s") or 0.0)
     entry = {
         "name": name,
         "preset": preset,
@@ -141,14 +166,18 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
             "steps": final.get("step"),
             "compute_seconds": final.get("compute_s"),
             "wall_seconds": final.get("wall_s"),
+            "budget": {"cpu_minutes": round(float(final.get("compute_s", 0.0)) / 60, 1),
+                       "gpu_minutes": round(gpu_s / 60, 1), "steps": final.get("step")},
             "curve": curve,
         },
         "quality": quality,
     }
-    manifest_path = out / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
+    if twin is not None:
+        entry["single_frame_twin"] = twin
     names = [m["name"] for m in manifest["models"]]
-    if name in names:  # in place: the first entry is the default model
+    if first:  # the first entry is the default model
+        manifest["models"] = [entry] + [m for m in manifest["models"] if m["name"] != name]
+    elif name in names:  # in place
         manifest["models"][names.index(name)] = entry
     else:
         manifest["models"].append(entry)
@@ -242,6 +271,9 @@ def main() -> None:
     parser.add_argument("--preset", default="vsrt-cpu-small")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--description", default="vsrt's own CPU-sized VSRT, trained here on CC-BY clips")
+    parser.add_argument("--twin", help="the bundled single-frame model trained beside this one")
+    parser.add_argument("--temporal", type=Path, help="benchmarks/temporal.py --out report to record")
+    parser.add_argument("--default", action="store_true", help="make it the first entry: the default model")
     args = parser.parse_args()
     if args.export_state is not None:
         if args.to is None:
@@ -264,7 +296,9 @@ def main() -> None:
         return
     if args.run is None:
         parser.error("--run is required (or --unbundle-to)")
-    entry = bundle(args.run, args.ablation, args.name, args.preset, args.out, args.description)
+    temporal = json.loads(args.temporal.read_text()) if args.temporal is not None else None
+    entry = bundle(args.run, args.ablation, args.name, args.preset, args.out, args.description,
+                   twin=args.twin, temporal=temporal, first=args.default)
     print(json.dumps({k: entry[k] for k in ("name", "file", "sha256", "bytes", "parameters", "quality")}, indent=2))
 
 
