@@ -241,7 +241,7 @@ def throughput(device: torch.device, tiny: bool) -> dict:
         images = [synthetic_planes(h, w, seed) for seed in range(frames_per_size)]
         if device.type != "cuda":  # the CPU pipeline converts on the host: RGB in and out
             images = [as_rgb(image) for image in images]
-        yuv = (1, False) if device.type == "cuda" else None
+        yuv = (1, False, True) if device.type == "cuda" else None  # the pipeline's rule (pipeline.out_planes)
 
         def run() -> None:
             pending = None
@@ -263,7 +263,7 @@ def synthetic_planes(h: int, w: int, seed: int) -> Planes:
     rng = np.random.default_rng(seed)
     y = rng.integers(16, 236, (h, w), dtype=np.uint8)
     u, v = (rng.integers(16, 241, (h // 2, w // 2), dtype=np.uint8) for _ in range(2))
-    return Planes(y, u, v, matrix=1, full_range=False)
+    return Planes(y, u, v, matrix=1, full_range=False, left=True)
 
 
 def as_rgb(planes: Planes) -> np.ndarray:
@@ -278,15 +278,15 @@ def colour(device: torch.device, tiny: bool) -> dict:
     on_device = upload_frame(planes, device)
     parity = (on_device.cpu() - upload_frame(planes, torch.device("cpu"))).abs().max().item()
     hr = torch.nn.functional.interpolate(on_device[None], scale_factor=4, mode="bilinear").clamp(0, 1)
-    out_device = Download(hr, deep=False, yuv=(1, False)).images()[0]
-    out_cpu = Download(hr.cpu(), deep=False, yuv=(1, False)).images()[0]
+    out_device = Download(hr, deep=False, yuv=(1, False, True)).images()[0]
+    out_cpu = Download(hr.cpu(), deep=False, yuv=(1, False, True)).images()[0]
     out_diff = max(int(np.abs(a.astype(int) - b).max()) for a, b in
                    ((out_device.y, out_cpu.y), (out_device.u, out_cpu.u), (out_device.v, out_cpu.v)))
     repeats = 3 if tiny else 10
     ms = {
         "upload_planes_ms": seconds(lambda: upload_frame(planes, device), device, repeats) * 1e3,
         "upload_rgb_ms": seconds(lambda: upload_frame(rgb, device), device, repeats) * 1e3,
-        "download_planes_ms": seconds(lambda: Download(hr, deep=False, yuv=(1, False)).images(), device, repeats) * 1e3,
+        "download_planes_ms": seconds(lambda: Download(hr, deep=False, yuv=(1, False, True)).images(), device, repeats) * 1e3,
         "download_rgb_ms": seconds(lambda: Download(hr, deep=False).images(), device, repeats) * 1e3,
     }
     return {"lr_size": f"{w}x{h}", "input_max_abs_diff_vs_cpu": parity, "output_max_code_diff_vs_cpu": out_diff,

@@ -16,7 +16,8 @@ from tests.test_chunked import clip_with_audio, decoded, job
 from vsrt_cli.chunked import upscale_chunks
 from vsrt_cli.io.colour import Colour
 from vsrt_cli.io.probe import probe
-from vsrt_cli.io.reader import VideoReader, to_planes, to_rgb
+from vsrt_cli.io.convert import to_planes, to_rgb
+from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.pipeline import upscale
 from vsrt_cli.runtime import Download, upload_frame
@@ -72,7 +73,7 @@ def test_planes_convert_to_the_picture_swscale_gives(matrix, colour_range):
 def test_device_planes_out_match_swscales_rgb_to_yuv420p(matrix, full):
     rgb = scene(seed=3)
     hr = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-    (planes,) = Download(hr, deep=False, yuv=(matrix, full)).images()
+    (planes,) = Download(hr, deep=False, yuv=(matrix, full, False)).images()
     reference = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
         format="yuv420p", src_colorspace=matrix, dst_colorspace=matrix, dst_color_range="JPEG" if full else "MPEG")
     for ours, index in ((planes.y, 0), (planes.u, 1), (planes.v, 2)):
@@ -112,31 +113,76 @@ def test_chroma_sits_where_the_codec_puts_it(tmp_path, codec, left):
     assert ours < 0.5 and other > 1.0, (ours, other)
 
 
+def test_left_sited_output_is_where_h264_players_read_it():
+    """Planes made for an H.264/HEVC output carry their chroma on the even columns: read back
+    there they give the picture as well as centred planes read centred; read centred they do not."""
+    rgb = scene(seed=5)
+    hr = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+    def error(planes: Planes) -> float:
+        return float(np.abs(as_rgb8(upload_frame(planes, CPU)).astype(int) - rgb).mean())
+
+    (left,) = Download(hr, deep=False, yuv=(1, False, True)).images()
+    (centred,) = Download(hr, deep=False, yuv=(1, False, False)).images()
+    assert left.left and not centred.left and np.array_equal(left.y, centred.y)
+    assert error(left) <= error(centred) + 0.1
+    assert error(replace(left, left=False)) > error(left) + 0.3
+
+
+@pytest.mark.parametrize("chromaloc,expected", [(None, (True, False)), (1, (False, False)), (2, (True, True)),
+                                                (3, (False, True)), (4, None), (5, None)])
+def test_a_streams_tagged_siting_is_found_from_its_first_telling_frame(tmp_path, chromaloc, expected):
+    """H.264's chroma_sample_loc_type (0 left, 1 centre, 2 top-left, 3 top, 4 bottom-left,
+    5 bottom): PyAV does not give it, swscale follows it. A flat first frame tells nothing and
+    keeps the codec's default; the next one settles it, or sends a siting the device does not
+    reproduce (bottom rows) to swscale."""
+    path = tmp_path / "tagged.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"qp": "0", **({"x264-params": f"chromaloc={chromaloc}"} if chromaloc is not None else {})}
+        for i in range(3):
+            image = scene(seed=i) if i else np.full((48, 64, 3), 90, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")))
+        container.mux(stream.encode())
+    with VideoReader(probe(path), yuv=True) as frames:
+        images = [f.image for f in frames]
+    with VideoReader(probe(path)) as frames:
+        rgb = [f.image.astype(int) for f in frames]
+    assert isinstance(images[0], Planes) and (images[0].left, images[0].top) == (True, False)  # flat: the default
+    for image, host in zip(images[1:], rgb[1:]):
+        if expected is None:
+            assert isinstance(image, np.ndarray) and np.array_equal(image, host)
+        else:
+            assert (image.left, image.top) == expected
+            assert np.abs(as_rgb8(upload_frame(image, CPU)).astype(int) - host).mean() < 0.5
+
+
 def test_rotation_is_applied_after_conversion():
     frame = yuv_frame(scene(), 1, MPEG)
-    upright = upload_frame(to_planes(frame, 0, (64, 48)), CPU)
-    turned = upload_frame(to_planes(frame, 90, (64, 48)), CPU)
-    assert turned.shape == (3, 64, 48) and to_planes(frame, 90, (64, 48)).shape == (64, 48)
+    upright = upload_frame(to_planes(frame, 0, (64, 48), left=False), CPU)
+    turned = upload_frame(to_planes(frame, 90, (64, 48), left=False), CPU)
+    assert turned.shape == (3, 64, 48) and to_planes(frame, 90, (64, 48), left=False).shape == (64, 48)
     assert torch.equal(turned, torch.rot90(upright, 1, dims=(1, 2)))
     assert np.array_equal(as_rgb8(turned), np.rot90(as_rgb8(upright), 1))
 
 
 def test_frames_the_device_does_not_convert_stay_rgb():
     rgb = scene()
-    assert to_planes(yuv_frame(rgb, 1, MPEG), 0, (64, 48)) is not None
-    assert to_planes(yuv_frame(rgb, 1, MPEG), 0, (32, 24)) is None  # a size change part-way: swscale scales
-    assert to_planes(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv444p"), 0, (64, 48)) is None
-    assert to_planes(yuv_frame(scene(46, 62), 1, MPEG), 0, (62, 46)) is not None
+    assert to_planes(yuv_frame(rgb, 1, MPEG), 0, (64, 48), False) is not None
+    assert to_planes(yuv_frame(rgb, 1, MPEG), 0, (32, 24), False) is None  # a size change part-way: swscale scales
+    assert to_planes(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv444p"), 0, (64, 48), False) is None
+    assert to_planes(yuv_frame(scene(46, 62), 1, MPEG), 0, (62, 46), False) is not None
     odd = av.VideoFrame.from_ndarray(scene(47, 63), format="rgb24").reformat(format="yuv420p")
-    assert to_planes(odd, 0, (63, 47)) is None
+    assert to_planes(odd, 0, (63, 47), False) is None
     constant_luminance = yuv_frame(rgb, 1, MPEG)
     constant_luminance.colorspace = 10  # BT.2020 CL: not a matrix
-    assert to_planes(constant_luminance, 0, (64, 48)) is None
+    assert to_planes(constant_luminance, 0, (64, 48), False) is None
 
 
 def test_the_writer_encodes_planes_as_they_are(tmp_path):
     frame = yuv_frame(scene(), 1, MPEG)
-    planes = to_planes(frame, 0, (64, 48))
+    planes = to_planes(frame, 0, (64, 48), left=False)
     out = tmp_path / "planes.mkv"
     settings = EncodeSettings(codec="ffv1", pix_fmt="yuv420p", copy_streams=False)
     writer = VideoWriter(out, width=64, height=48, time_base=Fraction(1, 24), rate=24, bit_depth=8,
@@ -193,10 +239,10 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 def test_cuda_converts_as_the_cpu_does():
     frame = yuv_frame(scene(), 1, MPEG)
-    planes = to_planes(frame, 90, (64, 48))
+    planes = to_planes(frame, 90, (64, 48), left=False)
     on_gpu = upload_frame(planes, torch.device("cuda"))
     torch.testing.assert_close(on_gpu.cpu(), upload_frame(planes, CPU), atol=1e-6, rtol=0)
-    (gpu_out,) = Download(on_gpu[None], deep=False, yuv=(1, False)).images()
-    (cpu_out,) = Download(on_gpu[None].cpu(), deep=False, yuv=(1, False)).images()
+    (gpu_out,) = Download(on_gpu[None], deep=False, yuv=(1, False, True)).images()
+    (cpu_out,) = Download(on_gpu[None].cpu(), deep=False, yuv=(1, False, True)).images()
     for a, b in ((gpu_out.y, cpu_out.y), (gpu_out.u, cpu_out.u), (gpu_out.v, cpu_out.v)):
         assert np.abs(a.astype(int) - b).max() <= 1

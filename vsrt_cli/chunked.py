@@ -66,9 +66,11 @@ def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
     digest = hashlib.sha256((weights or weights_digest(model)).encode())
     facts = {
         "input": fingerprint(job.source), "schedule": dataclasses.asdict(job.schedule),
-        "precision": job.precision, "device": job.device.type, "colour_on_device": job.device_colour,
+        "precision": job.precision, "device": job.device.type,
         "encode": dataclasses.asdict(replace(job.encode, copy_streams=False)),
     }
+    if job.device_colour != (job.device.type == "cuda"):  # not the device's default: other pixels
+        facts["colour_on_device"] = job.device_colour
     digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:12]
 
@@ -162,7 +164,7 @@ def run_chunk(runner: TileRunner, job: UpscaleJob, info: VideoInfo, frames: Scan
 
 
 def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink: BackgroundWriter, deep: bool,
-                 yuv: tuple[int, bool] | None) -> Iterator[int]:
+                 yuv: tuple[int, bool, bool] | None) -> Iterator[int]:
     """The chunk's model calls, each run once its last frame is decoded; only the chunk's own
     output frames are written."""
     todo = list(chunk.windows)

@@ -18,6 +18,7 @@ import torch
 
 from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.background import BackgroundWriter
+from vsrt_cli.io.colour import chroma_left
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
@@ -249,12 +250,13 @@ def planes_in(job: UpscaleJob, deep: bool) -> bool:
     return job.device_colour and not deep
 
 
-def out_planes(job: UpscaleJob, writer: FolderWriter | VideoWriter, deep: bool) -> tuple[int, bool] | None:
-    """``(matrix, full_range)`` of the YUV planes the device makes for ``writer``, or None
-    where it takes RGB (image frames, 10-bit, RGB or 4:4:4 output, host conversion)."""
+def out_planes(job: UpscaleJob, writer: FolderWriter | VideoWriter, deep: bool) -> tuple[int, bool, bool] | None:
+    """``(matrix, full_range, left)`` of the YUV planes the device makes for ``writer`` (chroma
+    where its codec's players expect it), or None where it takes RGB (image frames, 10-bit, RGB
+    or 4:4:4 output, host conversion)."""
     if not job.device_colour or deep or not isinstance(writer, VideoWriter) or not writer.takes_planes:
         return None
-    return writer.colour.matrix, writer.colour.full_range
+    return writer.colour.matrix, writer.colour.full_range, chroma_left(writer.codec)
 
 
 def _run(
@@ -264,7 +266,7 @@ def _run(
     sched: Schedule,
     deep: bool,
     total: int | None,
-    yuv: tuple[int, bool] | None = None,
+    yuv: tuple[int, bool, bool] | None = None,
 ) -> Iterator[Progress | Notice]:
     """Frames are uploaded once each (kept on the device while a window needs them); a window's
     HR frames are quantised on the device (to ``yuv`` planes when given) and downloaded while

@@ -204,7 +204,7 @@ def upload_frame(image: np.ndarray | Planes, device: torch.device) -> torch.Tens
     numbers (``x / 255`` in float32, or the same YUV maths)."""
     if isinstance(image, Planes):
         y, u, v = (_to_device(plane, device) for plane in (image.y, image.u, image.v))
-        rgb = yuv420_to_rgb(y, u, v, image.matrix, image.full_range, image.left)
+        rgb = yuv420_to_rgb(y, u, v, image.matrix, image.full_range, image.left, image.top)
         return torch.rot90(rgb, image.rotation // 90, dims=(1, 2)).contiguous() if image.rotation else rgb
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     if device.type != "cuda":
@@ -223,10 +223,10 @@ class Download:
     """HR frames ``[K, 3, H, W]`` in [0, 1] quantised on their device and copied to the host
     without blocking it: the copy runs behind whatever the device does next (the next window).
     :meth:`images` waits for it and gives ``[H, W, 3]`` uint8 RGB (uint16 when ``deep``), or,
-    with ``yuv`` ``(matrix, full_range)``, 8-bit 4:2:0 :class:`~vsrt_cli.yuv.Planes` converted
-    on the device (half the bytes, and no conversion left for the encoder thread)."""
+    with ``yuv`` ``(matrix, full_range, left)``, 8-bit 4:2:0 :class:`~vsrt_cli.yuv.Planes`
+    converted on the device (half the bytes, and no conversion left for the encoder thread)."""
 
-    def __init__(self, frames: torch.Tensor, deep: bool, yuv: tuple[int, bool] | None = None) -> None:
+    def __init__(self, frames: torch.Tensor, deep: bool, yuv: tuple[int, bool, bool] | None = None) -> None:
         self.deep = deep
         self.yuv = yuv
         self.event = None
@@ -253,6 +253,8 @@ class Download:
             self.event.synchronize()
         if self.yuv is not None:
             y, u, v = (t.numpy() for t in self.host)
-            return [Planes(y[k], u[k], v[k], *self.yuv, left=False) for k in range(len(y))]  # 2x2 means: centred
+            matrix, full, left = self.yuv
+            # copies: the window's pinned buffer is freed now, not when the last frame is encoded
+            return [Planes(y[k].copy(), u[k].copy(), v[k].copy(), matrix, full, left=left) for k in range(len(y))]
         array = self.host[0].numpy()
         return list(array.astype(np.uint16 if self.deep else np.uint8))

@@ -111,13 +111,15 @@ class Colour:
 SDR_BT709 = Colour()
 
 
-# Decoders whose 4:2:0 chroma sits on the even luma columns (MPEG-2's siting, these standards'
-# default, which FFmpeg reports); the others' sits between two columns (VP8/9, AV1, MPEG-1, JPEG).
-_CHROMA_LEFT = frozenset({"h264", "hevc", "vvc", "mpeg2video", "mpeg4", "h263", "vc1", "wmv3"})
+# Codecs whose 4:2:0 chroma sits on the even luma columns by default (MPEG-2's siting, which
+# FFmpeg's decoders report and players assume); the others' sits between two columns (VP8/9,
+# AV1, MPEG-1, H.263, JPEG). Decoder and encoder names.
+_CHROMA_LEFT = frozenset({"h264", "hevc", "vvc", "mpeg2video", "mpeg4", "vc1", "wmv3",
+                          "libx264", "libx265", "libxvid", "libvvenc", "h264_nvenc", "hevc_nvenc"})
 
 
 def chroma_left(codec: str) -> bool:
-    """Whether ``codec``'s decoded 4:2:0 chroma is sited on the even luma columns."""
+    """Whether ``codec``'s 4:2:0 chroma sits on the even luma columns unless tagged otherwise."""
     return codec in _CHROMA_LEFT
 
 

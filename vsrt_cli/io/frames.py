@@ -16,7 +16,8 @@ import numpy as np
 from vsrt_cli.errors import InputError, OutputError
 from vsrt_cli.io.outputs import aside_path, frame_name, partial_path, refuse_replace, remove_own_output
 from vsrt_cli.io.probe import has_alpha
-from vsrt_cli.io.reader import Frame, to_rgb
+from vsrt_cli.io.convert import to_rgb
+from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.writer import write_failure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

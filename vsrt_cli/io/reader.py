@@ -18,9 +18,11 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import DecodeError
-from vsrt_cli.io.colour import chroma_left, full_range
-from vsrt_cli.io.probe import VideoInfo, colour_matrix, open_input
-from vsrt_cli.yuv import Planes, converts
+from vsrt_cli.io.convert import FrameConverter, to_rgb
+from vsrt_cli.io.probe import VideoInfo, open_input
+from vsrt_cli.yuv import Planes
+
+__all__ = ["Frame", "VideoReader", "to_rgb"]
 
 
 @dataclass(frozen=True)
@@ -36,70 +38,6 @@ class Frame:
     @property
     def time(self) -> float | None:
         return None if self.pts is None else float(self.pts * self.time_base)
-
-
-def _subsampled(fmt: av.VideoFormat, width: int, height: int) -> bool:
-    """4:2:0, 4:2:2, 4:1:1 ... (chroma planes smaller than the picture)."""
-    return not fmt.is_rgb and len(fmt.components) >= 3 and (
-        fmt.chroma_width(width) < width or fmt.chroma_height(height) < height)
-
-
-def to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An RGB array of ``frame`` with the right YUV matrix and range, rotated for display.
-
-    Subsampled chroma is interpolated (bilinear, to 4:4:4 first): swscale's direct YUV->RGB
-    path repeats each chroma sample, which gives blocky colour edges. ``size`` ``(width,
-    height)``, coded orientation, scales a frame of another size to it (a stream whose
-    resolution changes part-way comes out at its first size)."""
-    full = full_range(frame)
-    matrix = colour_matrix(frame.colorspace, frame.width, frame.height)
-    levels = "JPEG" if full else "MPEG"
-    width, height = size if size is not None else (frame.width, frame.height)
-    scale = {} if (width, height) == (frame.width, frame.height) else {"width": width, "height": height, "interpolation": "BICUBIC"}
-    if _subsampled(frame.format, frame.width, frame.height):
-        frame = frame.reformat(
-            format="yuv444p16le" if bit_depth > 8 else "yuv444p", interpolation="BILINEAR",
-            width=width, height=height, src_colorspace=matrix, dst_colorspace=matrix,
-            src_color_range=levels, dst_color_range=levels,
-        )
-        scale = {}
-    image = frame.to_ndarray(
-        format="rgb48le" if bit_depth > 8 else "rgb24",
-        src_colorspace=matrix,
-        src_color_range=levels,
-        dst_color_range="JPEG",
-        **scale,
-    )
-    if rotation:
-        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
-    return image
-
-
-def to_planes(frame: av.VideoFrame, rotation: int, size: tuple[int, int], left: bool = True) -> Planes | None:
-    """The YUV planes of an 8-bit 4:2:0 frame of ``size`` ``(width, height)`` (even sides) whose
-    matrix :mod:`vsrt_cli.yuv` converts, chroma sited ``left`` or not (see
-    :func:`~vsrt_cli.io.colour.chroma_left`); None for any other frame (:func:`to_rgb` takes it)."""
-    width, height = frame.width, frame.height
-    if frame.format.name not in ("yuv420p", "yuvj420p") or (width, height) != size or width % 2 or height % 2:
-        return None
-    matrix = colour_matrix(frame.colorspace, width, height)
-    if not converts(matrix):
-        return None
-    full = full_range(frame)
-
-    def plane(index: int, w: int, h: int) -> np.ndarray:
-        data = frame.planes[index]
-        return np.frombuffer(data, np.uint8).reshape(h, data.line_size)[:, :w].copy()
-
-    return Planes(plane(0, width, height), plane(1, width // 2, height // 2), plane(2, width // 2, height // 2),
-                  matrix, full, rotation, left)
-
-
-def decoded_image(frame: av.VideoFrame, info: VideoInfo, size: tuple[int, int], yuv: bool) -> np.ndarray | Planes:
-    """What a reader gives of ``frame`` of the video ``info`` (``size`` its first frame's coded
-    size): its planes when ``yuv`` and :func:`to_planes` takes it, else its RGB array."""
-    planes = to_planes(frame, info.rotation, size, chroma_left(info.codec)) if yuv else None
-    return planes if planes is not None else to_rgb(frame, info.bit_depth, info.rotation, size)
 
 
 _END = object()
@@ -119,7 +57,8 @@ class VideoReader:
     time. With ``skip_bad_frames`` such frames are replaced by the last good one instead, at
     their own timestamps, so timing stays intact; :attr:`repaired` counts them.
 
-    With ``yuv`` the frames :func:`to_planes` takes come out as planes (the rest as RGB).
+    With ``yuv`` 8-bit 4:2:0 frames come out as planes (see
+    :class:`~vsrt_cli.io.convert.FrameConverter`), the rest as RGB.
     """
 
     def __init__(self, info: VideoInfo, *, buffer: int = 8, threads: int = 0, skip_bad_frames: bool = False,
@@ -202,6 +141,7 @@ class _Decode:
         info = reader.info
         rotated = info.rotation in (90, 270)
         self.size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
+        self.convert = FrameConverter(info, self.size, reader.yuv)
         # Ticks of the time base per frame, for frames the container gives no timestamp.
         rate = info.rate or Fraction(25)
         self.tick = 1 / (rate * self.time_base) if self.time_base else None
@@ -246,8 +186,7 @@ class _Decode:
         return round(self.index * self.tick)
 
     def emit(self, frame: av.VideoFrame) -> bool:
-        info = self.reader.info
-        image = decoded_image(frame, info, self.size, self.reader.yuv)
+        image = self.convert(frame)
         pts = self.stamp(frame)
         if frame.pts is not None:  # timestamps demuxed before this one never came out: lost frames
             lost = sorted(p for p in self.pending if p < pts)

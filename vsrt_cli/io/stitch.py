@@ -20,7 +20,8 @@ import av
 from vsrt_cli.errors import DecodeError, InputError
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import VideoInfo, open_input
-from vsrt_cli.io.reader import Frame, decoded_image
+from vsrt_cli.io.convert import FrameConverter
+from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.writer import write_failure
 
 
@@ -64,6 +65,7 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int, *, yuv: bool
     rotated = info.rotation in (90, 270)
     size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
     expected = start
+    convert = FrameConverter(info, size, yuv)
     with open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -78,7 +80,7 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int, *, yuv: bool
                     break
                 if i != expected:
                     raise DecodeError(f"{info.path}: frame {expected} could not be decoded in its chunk; run it without --chunks")
-                yield Frame(i, frame.pts, frame.time_base or stream.time_base, decoded_image(frame, info, size, yuv))
+                yield Frame(i, frame.pts, frame.time_base or stream.time_base, convert(frame))
                 expected += 1
         except av.FFmpegError as exc:
             raise DecodeError(f"{info.path}: decoding frame {expected} failed ({exc}); run it without --chunks") from exc

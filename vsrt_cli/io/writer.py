@@ -263,8 +263,9 @@ class VideoWriter:
         self._mux_video(packets)
 
     def _planes_frame(self, planes: Planes) -> av.VideoFrame:
-        if not self.takes_planes or (planes.matrix, planes.full_range) != (self.colour.matrix, self.colour.full_range):
-            raise ValueError(f"planes in matrix {planes.matrix} for a {self.pix_fmt} output in matrix {self.colour.matrix}")
+        if not self.takes_planes or (planes.matrix, planes.full_range) != (self.colour.matrix, self.colour.full_range) or planes.rotation:
+            raise ValueError(f"planes in matrix {planes.matrix} (rotation {planes.rotation}) for a {self.pix_fmt} "
+                             f"output in matrix {self.colour.matrix}")
         height, width = planes.y.shape
         frame = av.VideoFrame(width, height, "yuv420p")
         for index, array in enumerate((planes.y, planes.u, planes.v)):
