@@ -175,19 +175,6 @@ def _job(
     return net, job
 
 
-def _frame_size(source: Path) -> tuple[int, int]:
-    """(height, width) of a clip or of the first image of a frame folder."""
-    if source.is_dir():
-        from vsrt_cli.io.frames import list_frames, read_image
-
-        image = read_image(list_frames(source)[0])[0]
-        return image.shape[0], image.shape[1]
-    from vsrt_cli.io.probe import probe
-
-    info = probe(source)
-    return info.height, info.width
-
-
 def _tiling(
     net: "VSRT", dev: "torch.device", precision: str, *, window: int, stride: int, tile: int | None,
     batch: int | None, overlap: int, source: Path | None, quiet: bool,
@@ -197,6 +184,7 @@ def _tiling(
     model's own tile for fixed-tile models) and 4 tiles per call. The out-of-memory back-off in
     :mod:`vsrt_cli.tiles` stays the safety net. ``source`` None: clips of several sizes."""
     from vsrt_cli.budget import default_tiling
+    from vsrt_cli.io.frames import frame_size
     from vsrt_cli.runtime import free_memory
 
     if tile is not None and batch is not None:
@@ -204,7 +192,7 @@ def _tiling(
     free = free_memory(dev)
     chosen = default_tiling(
         net.config, frames=window, kept=1 if stride == 1 else window,  # a clip's end keeps the whole window
-        size=_frame_size(source) if free is not None and source is not None else None,
+        size=frame_size(source) if free is not None and source is not None else None,
         element_bytes=4 if precision == "fp32" else 2, free_bytes=free, overlap=overlap, tile=tile,
     )
     tile, batch = chosen.tile if tile is None else tile, chosen.batch if batch is None else batch

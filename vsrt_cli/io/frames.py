@@ -15,7 +15,7 @@ import numpy as np
 
 from vsrt_cli.errors import InputError, OutputError
 from vsrt_cli.io.outputs import aside_path, frame_name, partial_path, refuse_replace, remove_own_output
-from vsrt_cli.io.probe import has_alpha
+from vsrt_cli.io.probe import has_alpha, probe
 from vsrt_cli.io.convert import to_rgb
 from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.writer import write_failure
@@ -36,6 +36,15 @@ def list_frames(folder: Path) -> list[Path]:
     if not files:
         raise InputError(f"{folder} holds no PNG or JPEG frames; give a video file or a folder of images")
     return files
+
+
+def frame_size(source: Path) -> tuple[int, int]:
+    """``(height, width)`` of a clip (as displayed) or of the first image of a frame folder."""
+    if source.is_dir():
+        image = read_image(list_frames(source)[0])[0]
+        return image.shape[0], image.shape[1]
+    info = probe(source)
+    return info.height, info.width
 
 
 def read_image(path: Path) -> tuple[np.ndarray, int, bool]:
