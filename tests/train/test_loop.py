@@ -232,8 +232,18 @@ def test_shipping_a_video_model_names_its_twin_records_its_budget_and_temporal_g
     assert "flow_epe_px" not in entry["quality"]["temporal"]["real"]["moving"]
     assert "--windows 8" in entry["quality"]["temporal"]["command"]
     budget = entry["training"]["budget"]
-    assert budget["gpu_minutes"] == 0 and budget["steps"] == entry["training"]["steps"]
+    assert budget["gpu_minutes"] == 0 and budget["steps"] == entry["training"]["steps"]  # ends with a validation
     assert budget["cpu_minutes"] == pytest.approx(entry["training"]["compute_seconds"] / 60, abs=0.05)
+    # a frozen state counts what it trained after its last validation too
+    from vsrt_cli.train.bundle import freeze_state
+
+    frozen = freeze_state(video, tiny_world / "frozen")
+    payload = torch.load(frozen / loop.WEIGHTS_FILE, weights_only=True)
+    payload["recipe"]["step"] += 5  # as if it had trained 5 steps and a minute past the validation
+    payload["recipe"]["compute_s"] += 60
+    torch.save(payload, frozen / loop.WEIGHTS_FILE)
+    later = bundle(frozen, twin, "tiny-5f", "tiny", shipped, "test", twin="tiny-1f")["training"]["budget"]
+    assert later["steps"] == budget["steps"] + 5 and later["cpu_minutes"] == pytest.approx(budget["cpu_minutes"] + 1, abs=0.05)
     # single-frame weights carry no SPyNet
     assert not any(k.startswith("spynet.") for k in torch.load(shipped / "tiny-1f.pth", weights_only=True)["state_dict"])
 

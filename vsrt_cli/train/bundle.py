@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -81,6 +82,14 @@ def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[di
     return curve, recipes
 
 
+def same_network(a: VSRTConfig, b: VSRTConfig) -> bool:
+    """Whether two configs build the same network: which flow estimator a network without flow
+    would use does not count (a single-frame twin trained beside a DIS video model)."""
+    if not a.use_flow and not b.use_flow:
+        b = replace(b, flow=a.flow)
+    return a == b
+
+
 def temporal_summary(report: dict) -> dict:
     """What the manifest keeps of a ``benchmarks/temporal.py --out`` report: the video model's
     margin over its single-frame twin and what its neighbours are worth, per group of held-out
@@ -106,7 +115,7 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         raise SystemExit(f"--twin {twin} is not in {manifest_path}; bundle the twin first")
     payload = torch.load(run / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     config = VSRTConfig(**payload["config"])
-    if config != get_config(preset):
+    if not same_network(config, get_config(preset)):
         raise SystemExit(f"{run} was trained with {config}, not the {preset} preset")
     model = VSRT(config)
     model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()}, strict=True)
@@ -149,7 +158,13 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
             quality["panned_gain_over_ablation_db"] = round(final["pan_val_psnr_y"] - ab["pan_val_psnr_y"], 4)
     if temporal is not None:
         quality["temporal"] = temporal_summary(temporal)
-    gpu_s = float(payload.get("recipe", {}).get("gpu_s") or 0.0)
+    recipe = payload.get("recipe", {})
+    gpu_s = float(recipe.get("gpu_s") or 0.0)
+    # the whole budget: the earlier stages, then this run up to its state (a frozen state may
+    # have trained past its last validation)
+    own = read_curve(run)[-1]
+    spent = {k: final.get(k, 0.0) - own.get(k, 0.0) + float(recipe.get(r, own.get(k, 0.0)))
+             for k, r in (("compute_s", "compute_s"), ("step", "step"))}
     entry = {
         "name": name,
         "preset": preset,
@@ -166,8 +181,8 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
             "steps": final.get("step"),
             "compute_seconds": final.get("compute_s"),
             "wall_seconds": final.get("wall_s"),
-            "budget": {"cpu_minutes": round(float(final.get("compute_s", 0.0)) / 60, 1),
-                       "gpu_minutes": round(gpu_s / 60, 1), "steps": final.get("step")},
+            "budget": {"cpu_minutes": round(spent["compute_s"] / 60, 1), "gpu_minutes": round(gpu_s / 60, 1),
+                       "steps": int(spent["step"])},
             "curve": curve,
         },
         "quality": quality,
