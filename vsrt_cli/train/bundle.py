@@ -69,8 +69,9 @@ def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[di
         start = dict(offset)
         rows = stage_run if isinstance(stage_run, list) else read_curve(stage_run)
         # a warm start's first row repeats the last one (not after a shipped model's history,
-        # which was validated on the held-out set of its own time)
-        for row in rows[1 if curve and not isinstance(stages[0][0], list) else 0 :]:
+        # from the manifest or unbundled, which was validated on the held-out set of its own time)
+        shipped_history = isinstance(stages[0][0], list) or bool(stages[0][1].get("unbundled_from"))
+        for row in rows[1 if curve and not shipped_history else 0 :]:
             curve.append({k: round(v + offset.get(k, 0.0), 4) for k, v in row.items()})
         offset = {k: curve[-1][k] for k in offset}
         for k in ("step", "compute_s"):  # a frozen state (freeze_state) trained past its last validation
