@@ -104,6 +104,24 @@ def test_the_committed_training_states_resume(tmp_path, name):
     assert len(after["curve"]) == len(ckpt["curve"]) + 1
 
 
+@pytest.mark.parametrize("name", ["video5f", "twin1f"])
+def test_the_committed_training_states_pass_the_cpu_resume_check(name):
+    """`python -m vsrt_cli.train --resume` refuses a state whose stored settings differ from its
+    config (vsrt_cli/train/loop.py); a hand-edited state (its config changed, not its key) would
+    stop the next session's run before its first step."""
+    from pathlib import Path
+
+    from vsrt_cli.train.config import TrainConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    ckpt = torch.load(repo / "weights" / "training" / name / "last.pt", weights_only=True)
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    defaults = TrainConfig(stage=cfg.stage, minutes=cfg.minutes).resume_key()
+    assert {**defaults, **ckpt["key"]} == cfg.resume_key()
+    init_from = Path(cfg.init_from)  # the run it was warm-started from is in the repository
+    assert (repo / init_from / "weights_fp16.pt").is_file()
+
+
 def test_the_gpu_trainer_refuses_a_run_whose_windows_need_video_encoders(tmp_path):
     """A ``--degradation real`` run degrades every window with PyAV encoders; the pack holds BI
     windows, so continuing it there would silently train it on the wrong data."""
