@@ -63,14 +63,14 @@ def full_curve(run: Path, recipe: dict) -> tuple[list[dict[str, float]], list[di
         earlier = Path(source)
         payload = torch.load(earlier / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         stages.insert(0, (earlier, payload.get("recipe", {})))
+    # a warm start's first row repeats the last one (not after a shipped model's history, from
+    # the manifest or unbundled, which was validated on the held-out set of its own time)
+    shipped_history = isinstance(stages[0][0], list) or bool(stages[0][1].get("unbundled_from"))
     curve: list[dict[str, float]] = []
     offset = {"step": 0.0, "compute_s": 0.0, "wall_s": 0.0}
     for stage_run, stage_recipe in stages:
         start = dict(offset)
         rows = stage_run if isinstance(stage_run, list) else read_curve(stage_run)
-        # a warm start's first row repeats the last one (not after a shipped model's history,
-        # from the manifest or unbundled, which was validated on the held-out set of its own time)
-        shipped_history = isinstance(stages[0][0], list) or bool(stages[0][1].get("unbundled_from"))
         for row in rows[1 if curve and not shipped_history else 0 :]:
             curve.append({k: round(v + offset.get(k, 0.0), 4) for k, v in row.items()})
         offset = {k: curve[-1][k] for k in offset}
