@@ -89,6 +89,27 @@ def test_the_clean_share_is_exactly_the_bi_protocol_and_the_rest_is_not():
     assert abs(clean / 60 - realdeg.CLEAN_SHARE) <= 0.15  # binomial spread
 
 
+def test_a_runs_clean_share_sets_how_many_windows_stay_bi():
+    from vsrt_cli.errors import ConfigError
+    from vsrt_cli.train.config import TrainConfig
+
+    gt = smooth_window(5, 4 * 16, 4 * 16)
+    bi = bi_degrade(gt)
+    assert all(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 1.0), bi) for s in range(10))
+    # none kept on purpose: only the rare window that every stage happens to skip is BI (about 3%)
+    assert sum(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 0.0), bi) for s in range(30)) <= 3
+    half = sum(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 0.6), bi) for s in range(60))
+    assert abs(half / 60 - 0.6) <= 0.15
+    seqs = [Sequence("a/x", gt, bi)]
+    sampler = WindowSampler(seqs, 5, 16, degradation="real", clean_share=1.0)
+    for k in range(5):
+        lr, gt5, _ = sampler.sample(np.random.default_rng(k))
+        assert np.array_equal(lr, bi_degrade(np.ascontiguousarray(gt5)))
+    assert TrainConfig(stage="main", minutes=1).clean_share == realdeg.CLEAN_SHARE  # old states keep theirs
+    with pytest.raises(ConfigError, match="clean-share"):
+        TrainConfig(stage="main", minutes=1, clean_share=1.5)
+
+
 def test_compressed_validation_windows_are_the_benchmarks_x264_of_the_same_windows():
     from vsrt_cli.train.validate import ValWindow, to_tensor
 

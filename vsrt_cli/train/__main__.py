@@ -42,6 +42,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", help="model preset (default vsrt-cpu-small)")
     p.add_argument("--threads", type=int)
     p.add_argument("--degradation", choices=("bi", "real"), help="LR windows: BI protocol, or blur/noise/video compression")
+    p.add_argument("--clean-share", type=float, help="with --degradation real: share of windows kept BI (default 0.3)")
     p.add_argument("--ema", type=float, help="decay of the weight average that is validated and exported (0: off)")
     p.add_argument("--neighbour-lr-mul", type=float, help="lr multiplier of the zero-initialised neighbour paths")
     p.add_argument("--max-frames", type=int, help="frames decoded per sequence")
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 gt_scale=args.gt_scale, flow_lr_mul=args.flow_lr_mul, spynet_from=args.spynet_from,
                 preset=args.preset, threads=args.threads, init_from=args.init_from,
                 precision=args.precision, motion=args.motion, motion_speed=args.motion_speed,
-                motion_jitter=args.motion_jitter, ema=args.ema, degradation=args.degradation, neighbour_lr_mul=args.neighbour_lr_mul,
+                motion_jitter=args.motion_jitter, ema=args.ema, degradation=args.degradation,
+                clean_share=args.clean_share, neighbour_lr_mul=args.neighbour_lr_mul,
                 max_frames=args.max_frames, val_minutes=args.val_minutes,
                 checkpoint_minutes=args.checkpoint_minutes,
             ), args.out

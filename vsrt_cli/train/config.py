@@ -31,6 +31,8 @@ class TrainConfig:
     degradation: how LR training windows are made from GT: ``bi`` (the benchmark protocol,
         cached) or ``real`` (blur, resize, noise and video compression per window, see
         :mod:`vsrt_cli.train.realdeg`); validation stays BI (the protocol) either way.
+    clean_share: with ``real``, the share of windows that keep the BI protocol (what the model
+        must not lose on clean input is learnt from them).
     ema: decay of an exponential moving average of the weights, validated and exported in
         their place (0: off). Long runs over many sessions stop anywhere; the average is the
         model to ship at any point.
@@ -59,6 +61,7 @@ class TrainConfig:
     neighbour_lr_mul: float = 1.0
     ema: float = 0.0
     degradation: Literal["bi", "real"] = "bi"
+    clean_share: float = 0.3
     max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
     max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
     data_root: str = DATA_ROOT
@@ -86,6 +89,8 @@ class TrainConfig:
             raise ConfigError("--motion-speed and --motion-jitter must be >= 0")
         if self.degradation not in ("bi", "real"):
             raise ConfigError(f"--degradation must be bi or real, got {self.degradation!r}")
+        if not 0 <= self.clean_share <= 1:
+            raise ConfigError(f"--clean-share is a share of windows in [0, 1], got {self.clean_share}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 < self.gt_scale <= 1:

@@ -24,7 +24,7 @@ from vsrt_cli.train.flowcache import (
     augment_flow, cached_flows, flow_digest, pan_flows, to_flow_tensors, window_ends_still,
 )
 from vsrt_cli.train.motion import film, margin_for, motion_window
-from vsrt_cli.train.realdeg import real_degrade
+from vsrt_cli.train.realdeg import CLEAN_SHARE, real_degrade
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES  # noqa: F401
 from vsrt_cli.train.validate import ValWindow, to_tensor
 
@@ -147,10 +147,10 @@ class WindowSampler:
 
     def __init__(
         self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion(),
-        *, flows: bool = False, degradation: str = "bi",
+        *, flows: bool = False, degradation: str = "bi", clean_share: float = CLEAN_SHARE,
     ) -> None:
         self.frames, self.patch, self.motion, self.flows = frames, patch, motion, flows
-        self.degradation = degradation
+        self.degradation, self.clean_share = degradation, clean_share
         # ``real`` degrades a whole 5-frame window (a codec's frame depends on its neighbours)
         # and keeps its centre ``frames``: a single-frame twin sees the same artefacts.
         self.drawn = max(frames, REAL_CONTEXT) if degradation == "real" else frames
@@ -185,7 +185,7 @@ class WindowSampler:
             gt = np.asarray(seq.gt[window, s * y : s * (y + p), s * x : s * (x + p)])
             flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if self.flows else None
         if self.degradation == "real":
-            lr = real_degrade(gt, rng)
+            lr = real_degrade(gt, rng, self.clean_share)
             keep = slice((n - self.frames) // 2, (n - self.frames) // 2 + self.frames)
             lr, gt = lr[keep], gt[keep]
             flow = window_ends_still(flow[keep]) if flow is not None else None

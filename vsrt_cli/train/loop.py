@@ -139,7 +139,8 @@ class SRStage:
         val = load_sequences(Path(cfg.data_root), VAL_SOURCES, cache, cfg.gt_scale, cfg.max_frames, spynet)
         motion = Motion(cfg.motion, cfg.motion_speed, cfg.motion_jitter)
         self.sampler = WindowSampler(
-            train, self.config.num_frame, cfg.patch, motion, flows=cfg.cached_flows, degradation=cfg.degradation
+            train, self.config.num_frame, cfg.patch, motion, flows=cfg.cached_flows, degradation=cfg.degradation,
+            clean_share=cfg.clean_share,
         )
         # What is validated and exported: the running average of the weights, if kept.
         self.ema = EMA(self.net, cfg.ema) if cfg.ema > 0 else None

@@ -3,7 +3,7 @@
 ``bi`` (:func:`vsrt_cli.train.degrade.bi_degrade`) is the benchmark protocol. ``real`` makes the
 LR window of a GT window ``[T, 4h, 4w, 3]`` uint8 in one of two ways:
 
-- with probability ``CLEAN_SHARE``, the BI protocol itself: a model for real footage must not
+- with probability ``clean_share`` (a run setting, ``CLEAN_SHARE`` by default), the BI protocol itself: a model for real footage must not
   lose what it does on clean input (the compression-aware default may lose at most 0.3 dB there);
 - otherwise through, each stage with its own probability and a random strength:
 
@@ -159,9 +159,10 @@ def round_trip(lr: np.ndarray, name: str, options: dict[str, str], gop: int, bit
     return np.stack(out)[:, :h, :w]
 
 
-def real_degrade(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """GT window ``[T, 4h, 4w, 3]`` uint8 -> LR ``[T, h, w, 3]`` uint8 (the module docstring)."""
-    if rng.random() < CLEAN_SHARE:
+def real_degrade(gt: np.ndarray, rng: np.random.Generator, clean_share: float = CLEAN_SHARE) -> np.ndarray:
+    """GT window ``[T, 4h, 4w, 3]`` uint8 -> LR ``[T, h, w, 3]`` uint8 (the module docstring);
+    ``clean_share`` of the windows keep the BI protocol (a run's ``--clean-share``)."""
+    if rng.random() < clean_share:
         return bi_degrade(gt)
     frames = torch.from_numpy(np.ascontiguousarray(gt)).permute(0, 3, 1, 2).float()
     if rng.random() < 0.15:
