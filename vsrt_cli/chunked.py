@@ -34,6 +34,7 @@ from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.io.probe import VideoInfo, probe
+from vsrt_cli.io.quant import mean_qp
 from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
@@ -170,14 +171,16 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
     todo = list(chunk.windows)
     buffer: dict[int, torch.Tensor] = {}
     stamps: dict[int, int | None] = {}
+    quants: dict[int, float | None] = {}
     done = 0
     for frame in frames:
         buffer[frame.index] = upload_frame(frame.image, runner.device)
         stamps[frame.index] = frame.pts
+        quants[frame.index] = frame.quant
         while todo and max(todo[0].frames) <= frame.index:
             win = todo.pop(0)
             batch = torch.stack([buffer[i] for i in win.frames])
-            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
+            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, mean_qp([quants[i] for i in win.frames]))
             for image, (_, index) in zip(Download(hr, deep, yuv).images(), win.outputs):
                 if chunk.owns(index):
                     sink.write(image, stamps[index])
@@ -185,7 +188,7 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
                     yield done
             keep = min(min(w.frames) for w in todo) if todo else frame.index + 1
             for index in [i for i in buffer if i < keep]:
-                del buffer[index]
+                del buffer[index], quants[index]
             runner.flow_cache.forget_before(keep)
     assert not todo and done == chunk.frames, (len(todo), done, chunk.frames)
 

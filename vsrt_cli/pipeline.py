@@ -22,6 +22,7 @@ from vsrt_cli.io.colour import chroma_left
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
+from vsrt_cli.io.quant import mean_qp
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.model.vsrt import SCALE, VSRT
@@ -274,6 +275,7 @@ def _run(
     planner = WindowPlanner(sched.window, sched.stride)
     buffer: dict[int, torch.Tensor] = {}
     stamps: dict[int, int | None] = {}
+    quants: dict[int, float | None] = {}
     pending: list[tuple[Download, list[int]]] = []  # downloads in flight, with their frame indices
     lag = 1 if runner.device.type == "cuda" else 0  # GPU: write the previous window's frames
     done = 0
@@ -292,19 +294,20 @@ def _run(
     def run_windows(eof: bool) -> Iterator[Progress | Notice]:
         for win in planner.ready(available, eof):
             batch = torch.stack([buffer[i] for i in win.frames])
-            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames)
+            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, mean_qp([quants[i] for i in win.frames]))
             while runner.notices:
                 yield Notice(runner.notices.pop(0))
             pending.append((Download(hr, deep, yuv), [index for _, index in win.outputs]))
             del batch, hr
             yield from flush(keep=lag)
         for index in [i for i in buffer if i < planner.keep_from]:
-            del buffer[index]
+            del buffer[index], quants[index]
         runner.flow_cache.forget_before(planner.keep_from)
 
     for frame in frames:
         buffer[frame.index] = upload_frame(frame.image, runner.device)
         stamps[frame.index] = frame.pts
+        quants[frame.index] = frame.quant
         available = frame.index + 1
         yield from run_windows(eof=False)
     yield from run_windows(eof=True)

@@ -83,7 +83,9 @@ class TileRunner:
         self.accumulate_on = device
         self.notices: list[str] = []
         self._stage = "tiles"
-        self._takes_keep = "keep" in inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
+        accepts = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
+        self._takes_keep = "keep" in accepts
+        self._takes_quant = "quant" in accepts
         if isinstance(model, torch.nn.Module) and channels_last_wins(device):
             model.to(memory_format=torch.channels_last)
         self.set_grid(grid)
@@ -129,14 +131,19 @@ class TileRunner:
             self.weights = [w.cpu() for w in self.weights]
         return say(f"{smaller}x{smaller} tiles, overlap {overlap} (was {max(grid.tile)})")
 
-    def __call__(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None) -> torch.Tensor:
+    def __call__(
+        self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None,
+        quant: float | None = None,
+    ) -> torch.Tensor:
         """``frames`` ``[T, 3, H, W]`` float in [0,1] -> HR ``[len(positions), 3, 4H, 4W]`` in [0,1]
         (on the device, or on the host once the accumulator has moved there).
 
-        ``indices`` name the source frames so their flows are cached across windows."""
+        ``indices`` name the source frames so their flows are cached across windows; ``quant``
+        is the window's quantiser (:func:`vsrt_cli.io.quant.mean_qp`, NaN/None unknown), for a
+        network that reads it."""
         while True:
             try:
-                return self._window(frames, positions, indices)
+                return self._window(frames, positions, indices, quant)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -158,13 +165,18 @@ class TileRunner:
         mode = "reflect" if ph < frames.shape[-2] and pw < frames.shape[-1] else "replicate"
         return F.pad(frames, (0, pw, 0, ph), mode=mode)
 
-    def _call(self, tiles: torch.Tensor, flows: tuple[torch.Tensor, ...] | None, positions: list[int]) -> torch.Tensor:
+    def _call(
+        self, tiles: torch.Tensor, flows: tuple[torch.Tensor, ...] | None, positions: list[int], quant: float | None
+    ) -> torch.Tensor:
+        told = {"quant": quant} if self._takes_quant else {}
         if self._takes_keep:
-            return self.model(tiles, flows, keep=positions)
-        return self.model(tiles, flows)[:, positions]
+            return self.model(tiles, flows, keep=positions, **told)
+        return self.model(tiles, flows, **told)[:, positions]
 
     @torch.inference_mode()
-    def _window(self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None) -> torch.Tensor:
+    def _window(
+        self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None, quant: float | None
+    ) -> torch.Tensor:
         h, w = frames.shape[-2:]
         padded = self.pad(frames.to(self.device))
         th, tw = self.grid.tile
@@ -189,7 +201,7 @@ class TileRunner:
                 torch.cat([f[:, :, :, y : y + th, x : x + tw] for y, x in chunk]) for f in flows
             )
             with autocast(self.device, self.precision):
-                hr = self._call(tiles, tile_flows, positions).float().to(self.accumulate_on)
+                hr = self._call(tiles, tile_flows, positions, quant).float().to(self.accumulate_on)
             for i, (y, x) in enumerate(chunk):
                 region = out[:, :, y * SCALE : (y + th) * SCALE, x * SCALE : (x + tw) * SCALE]
                 region += hr[i] * self.weights[start + i]

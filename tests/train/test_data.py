@@ -48,8 +48,8 @@ def test_samples_are_aligned_under_every_augmentation():
     rng = np.random.default_rng(0)
     reversed_seen = transposed_seen = False
     for _ in range(64):
-        lr, gt, _ = sampler.sample(rng)
-        assert lr.shape == (5, 8, 8, 3) and gt.shape == (5, 32, 32, 3)
+        lr, gt, _, quant = sampler.sample(rng)
+        assert lr.shape == (5, 8, 8, 3) and gt.shape == (5, 32, 32, 3) and quant == 0.0  # BI: clean
         assert np.array_equal(gt[:, ::4, ::4], lr) and np.array_equal(gt[:, 3::4, 3::4], lr)
         steps = np.diff(lr[:, 0, 0, 0].astype(int))
         assert np.all(steps == steps[0]) and abs(steps[0]) == 1  # consecutive frames
@@ -60,12 +60,25 @@ def test_samples_are_aligned_under_every_augmentation():
 
 def test_batch_layout_and_reproducibility():
     sampler = WindowSampler([coded_sequence("a/x", 9, 20, 24)], 3, 8)
-    lr, gt, flows = sampler.batch(np.random.default_rng(5), 2)
-    assert flows is None
+    lr, gt, flows, quant = sampler.batch(np.random.default_rng(5), 2)
+    assert flows is None and quant.tolist() == [0.0, 0.0]
     assert tuple(lr.shape) == (2, 3, 3, 8, 8) and tuple(gt.shape) == (2, 3, 3, 32, 32)
     assert 0 <= lr.min() and lr.max() <= 1
-    lr2, _, _ = sampler.batch(np.random.default_rng(5), 2)
+    lr2, _, _, _ = sampler.batch(np.random.default_rng(5), 2)
     assert (lr == lr2).all()
+
+
+def test_a_share_of_windows_hides_its_quantiser_and_the_rest_is_unchanged():
+    seqs = [coded_sequence("a/x", 9, 20, 24)]
+    told = WindowSampler(seqs, 3, 8)
+    hiding = WindowSampler(seqs, 3, 8, hide_quant=0.5)
+    hidden = 0
+    for k in range(40):
+        lr_t, gt_t, _, q_t = told.sample(np.random.default_rng(k))
+        lr_h, gt_h, _, q_h = hiding.sample(np.random.default_rng(k))
+        assert np.array_equal(lr_t, lr_h) and np.array_equal(gt_t, gt_h) and q_t == 0.0  # same windows
+        hidden += bool(np.isnan(q_h))
+    assert 10 <= hidden <= 30
 
 
 def test_sampler_skips_sequences_too_short_or_too_small():

@@ -97,7 +97,7 @@ def test_sampler_gives_each_window_its_own_flows():
     seq = Sequence("a/x", gt, lr, sequence_flows(IndexFlow(), lr))
     sampler = WindowSampler([seq], 5, 8, flows=True)
     for k in range(16):
-        lr_w, _, flow = sampler.sample(np.random.default_rng(k))
+        lr_w, _, flow, _ = sampler.sample(np.random.default_rng(k))
         assert flow.shape == (5, 8, 8, 4)
         assert np.all(flow[0, ..., :2] == 0) and np.all(flow[-1, ..., 2:] == 0)
         # whichever way time runs in the window, the next frame's index differs by flow x

@@ -84,7 +84,7 @@ def test_sampler_mixes_motion_windows_only_from_large_enough_sequences():
     assert sampler.movable == {"b/a"}
     moved = 0
     for k in range(40):
-        lr, gt, _ = sampler.sample(np.random.default_rng(k))
+        lr, gt, _, _ = sampler.sample(np.random.default_rng(k))
         assert lr.shape == (5, 16, 16, 3) and gt.shape == (5, 64, 64, 3)
         moved += int(not np.array_equal(lr[0], lr[2]))  # every real window here is static
     assert 10 < moved < 40  # big ones move (unless the pan is ~0), small ones never do

@@ -34,11 +34,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_deterministic_under_the_seed_and_varied_across_seeds():
     gt = smooth_window(5, 64, 96)
-    a = realdeg.real_degrade(gt, np.random.default_rng(3))
-    b = realdeg.real_degrade(gt, np.random.default_rng(3))
+    a = realdeg.real_degrade(gt, np.random.default_rng(3))[0]
+    b = realdeg.real_degrade(gt, np.random.default_rng(3))[0]
     assert a.shape == (5, 16, 24, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
-    others = [realdeg.real_degrade(gt, np.random.default_rng(s)) for s in range(4, 10)]
+    others = [realdeg.real_degrade(gt, np.random.default_rng(s))[0] for s in range(4, 10)]
     assert any(not np.array_equal(a, o) for o in others)
 
 
@@ -46,9 +46,11 @@ def test_deterministic_under_the_seed_and_varied_across_seeds():
 def test_every_codec_round_trips_any_size(codec, monkeypatch):
     monkeypatch.setattr(realdeg, "CODECS", (codec,))
     lr = bi_degrade(smooth_window(5, 4 * 9, 4 * 13))  # odd LR size, below the codec minimum
-    out = realdeg.compress(lr, np.random.default_rng(0))
+    out, qp = realdeg.compress(lr, np.random.default_rng(0))
     assert out.shape == lr.shape and out.dtype == np.uint8
     assert 20 < psnr(out, lr) < 60  # compressed, not replaced
+    # the decoder reports the quantiser, on H.264's scale, except HEVC's, which FFmpeg keeps
+    assert np.isnan(qp) if codec == "libx265" else 10 <= qp <= 51
 
 
 def test_codec_artefacts_are_coherent_in_time(monkeypatch):
@@ -60,7 +62,7 @@ def test_codec_artefacts_are_coherent_in_time(monkeypatch):
     window = np.repeat(noisy[None], 5, axis=0)
     coherent = []
     for seed in range(6):
-        out = realdeg.compress(window, np.random.default_rng(seed))
+        out, _ = realdeg.compress(window, np.random.default_rng(seed))
         error = np.abs(out.astype(int) - window.astype(int)).mean()
         change = np.abs(np.diff(out.astype(int), axis=0)).mean()
         coherent.append(change < 0.5 * error)
@@ -74,8 +76,8 @@ def test_a_single_frame_twin_sees_the_video_models_centre_frames():
     one = WindowSampler([seq], 1, 16, degradation="real")
     clean = 0
     for k in range(20):
-        lr5, gt5, _ = five.sample(np.random.default_rng(k))
-        lr1, gt1, _ = one.sample(np.random.default_rng(k))
+        lr5, gt5, _, _ = five.sample(np.random.default_rng(k))
+        lr1, gt1, _, _ = one.sample(np.random.default_rng(k))
         assert lr1.shape == (1, 16, 16, 3) and np.array_equal(lr1[0], lr5[2]) and np.array_equal(gt1[0], gt5[2])
         clean += np.array_equal(lr5, bi_degrade(np.ascontiguousarray(gt5)))
     # about CLEAN_SHARE of the windows keep the BI protocol, the others are degraded
@@ -84,7 +86,7 @@ def test_a_single_frame_twin_sees_the_video_models_centre_frames():
 
 def test_the_clean_share_is_exactly_the_bi_protocol_and_the_rest_is_not():
     gt = smooth_window(5, 4 * 16, 4 * 16)
-    outs = [realdeg.real_degrade(gt, np.random.default_rng(s)) for s in range(60)]
+    outs = [realdeg.real_degrade(gt, np.random.default_rng(s))[0] for s in range(60)]
     clean = sum(np.array_equal(o, bi_degrade(gt)) for o in outs)
     assert abs(clean / 60 - realdeg.CLEAN_SHARE) <= 0.15  # binomial spread
 
@@ -95,16 +97,16 @@ def test_a_runs_clean_share_sets_how_many_windows_stay_bi():
 
     gt = smooth_window(5, 4 * 16, 4 * 16)
     bi = bi_degrade(gt)
-    assert all(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 1.0), bi) for s in range(10))
+    assert all(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 1.0)[0], bi) for s in range(10))
     # none kept on purpose: only the rare window that every stage happens to skip is BI (about 3%)
-    assert sum(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 0.0), bi) for s in range(30)) <= 3
-    half = sum(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 0.6), bi) for s in range(60))
+    assert sum(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 0.0)[0], bi) for s in range(30)) <= 3
+    half = sum(np.array_equal(realdeg.real_degrade(gt, np.random.default_rng(s), 0.6)[0], bi) for s in range(60))
     assert abs(half / 60 - 0.6) <= 0.15
     seqs = [Sequence("a/x", gt, bi)]
     sampler = WindowSampler(seqs, 5, 16, degradation="real", clean_share=1.0)
     for k in range(5):
-        lr, gt5, _ = sampler.sample(np.random.default_rng(k))
-        assert np.array_equal(lr, bi_degrade(np.ascontiguousarray(gt5)))
+        lr, gt5, _, quant = sampler.sample(np.random.default_rng(k))
+        assert np.array_equal(lr, bi_degrade(np.ascontiguousarray(gt5))) and quant == 0.0  # known clean
     assert TrainConfig(stage="main", minutes=1).clean_share == realdeg.CLEAN_SHARE  # old states keep theirs
     with pytest.raises(ConfigError, match="clean-share"):
         TrainConfig(stage="main", minutes=1, clean_share=1.5)
@@ -122,4 +124,5 @@ def test_compressed_validation_windows_are_the_benchmarks_x264_of_the_same_windo
     assert low.lr.shape == window.lr.shape
     got = [psnr((w.lr.movedim(-3, -1) * 255).round().numpy(), lr.astype(np.float64)) for w in (low, high)]
     assert got[0] < got[1] < 60  # CRF 40 loses more than CRF 18, and both lose something
-    assert np.array_equal(realdeg.h264(lr, 28), realdeg.h264(lr, 28))  # deterministic
+    assert np.array_equal(realdeg.h264(lr, 28)[0], realdeg.h264(lr, 28)[0])  # deterministic
+    assert window.quant == 0.0 and 18 < high.quant < low.quant <= 51  # the QP the decoder reports

@@ -68,7 +68,8 @@ def iter_folder(files: list[Path], rate: Fraction) -> Iterator[Frame]:
             shape = image.shape
         elif image.shape != shape:
             raise InputError(f"{path} is {image.shape[1]}x{image.shape[0]}, the first frame is {shape[1]}x{shape[0]}; all frames must have one size")
-        yield Frame(index, index, time_base, image)
+        # a PNG frame is known clean (quantiser 0); a JPEG's compression is not read (unknown)
+        yield Frame(index, index, time_base, image, 0.0 if path.suffix.lower() == ".png" else None)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -20,6 +20,7 @@ import numpy as np
 from vsrt_cli.errors import DecodeError
 from vsrt_cli.io.convert import FrameConverter, to_rgb
 from vsrt_cli.io.probe import VideoInfo, open_input
+from vsrt_cli.io.quant import quant_reader
 from vsrt_cli.yuv import Planes
 
 __all__ = ["Frame", "VideoReader", "to_rgb"]
@@ -28,12 +29,15 @@ __all__ = ["Frame", "VideoReader", "to_rgb"]
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame: ``image`` is ``[H, W, 3]`` RGB, uint8 (8-bit sources) or uint16, or
-    the frame's :class:`~vsrt_cli.yuv.Planes` from a reader asked for them."""
+    the frame's :class:`~vsrt_cli.yuv.Planes` from a reader asked for them. ``quant``: how hard
+    it was compressed, as the decoder reports it (:func:`vsrt_cli.io.quant.frame_qp`; 0 for a
+    lossless codec or a PNG, None unknown)."""
 
     index: int
     pts: int | None
     time_base: Fraction
     image: np.ndarray | Planes
+    quant: float | None = None
 
     @property
     def time(self) -> float | None:
@@ -142,6 +146,7 @@ class _Decode:
         rotated = info.rotation in (90, 270)
         self.size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
         self.convert = FrameConverter(info, self.size, reader.yuv)
+        self.quant = quant_reader(stream)
         # Ticks of the time base per frame, for frames the container gives no timestamp.
         rate = info.rate or Fraction(25)
         self.tick = 1 / (rate * self.time_base) if self.time_base else None
@@ -187,6 +192,7 @@ class _Decode:
 
     def emit(self, frame: av.VideoFrame) -> bool:
         image = self.convert(frame)
+        quant = self.quant(frame)
         pts = self.stamp(frame)
         if frame.pts is not None:  # timestamps demuxed before this one never came out: lost frames
             lost = sorted(p for p in self.pending if p < pts)
@@ -198,11 +204,11 @@ class _Decode:
             for p in lost:
                 if self.last is None and self.reader.skip_bad_frames:  # broken start: repeat forwards
                     self.reader.repaired += 1
-                    if not self.put(Frame(self.index, p, frame.time_base or self.time_base, image)):
+                    if not self.put(Frame(self.index, p, frame.time_base or self.time_base, image, quant)):
                         return False
                 elif not self.bad(p):
                     return False
-        return self.put(Frame(self.index, pts, frame.time_base or self.time_base, image))
+        return self.put(Frame(self.index, pts, frame.time_base or self.time_base, image, quant))
 
     def run(self) -> None:
         container = self.reader._container

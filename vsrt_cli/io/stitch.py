@@ -20,6 +20,7 @@ import av
 from vsrt_cli.errors import DecodeError, InputError
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import VideoInfo, open_input
+from vsrt_cli.io.quant import quant_reader
 from vsrt_cli.io.convert import FrameConverter
 from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.writer import write_failure
@@ -69,6 +70,7 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int, *, yuv: bool
     with open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        quant = quant_reader(stream)
         if start > 0:
             container.seek(frames.times[start], stream=stream, backward=True, any_frame=False)
         try:
@@ -80,7 +82,7 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int, *, yuv: bool
                     break
                 if i != expected:
                     raise DecodeError(f"{info.path}: frame {expected} could not be decoded in its chunk; run it without --chunks")
-                yield Frame(i, frame.pts, frame.time_base or stream.time_base, convert(frame))
+                yield Frame(i, frame.pts, frame.time_base or stream.time_base, convert(frame), quant(frame))
                 expected += 1
         except av.FFmpegError as exc:
             raise DecodeError(f"{info.path}: decoding frame {expected} failed ({exc}); run it without --chunks") from exc

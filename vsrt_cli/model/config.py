@@ -38,6 +38,9 @@ class VSRTConfig:
         other frames as context (see :mod:`vsrt_cli.model.query`) instead of all frames being
         updated together; the same parameters, about 1/4 the work per output frame. Needs
         ``neighbour_gates``. Not part of the paper's network (official presets keep it off).
+    quant_film: the network is told how hard its input was compressed (the quantiser read from
+        the video's bitstream, or unknown) and modulates its features by it (see
+        :mod:`vsrt_cli.model.quant`). Not part of the paper's network (official presets keep it off).
     """
 
     num_feat: int = 64
@@ -55,6 +58,7 @@ class VSRTConfig:
     centre_first: bool = False
     neighbour_gates: bool = False
     per_frame_queries: bool = False
+    quant_film: bool = False
 
     def __post_init__(self) -> None:
         positive = ("num_feat", "num_frame", "depth", "heads", "patch_size", "tile")

@@ -34,6 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from vsrt_cli.model.layers import add_positional_encoding, flow_warp, lrelu
+from vsrt_cli.model.quant import modulate
 
 if TYPE_CHECKING:
     from vsrt_cli.model.vsrt import VSRT, TransformerBlock
@@ -144,20 +145,21 @@ def _feed_forward(
 
 
 def query_forward(
-    net: VSRT, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor], keep: Sequence[int] | None
+    net: VSRT, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor], keep: Sequence[int] | None,
+    film: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``x [B, T, 3, H, W]`` -> ``[B, len(keep), 3, 4H, 4W]`` (all T frames if ``keep`` is None),
     each kept frame the query of its own pass (see the module docstring)."""
     b, t = x.shape[:2]
     keep = list(range(t)) if keep is None else list(keep)
-    feat = net.features(x)
+    feat = net.features(x, film)
     query = add_positional_encoding(feat[:, keep], net.config.num_frame, [0] * len(keep))
     if net.early_fusion is not None:
         query = query + rearrange(net.early_fusion(x, flows, keep), "(b q) c h w -> b q c h w", b=b).to(query.dtype)
     ctx = add_positional_encoding(feat.clone(), net.config.num_frame, net.encoding_order(t))
     xq = rearrange(query, "b q c h w -> (b q) c h w")
     lr = _fold(x, keep)
-    for block in net.blocks:
+    for i, block in enumerate(net.blocks):
         xq = _attend(block, xq, ctx, keep)
-        xq = _feed_forward(block, xq, lr, ctx, keep, flows)
+        xq = modulate(_feed_forward(block, xq, lr, ctx, keep, flows), film, 1 + i)
     return rearrange(net.reconstruct_frames(xq, lr), "(b q) c h w -> b q c h w", b=b)

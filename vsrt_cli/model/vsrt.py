@@ -30,6 +30,7 @@ from vsrt_cli.model.layers import (
     residual_stack,
 )
 from vsrt_cli.model.dis import DISFlow
+from vsrt_cli.model.quant import QuantFiLM, modulate, quant_tensor
 from vsrt_cli.model.query import EarlyFusion, query_forward
 from vsrt_cli.model.spynet import SPyNet, window_flows
 
@@ -216,6 +217,7 @@ class VSRT(nn.Module):
         self.upsample2 = nn.Conv2d(c, 4 * c, 3, padding=1)
         self.conv_hr = nn.Conv2d(c, c, 3, padding=1)
         self.conv_out = nn.Conv2d(c, 3, 3, padding=1)
+        self.quant = QuantFiLM(c, 1 + config.depth) if config.quant_film else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -258,14 +260,22 @@ class VSRT(nn.Module):
             raise ConfigError("this network uses no flow (a single-frame or no-motion model)")
         return self.spynet if self.spynet is not None else self.dis
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Extracted features of every frame: ``[B, T, 3, H, W]`` -> ``[B, T, C, H, W]``."""
+    def features(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        """Extracted features of every frame: ``[B, T, 3, H, W]`` -> ``[B, T, C, H, W]``
+        (modulated by ``film``, :meth:`film`'s output, in a ``quant_film`` network)."""
         feat = self.extract(lrelu(full_precision(self.stem, rearrange(x, "b t c h w -> (b t) c h w"))))
-        return rearrange(feat, "(b t) c h w -> b t c h w", b=x.shape[0])
+        return rearrange(modulate(feat, film, 0), "(b t) c h w -> b t c h w", b=x.shape[0])
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
         """Extracted features plus the positional encoding: ``[B, T, 3, H, W]`` -> ``[B, T, C, H, W]``."""
-        return add_positional_encoding(self.features(x), self.config.num_frame, self.encoding_order(x.shape[1]))
+        return add_positional_encoding(self.features(x, film), self.config.num_frame, self.encoding_order(x.shape[1]))
+
+    def film(self, quant: torch.Tensor | float | None, batch: int, device: torch.device) -> torch.Tensor | None:
+        """The feature modulation of a ``quant_film`` network for ``quant`` (see
+        :mod:`vsrt_cli.model.quant`; None or NaN: unknown), else None (``quant`` is ignored)."""
+        if self.quant is None:
+            return None
+        return self.quant(quant_tensor(quant, batch, device))
 
     def encoding_order(self, t: int) -> list[int]:
         """The positional-encoding channel of each of ``t`` frames: ``j`` (official), or with
@@ -277,13 +287,15 @@ class VSRT(nn.Module):
 
     def forward(
         self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None,
-        *, keep: Sequence[int] | None = None,
+        *, keep: Sequence[int] | None = None, quant: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """``x`` ``[B, T, 3, H, W]``; ``flows`` optionally precomputed ``(to_prev, to_next)``
         ``[B, T, 2, H, W]`` (e.g. on whole frames, then cropped per tile). ``keep``: the window
         positions wanted; only those are reconstructed (the last layer's feed-forward and
         everything after it), and the output is ``[B, len(keep), 3, 4H, 4W]``, equal to
-        ``forward(x, flows)[:, keep]``."""
+        ``forward(x, flows)[:, keep]``. ``quant``: how hard the input was compressed, per item
+        or for all (H.264-equivalent QP; None or NaN: unknown), read by a ``quant_film``
+        network only (:mod:`vsrt_cli.model.quant`)."""
         self.check_input(x)
         b, t = x.shape[:2]
         if keep is not None:
@@ -295,14 +307,17 @@ class VSRT(nn.Module):
                 keep = None
         if flows is None:
             flows = self.compute_flows(x)
+        film = self.film(quant, b, x.device)
         if self.config.per_frame_queries:
-            return query_forward(self, x, flows, keep)
-        feat = self.embed(x)
+            return query_forward(self, x, flows, keep, film)
+        feat = self.embed(x, film)
         for i, block in enumerate(self.blocks):
             if keep is not None and i == len(self.blocks) - 1:
                 feat = block.feed_forward(block.attend(feat), x, flows, keep)
             else:
                 feat = block(feat, x, flows)
+            if film is not None:
+                feat = rearrange(modulate(rearrange(feat, "b t c h w -> (b t) c h w"), film, 1 + i), "(b t) c h w -> b t c h w", b=b)
         if keep is not None:  # depth >= 1: the last block has already dropped the others
             x = x[:, keep]
         out = self.reconstruct_frames(rearrange(feat, "b t c h w -> (b t) c h w"), rearrange(x, "b t c h w -> (b t) c h w"))
@@ -342,6 +357,9 @@ PRESETS["vsrt-cpu-small-1f"] = replace(PRESETS["vsrt-cpu-small"], num_frame=1, u
 PRESETS["vsrt-cpu-small-5f"] = replace(
     PRESETS["vsrt-cpu-small"], centre_first=True, neighbour_gates=True, flow="dis", per_frame_queries=True
 )
+# The compression-aware pair: the same networks told the input's quantiser (vsrt_cli.model.quant).
+PRESETS["vsrt-cpu-small-5f-q"] = replace(PRESETS["vsrt-cpu-small-5f"], quant_film=True)
+PRESETS["vsrt-cpu-small-1f-q"] = replace(PRESETS["vsrt-cpu-small-1f"], quant_film=True)
 
 
 def get_config(name: str) -> VSRTConfig:

@@ -147,10 +147,10 @@ class WindowSampler:
 
     def __init__(
         self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion(),
-        *, flows: bool = False, degradation: str = "bi", clean_share: float = CLEAN_SHARE,
+        *, flows: bool = False, degradation: str = "bi", clean_share: float = CLEAN_SHARE, hide_quant: float = 0.0,
     ) -> None:
         self.frames, self.patch, self.motion, self.flows = frames, patch, motion, flows
-        self.degradation, self.clean_share = degradation, clean_share
+        self.degradation, self.clean_share, self.hide_quant = degradation, clean_share, hide_quant
         # ``real`` degrades a whole 5-frame window (a codec's frame depends on its neighbours)
         # and keeps its centre ``frames``: a single-frame twin sees the same artefacts.
         self.drawn = max(frames, REAL_CONTEXT) if degradation == "real" else frames
@@ -164,8 +164,10 @@ class WindowSampler:
         self.margin = motion.margin(self.drawn)
         self.movable = {s.name for s in usable if min(s.lr.shape[1:3]) >= patch + 2 * self.margin}
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(lr [T, p, p, 3], gt [T, 4p, 4p, 3], flows [T, p, p, 4] or None)``."""
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+        """``(lr [T, p, p, 3], gt [T, 4p, 4p, 3], flows [T, p, p, 4] or None, quant)``: ``quant``
+        how hard the LR was compressed (0 for BI; see :func:`real_degrade`), NaN (unknown) for a
+        ``hide_quant`` share of the windows (drawn only when that share is not 0)."""
         group = self.by_source[self.sources[rng.integers(len(self.sources))]]
         lengths = np.array([len(s) for s in group], dtype=np.float64)
         seq = group[rng.choice(len(group), p=lengths / lengths.sum())]
@@ -184,23 +186,27 @@ class WindowSampler:
             s = SCALE
             gt = np.asarray(seq.gt[window, s * y : s * (y + p), s * x : s * (x + p)])
             flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if self.flows else None
+        quant = 0.0
         if self.degradation == "real":
-            lr = real_degrade(gt, rng, self.clean_share)
+            lr, quant = real_degrade(gt, rng, self.clean_share)
             keep = slice((n - self.frames) // 2, (n - self.frames) // 2 + self.frames)
             lr, gt = lr[keep], gt[keep]
             flow = window_ends_still(flow[keep]) if flow is not None else None
-        return augment(lr, gt, rng, flow)
+        lr, gt, flow = augment(lr, gt, rng, flow)
+        if self.hide_quant > 0 and rng.random() < self.hide_quant:  # after every other draw
+            quant = float("nan")
+        return lr, gt, flow, quant
 
     def batch(
         self, rng: np.random.Generator, size: int
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """``(lr [B, T, 3, p, p], gt [B, T, 3, 4p, 4p])`` float32 in [0, 1], and with
-        ``flows`` the window's ``(to_prev, to_next)`` ``[B, T, 2, p, p]`` (else None)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor]:
+        """``(lr [B, T, 3, p, p], gt [B, T, 3, 4p, 4p])`` float32 in [0, 1], with ``flows``
+        the window's ``(to_prev, to_next)`` ``[B, T, 2, p, p]`` (else None), and ``quant [B]``."""
         samples = [self.sample(rng) for _ in range(size)]
         lr = np.stack([s[0] for s in samples])
         gt = np.stack([s[1] for s in samples])
         flows = to_flow_tensors(np.stack([s[2] for s in samples])) if self.flows else None
-        return to_tensor(lr), to_tensor(gt), flows
+        return to_tensor(lr), to_tensor(gt), flows, torch.tensor([s[3] for s in samples], dtype=torch.float32)
 
 
 def augment(

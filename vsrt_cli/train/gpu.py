@@ -146,7 +146,7 @@ def continue_run(
     while time.monotonic() - start < seconds:
         lr, gt, flows = sample(train, config.num_frame, batch, patch, gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = sr_loss(net, lr, gt, flows)
+            loss = sr_loss(net, lr, gt, flows, lr.new_zeros(lr.shape[0]))  # BI windows: clean
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

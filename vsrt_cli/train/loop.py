@@ -35,7 +35,7 @@ from vsrt_cli.train.checkpoint import (
 from vsrt_cli.train.config import TrainConfig
 from vsrt_cli.train.data import Motion, WindowSampler, load_sequences, panned_val_windows, val_windows
 from vsrt_cli.train.ema import EMA
-from vsrt_cli.train.realdeg import compressed_windows
+from vsrt_cli.train.realdeg import UNKNOWN_SHARE, compressed_windows
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
 from vsrt_cli.train.steps import (  # noqa: F401  (cosine, model_config: the loop's public API)
     SPYNET_FILE, charbonnier, cosine, is_neighbour_path, load_spynet_weights, model_config, param_groups, sr_loss,
@@ -140,7 +140,7 @@ class SRStage:
         motion = Motion(cfg.motion, cfg.motion_speed, cfg.motion_jitter)
         self.sampler = WindowSampler(
             train, self.config.num_frame, cfg.patch, motion, flows=cfg.cached_flows, degradation=cfg.degradation,
-            clean_share=cfg.clean_share,
+            clean_share=cfg.clean_share, hide_quant=UNKNOWN_SHARE if self.config.quant_film else 0.0,
         )
         # What is validated and exported: the running average of the weights, if kept.
         self.ema = EMA(self.net, cfg.ema) if cfg.ema > 0 else None
@@ -151,6 +151,9 @@ class SRStage:
         self.val_pan = panned_val_windows(val, VAL_FRAMES, 2 * cfg.val_windows, cfg.val_size, multiple)
         # A compression-aware run is validated on the same windows through x264 too.
         self.val_crf = compressed_windows(self.val, VAL_CRF) if cfg.degradation == "real" else []
+        # A network told the quantiser is also validated without it (a codec that hides it).
+        blind = self.config.quant_film and self.val_crf
+        self.val_crf_blind = [dataclasses.replace(w, quant=math.nan) for w in self.val_crf] if blind else []
 
     @property
     def model(self) -> VSRT:
@@ -158,9 +161,9 @@ class SRStage:
         return self.ema.net if self.ema is not None else self.net
 
     def loss(self, rng: np.random.Generator) -> torch.Tensor:
-        lr, gt, flows = self.sampler.batch(rng, self.cfg.batch)
+        lr, gt, flows, quant = self.sampler.batch(rng, self.cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            return sr_loss(self.net, lr, gt, flows)
+            return sr_loss(self.net, lr, gt, flows, quant)
 
     def after_step(self) -> None:
         if self.ema is not None:
@@ -173,6 +176,8 @@ class SRStage:
         out = {**evaluate(net, self.val), **{f"pan_{k}": v for k, v in pan.items()}}
         if self.val_crf:
             out.update({f"crf{VAL_CRF}_{k}": v for k, v in evaluate(net, self.val_crf).items()})
+        if self.val_crf_blind:
+            out.update({f"crf{VAL_CRF}blind_{k}": v for k, v in evaluate(net, self.val_crf_blind).items()})
         if self.config.use_flow:  # a flow trained end to end can break; this shows it
             out["pan_flow_epe_px"] = pan_flow_error(net, self.val_pan)
         return out

@@ -82,7 +82,7 @@ def build_pack(
     fls: list[np.ndarray] = []
     per_block = 0.0
     while True:  # draw blocks until the measured size per block says the next 16 would not fit
-        lr, gt, flow = sampler.sample(rng)
+        lr, gt, flow, _ = sampler.sample(rng)  # BI windows: quant 0
         lrs.append(lr)
         gts.append(gt)
         if flows:

@@ -13,9 +13,11 @@ LR window of a GT window ``[T, 4h, 4w, 3]`` uint8 in one of two ways:
     or through an intermediate size (down too far, then up);
   - **noise** at LR (probability 0.2): Gaussian (sigma 1-4 grey levels), colour or grey;
   - **compression** of the whole LR window as one video (probability 0.95): libx264 most often,
-    libx265, mpeg2video or mpeg4, at a random CRF (x264 18-35, x265 20-35) or bitrate, preset and
-    GOP, always yuv420p, decoded back. The frames share one encoder, so the artefacts move with the scene as a real
-    codec's do.
+    libx265, mpeg2video or mpeg4, at a random CRF (x264 18-35, x265 20-35) or fixed qscale
+    (MPEG: 2-16), preset and GOP, always yuv420p, decoded back. The frames share one encoder, so
+    the artefacts move with the scene as a real codec's do. Until session 9 the MPEG codecs were
+    given a bitrate, which their rate control cannot reach in a 5-frame clip: every MPEG window
+    came out near qscale 2 whatever the bitrate.
 
 Blur and resize come first, noise and compression after (a camera blurs before it samples, a
 codec sees the noisy frames). Measured from the clean 5-frame state (validation after 10
@@ -37,12 +39,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsrt_cli.io.quant import EXPORT_OPTIONS, frame_qp, mean_qp
 from vsrt_cli.train.degrade import SCALE, bi_degrade
 from vsrt_cli.train.validate import ValWindow, to_tensor
 
 CODEC_ODDS = {"libx264": 0.6, "libx265": 0.2, "mpeg2video": 0.1, "mpeg4": 0.1}  # H.264 is most video
 CODECS = tuple(CODEC_ODDS)
 CLEAN_SHARE = 0.3
+# A network told the quantiser (``quant_film``) trains without it on this share of the windows,
+# so it also serves a video whose codec does not report one (HEVC, AV1) and raw frames.
+UNKNOWN_SHARE = 0.2
 X264_PRESETS = ("ultrafast", "veryfast", "fast", "medium")
 MIN_CODEC_SIDE = 64  # smaller frames are padded (edge) for the encoder, then cropped back
 
@@ -94,43 +100,49 @@ def add_noise(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return lr + noise
 
 
-def compress(lr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``[T, h, w, 3]`` uint8 through a random codec as one clip, decoded back (same shape)."""
+def compress(lr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """``[T, h, w, 3]`` uint8 through a random codec as one clip, decoded back (same shape), and
+    the clip's quantiser as the decoder reports it (:func:`vsrt_cli.io.quant.frame_qp`; NaN
+    where the codec exports none: HEVC)."""
     odds = np.array([CODEC_ODDS[c] for c in CODECS])  # CODECS: a subset when a test narrows it
     name = str(rng.choice(CODECS, p=odds / odds.sum()))
     gop = int(rng.integers(1, 13))
-    bit_rate = None
+    qscale = None
     if name == "libx264":
         options = {"crf": str(int(rng.integers(18, 36))), "preset": str(rng.choice(X264_PRESETS)),
                    "bf": str(int(rng.integers(0, 3)))}
     elif name == "libx265":
         options = {"crf": str(int(rng.integers(20, 36))), "preset": "ultrafast",
                    "x265-params": f"log-level=none:keyint={gop}:min-keyint=1"}
-    else:  # bits per pixel 0.05-0.5 at 25 fps
-        bit_rate = int(rng.uniform(0.05, 0.5) * lr.shape[1] * lr.shape[2] * 25)
-        options = {"qmax": "31"}
-    return round_trip(lr, name, options, gop, bit_rate)
+    else:  # a fixed qscale 2-16 (H.264 QP 22-40 in distortion; rate control cannot settle in 5 frames)
+        options, qscale = {}, int(round(2 ** ((rng.uniform(22, 40) - 16) / 6)))
+    return round_trip(lr, name, options, gop, qscale)
 
 
-def h264(lr: np.ndarray, crf: int) -> np.ndarray:
+def h264(lr: np.ndarray, crf: int) -> tuple[np.ndarray, float]:
     """``[T, h, w, 3]`` uint8 through libx264 at ``crf``, preset medium, one GOP: what
-    ``benchmarks/quality.py --compressed`` does to a held-out clip (for validation)."""
+    ``benchmarks/quality.py --compressed`` does to a held-out clip (for validation); and its QP."""
     return round_trip(lr, "libx264", {"crf": str(crf), "preset": "medium"}, 250, None)
 
 
 def compressed_windows(windows: list[ValWindow], crf: int) -> list[ValWindow]:
-    """The validation ``windows`` with their LR through :func:`h264` at ``crf`` (same GT; no
-    flows: the model finds its own in the compressed frames, as it does in a user's video)."""
+    """The validation ``windows`` with their LR through :func:`h264` at ``crf`` and the QP its
+    decoder reports (same GT; no flows: the model finds its own in the compressed frames, as it
+    does in a user's video)."""
     out = []
     for window in windows:
-        lr = window.lr.movedim(-3, -1).mul(255).round().to(torch.uint8).numpy()
-        out.append(ValWindow(window.name, to_tensor(h264(lr, crf)), window.gt))
+        lr, qp = h264(window.lr.movedim(-3, -1).mul(255).round().to(torch.uint8).numpy(), crf)
+        out.append(ValWindow(window.name, to_tensor(lr), window.gt, quant=qp))
     return out
 
 
-def round_trip(lr: np.ndarray, name: str, options: dict[str, str], gop: int, bit_rate: int | None) -> np.ndarray:
-    """``[T, h, w, 3]`` uint8 encoded by codec ``name`` as one yuv420p clip (padded to an even
-    size of at least ``MIN_CODEC_SIDE``) and decoded back, cropped to the same shape."""
+def round_trip(
+    lr: np.ndarray, name: str, options: dict[str, str], gop: int, qscale: int | None
+) -> tuple[np.ndarray, float]:
+    """``[T, h, w, 3]`` uint8 encoded by codec ``name`` (at a fixed ``qscale`` if given) as one
+    yuv420p clip (padded to an even size of at least ``MIN_CODEC_SIDE``) and decoded back,
+    cropped to the same shape; and the clip's mean H.264-equivalent QP over the frame's own
+    blocks (NaN if the decoder exports none)."""
     t, h, w, _ = lr.shape
     ph, pw = max(MIN_CODEC_SIDE, h + h % 2), max(MIN_CODEC_SIDE, w + w % 2)
     padded = np.pad(lr, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
@@ -139,8 +151,8 @@ def round_trip(lr: np.ndarray, name: str, options: dict[str, str], gop: int, bit
     codec.time_base = Fraction(1, 25)
     codec.framerate = Fraction(25, 1)
     codec.gop_size = gop
-    if bit_rate is not None:
-        codec.bit_rate = bit_rate
+    if qscale is not None:
+        codec.qmin = codec.qmax = qscale
     codec.options = options
     packets = []
     for i, image in enumerate(padded):
@@ -150,20 +162,23 @@ def round_trip(lr: np.ndarray, name: str, options: dict[str, str], gop: int, bit
     packets += codec.encode(None)
     decoder = av.CodecContext.create(name.replace("lib", "").replace("x264", "h264").replace("x265", "hevc"), "r")
     decoder.extradata = codec.extradata
-    out = []
-    for packet in packets:
-        out += [f.to_ndarray(format="rgb24") for f in decoder.decode(packet)]
-    out += [f.to_ndarray(format="rgb24") for f in decoder.decode(None)]
-    if len(out) != t:
-        raise RuntimeError(f"{name} gave {len(out)} frames for {t}")
-    return np.stack(out)[:, :h, :w]
+    decoder.options = dict(EXPORT_OPTIONS)
+    decoded = []
+    for packet in [*packets, None]:
+        decoded += decoder.decode(packet)
+    if len(decoded) != t:
+        raise RuntimeError(f"{name} gave {len(decoded)} frames for {t}")
+    qp = mean_qp([frame_qp(f, (h, w)) for f in decoded])
+    return np.stack([f.to_ndarray(format="rgb24") for f in decoded])[:, :h, :w], qp
 
 
-def real_degrade(gt: np.ndarray, rng: np.random.Generator, clean_share: float = CLEAN_SHARE) -> np.ndarray:
+def real_degrade(gt: np.ndarray, rng: np.random.Generator, clean_share: float = CLEAN_SHARE) -> tuple[np.ndarray, float]:
     """GT window ``[T, 4h, 4w, 3]`` uint8 -> LR ``[T, h, w, 3]`` uint8 (the module docstring);
-    ``clean_share`` of the windows keep the BI protocol (a run's ``--clean-share``)."""
+    ``clean_share`` of the windows keep the BI protocol (a run's ``--clean-share``). With it
+    the window's ``quant``: 0 for BI, the codec's QP, or NaN (unknown: HEVC, or not compressed
+    but blurred or noisy)."""
     if rng.random() < clean_share:
-        return bi_degrade(gt)
+        return bi_degrade(gt), 0.0
     frames = torch.from_numpy(np.ascontiguousarray(gt)).permute(0, 3, 1, 2).float()
     if rng.random() < 0.15:
         frames = blur(frames, gaussian_kernel(rng))
@@ -172,5 +187,5 @@ def real_degrade(gt: np.ndarray, rng: np.random.Generator, clean_share: float = 
         lr = add_noise(lr, rng)
     out = lr.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
     if rng.random() < 0.95:
-        out = compress(out, rng)
-    return out
+        return compress(out, rng)
+    return out, float("nan")

@@ -52,8 +52,12 @@ def load_spynet_weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 def is_neighbour_path(name: str) -> bool:
-    """Parameters of the zero-initialised neighbour paths (``neighbour_gates`` presets)."""
-    return "conv_neighbour" in name or name.endswith("cross_gate") or name.startswith("early_fusion.")
+    """Parameters of the zero-initialised paths a warm start adds: the neighbour paths
+    (``neighbour_gates`` presets) and the quantiser's modulation (``quant_film``)."""
+    return (
+        "conv_neighbour" in name or name.endswith("cross_gate") or name.startswith("early_fusion.")
+        or name.startswith("quant.")
+    )
 
 
 def supervised_positions(config: VSRTConfig, frames: int) -> list[int] | None:
@@ -63,11 +67,14 @@ def supervised_positions(config: VSRTConfig, frames: int) -> list[int] | None:
     return [frames // 2] if config.per_frame_queries else None
 
 
-def sr_loss(net: VSRT, lr: torch.Tensor, gt: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-    """Charbonnier loss of one training batch (``lr [B, T, 3, h, w]``, ``gt [B, T, 3, 4h, 4w]``)
-    on the positions :func:`supervised_positions` names."""
+def sr_loss(
+    net: VSRT, lr: torch.Tensor, gt: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None,
+    quant: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Charbonnier loss of one training batch (``lr [B, T, 3, h, w]``, ``gt [B, T, 3, 4h, 4w]``,
+    ``quant [B]`` for a ``quant_film`` network) on the positions :func:`supervised_positions` names."""
     keep = supervised_positions(net.config, lr.shape[1])
-    pred = net(lr, flows, keep=keep)
+    pred = net(lr, flows, keep=keep, quant=quant)
     return charbonnier(pred.float(), gt if keep is None else gt[:, keep])
 
 

@@ -26,27 +26,31 @@ class ValWindow:
     """A fixed validation window: ``lr [T, 3, h, w]``, ``gt [T, 3, 4h, 4w]`` floats in [0, 1].
     ``pan``: for a panned window, the camera's (dx, dy) in LR px per frame, so the true flow
     from each frame to the next is ``-pan`` everywhere. ``flows``: ``(to_prev, to_next)``
-    ``[T, 2, h, w]`` cut from whole-frame flows (else the model's SPyNet runs on the window)."""
+    ``[T, 2, h, w]`` cut from whole-frame flows (else the model's SPyNet runs on the window).
+    ``quant``: how hard the LR was compressed, as a ``quant_film`` network is told it (0: clean,
+    the BI protocol; NaN: unknown)."""
 
     name: str
     lr: torch.Tensor
     gt: torch.Tensor
     pan: tuple[float, float] | None = None
     flows: tuple[torch.Tensor, torch.Tensor] | None = None
+    quant: float = 0.0
 
 
 def centre_prediction(
-    net: VSRT, lr: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None
+    net: VSRT, lr: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None, quant: float = 0.0
 ) -> torch.Tensor:
     """The model's ``[3, 4h, 4w]`` output for the centre frame of ``lr [T, 3, h, w]``; a model
     with fewer frames than the window gets the centred sub-window. ``flows``: the window's
-    ``(to_prev, to_next)`` ``[T, 2, h, w]`` cut from whole frames (else SPyNet on the window)."""
+    ``(to_prev, to_next)`` ``[T, 2, h, w]`` cut from whole frames (else SPyNet on the window);
+    ``quant`` as :class:`ValWindow`'s."""
     t, c = lr.shape[0], lr.shape[0] // 2
     n = min(net.config.num_frame, t)
     start = c - n // 2
     if flows is not None and net.config.use_flow and n == t:
-        return net(lr[None], (flows[0][None], flows[1][None]), keep=[c])[0, 0].clamp(0, 1)
-    return net(lr[start : start + n][None], keep=[c - start])[0, 0].clamp(0, 1)
+        return net(lr[None], (flows[0][None], flows[1][None]), keep=[c], quant=quant)[0, 0].clamp(0, 1)
+    return net(lr[start : start + n][None], keep=[c - start], quant=quant)[0, 0].clamp(0, 1)
 
 
 @torch.no_grad()
@@ -77,7 +81,7 @@ def evaluate(net: VSRT, windows: list[ValWindow]) -> dict[str, float]:
     for window in windows:
         base = bicubic_upscale(window.lr[VAL_FRAMES // 2]).clamp(0, 1)
         gt = to_image(window.gt[window.gt.shape[0] // 2])  # a packed window keeps only its centre
-        pred = to_image(centre_prediction(net, window.lr, window.flows))
+        pred = to_image(centre_prediction(net, window.lr, window.flows, window.quant))
         score = (
             psnr(pred, gt, y=True, crop_border=SCALE),
             psnr(to_image(base), gt, y=True, crop_border=SCALE),
