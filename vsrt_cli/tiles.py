@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vsrt_cli.errors import NumericError, ResourceError
+from vsrt_cli.model.quant import describe as describe_quant
 from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
 from vsrt_cli.runtime import (
@@ -86,6 +87,7 @@ class TileRunner:
         accepts = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
         self._takes_keep = "keep" in accepts
         self._takes_quant = "quant" in accepts
+        self._told: bool = getattr(model, "quant", None) is None  # said what a quant_film network is told
         if isinstance(model, torch.nn.Module) and channels_last_wins(device):
             model.to(memory_format=torch.channels_last)
         self.set_grid(grid)
@@ -169,6 +171,9 @@ class TileRunner:
         self, tiles: torch.Tensor, flows: tuple[torch.Tensor, ...] | None, positions: list[int], quant: float | None
     ) -> torch.Tensor:
         told = {"quant": quant} if self._takes_quant else {}
+        if not self._told:
+            self._told = True
+            self.notices.append(describe_quant(quant))
         if self._takes_keep:
             return self.model(tiles, flows, keep=positions, **told)
         return self.model(tiles, flows, **told)[:, positions]

@@ -107,3 +107,23 @@ def test_every_window_is_told_the_mean_quantiser_of_its_frames(tmp_path):
     assert len(model.seen) == 2
     assert model.seen[0] == pytest.approx(mean_qp(per_frame[:3])) and model.seen[1] == pytest.approx(mean_qp(per_frame[3:]))
     assert all(abs(q - 33) <= 3 for q in model.seen)
+
+
+@pytest.mark.parametrize("codec,said", [("libx264", "H.264 QP 3"), ("libx265", "works blind"), ("ffv1", "lossless")])
+def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said):
+    import dataclasses
+
+    from tests.conftest import NO_FLOW
+    from vsrt_cli.model import build_model
+    from vsrt_cli.pipeline import Notice
+
+    options = {"libx264": {"qp": "33"}, "libx265": {"x265-params": "log-level=none"}, "ffv1": {}}[codec]
+    source = write_video(tmp_path / "v.mkv", frames(4), codec=codec, options=options)
+    net = build_model(dataclasses.replace(NO_FLOW, quant_film=True)).eval()
+    job = UpscaleJob(source=source, output=tmp_path / "out.mkv", schedule=Schedule(tile=0, overlap=0, window=3, stride=3),
+                     device=torch.device("cpu"), precision="fp32")
+    notices = [e.message for e in upscale(net, job) if isinstance(e, Notice)]
+    assert len([n for n in notices if "compressed" in n or "lossless" in n]) == 1 and said in " ".join(notices)
+    plain = Recording(NO_FLOW)  # a network that is told nothing says nothing about it
+    job = dataclasses.replace(job, output=tmp_path / "plain.mkv")
+    assert not [e for e in upscale(plain, job) if isinstance(e, Notice) and "compress" in e.message]

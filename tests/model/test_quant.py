@@ -58,3 +58,32 @@ def test_a_plain_network_ignores_the_quantiser():
     x = torch.rand(1, 5, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(net(x, quant=30.0), net(x))
+
+
+def test_a_blend_network_runs_its_clean_weights_exactly_on_clean_input_and_its_offsets_elsewhere():
+    from vsrt_cli.model.quant import FULL_QP, blend_scale
+
+    torch.manual_seed(3)
+    config = dataclasses.replace(TINY, quant_film=True, quant_blend=True, use_flow=False)
+    net = build_model(config).eval()
+    plain = build_model(dataclasses.replace(TINY, use_flow=False)).eval()
+    net.load_state_dict(plain.state_dict(), strict=False)
+    for d in net.delta.values():
+        torch.nn.init.normal_(d, std=0.05)  # as if trained
+    torch.nn.init.normal_(net.quant.mlp[2].weight, std=0.2)
+    x = torch.rand(4, 5, 3, 16, 16)
+    quant = torch.tensor([0.0, 30.0, NAN, FULL_QP / 2])
+    with torch.no_grad():
+        together = net(x, quant=quant)
+        assert torch.equal(together[:1], plain(x[:1]))  # known clean: the clean network, bit for bit
+        for i in range(1, 4):
+            alone = net(x[i : i + 1], quant=float(quant[i]))
+            assert torch.allclose(together[i : i + 1], alone, atol=1e-5)
+            assert not torch.allclose(alone, plain(x[i : i + 1]), atol=1e-3)
+        # the offsets themselves, as one network with W + s * delta
+        offset = build_model(dataclasses.replace(TINY, quant_film=True, use_flow=False)).eval()
+        own = {n: p for n, p in net.named_parameters() if not n.startswith("delta.")}
+        half = {n: own[n] + 0.5 * net.delta["__".join(n.split("."))] if not n.startswith("quant.") else own[n] for n in own}
+        offset.load_state_dict(half)
+        assert torch.allclose(offset(x[3:], quant=FULL_QP / 2), together[3:], atol=1e-5)
+    assert blend_scale(torch.tensor([0.0, FULL_QP / 2, FULL_QP, 45.0, NAN])).tolist() == [0.0, 0.5, 1.0, 1.0, 1.0]

@@ -397,3 +397,27 @@ def test_a_compression_aware_run_is_validated_on_x264_windows_too(tiny_world):
     assert f"crf{loop.VAL_CRF}_val_gain_db" in loop.read_log(tiny_world / "real")[-1]
     clean = loop.run(config(tiny_world), tiny_world / "bi", max_steps=1, echo=lambda _: None)
     assert not any(k.startswith("crf") for k in clean)
+
+
+def test_a_blend_run_trains_only_the_offsets_and_resumes_its_frozen_clean_body(tiny_world, monkeypatch):
+    blend = VSRTConfig(**{**TINY.__dict__, "quant_film": True, "quant_blend": True})
+    monkeypatch.setitem(vsrt_module.PRESETS, "tiny-qb", blend)
+    clean = tiny_world / "clean"
+    done = loop.run(config(tiny_world, minutes=0.003), clean, echo=lambda _: None)
+    body = torch.load(clean / loop.WEIGHTS_FILE, weights_only=True)["state_dict"]
+    cfg = config(tiny_world, preset="tiny-qb", init_from=str(clean), degradation="real", ema=0.9)
+    first = loop.run(cfg, tiny_world / "qb", max_steps=1, echo=lambda _: None)
+    # told the BI windows are clean, it is the clean network (its quantiser-free twin at CRF 28)
+    assert first["val_psnr_y"] == pytest.approx(done["val_psnr_y"], abs=1e-4)
+    assert f"crf{loop.VAL_CRF}blind_val_psnr_y" in first
+    loop.run(cfg, tiny_world / "qb", max_steps=3, echo=lambda _: None)  # a resume
+    state = torch.load(tiny_world / "qb" / "last.pt", weights_only=True)
+    assert state["step"] == 3
+    assert not any(k in state["model"] for k in body)  # the frozen body is init_from's, not stored
+    assert any(v.abs().sum() > 0 for k, v in state["model"].items() if k.startswith("delta."))  # offsets learnt
+    stage = loop.SRStage(cfg, fresh=False)  # what a resume builds: the body from init_from
+    for k, v in body.items():
+        if not k.startswith("spynet."):
+            assert torch.equal(stage.net.state_dict()[k], v.float()), k
+    with pytest.raises(ConfigError, match="init-from"):
+        loop.SRStage(config(tiny_world, preset="tiny-qb"), fresh=True)

@@ -41,6 +41,9 @@ class VSRTConfig:
     quant_film: the network is told how hard its input was compressed (the quantiser read from
         the video's bitstream, or unknown) and modulates its features by it (see
         :mod:`vsrt_cli.model.quant`). Not part of the paper's network (official presets keep it off).
+    quant_blend: every body weight has a compression offset, blended in by the quantiser: none
+        for a known-clean input (which runs the clean weights exactly), all of it from QP 18 up
+        and when unknown (see :mod:`vsrt_cli.model.quant`). Not part of the paper's network.
     """
 
     num_feat: int = 64
@@ -59,6 +62,7 @@ class VSRTConfig:
     neighbour_gates: bool = False
     per_frame_queries: bool = False
     quant_film: bool = False
+    quant_blend: bool = False
 
     def __post_init__(self) -> None:
         positive = ("num_feat", "num_frame", "depth", "heads", "patch_size", "tile")

@@ -18,10 +18,13 @@ warm-started from unconditioned weights first computes exactly what they did, fo
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 MAX_QP = 51.0  # H.264's coarsest quantiser
+FULL_QP = 18.0  # from here up a quant_blend network runs its compression weights in full
 
 
 class QuantFiLM(nn.Module):
@@ -36,11 +39,13 @@ class QuantFiLM(nn.Module):
         nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self, quant: torch.Tensor) -> torch.Tensor:
-        """``[B, 2 * sites, C]``: scale and shift of each site in turn."""
+        """``[B, 2 * sites, C]``: scale and shift of each site in turn; exactly 0 (no change) for
+        a known-clean input (``quant`` 0), so that input runs the unconditioned network."""
         known = ~torch.isnan(quant)
         level = torch.where(known, quant, torch.zeros_like(quant)).clamp(0, MAX_QP) / MAX_QP
         z = torch.stack([known.to(quant.dtype), level], dim=-1)
-        return self.mlp(z).view(-1, 2 * self.sites, self.channels)
+        clean = torch.tensor([[1.0, 0.0]], dtype=z.dtype, device=z.device)
+        return (self.mlp(z) - self.mlp(clean)).view(-1, 2 * self.sites, self.channels)
 
 
 def modulate(feat: torch.Tensor, film: torch.Tensor | None, which: int) -> torch.Tensor:
@@ -52,6 +57,32 @@ def modulate(feat: torch.Tensor, film: torch.Tensor | None, which: int) -> torch
     scale = film[:, 2 * which].repeat_interleave(per, dim=0)[:, :, None, None].to(feat.dtype)
     shift = film[:, 2 * which + 1].repeat_interleave(per, dim=0)[:, :, None, None].to(feat.dtype)
     return feat * (1 + scale) + shift
+
+
+def blend_scale(quant: torch.Tensor) -> torch.Tensor:
+    """How much of a ``quant_blend`` network's compression weights an input gets (``[B]``): 0 for
+    a known-clean input, rising linearly to 1 at ``FULL_QP`` (high-quality lossy video is
+    nearly clean), 1 above it and when unknown."""
+    return torch.where(torch.isnan(quant), torch.ones_like(quant), (quant / FULL_QP).clamp(0, 1))
+
+
+def blend_groups(scale: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+    """The batch items sharing each blend ``scale`` value: ``[(value, indices)]``."""
+    return [(float(v), (scale == v).nonzero().flatten()) for v in torch.unique(scale)]
+
+
+def delta_key(name: str) -> str:
+    """The key of parameter ``name``'s compression offset (a ParameterDict takes no dots)."""
+    return "__".join(name.split("."))
+
+
+def describe(quant: float | None) -> str:
+    """What a ``quant_film`` network was told about its input, for the user (one line)."""
+    if quant is None or math.isnan(quant):
+        return "the input does not say how hard it was compressed (its codec reports no quantiser): the model works blind"
+    if quant == 0:
+        return "the input is lossless: the model treats it as clean"
+    return f"the input was compressed at about H.264 QP {quant:.0f} (read from its bitstream): the model adapts to that"
 
 
 def quant_tensor(quant: torch.Tensor | float | None, batch: int, device: torch.device) -> torch.Tensor:

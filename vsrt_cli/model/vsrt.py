@@ -30,7 +30,7 @@ from vsrt_cli.model.layers import (
     residual_stack,
 )
 from vsrt_cli.model.dis import DISFlow
-from vsrt_cli.model.quant import QuantFiLM, modulate, quant_tensor
+from vsrt_cli.model.quant import QuantFiLM, blend_groups, blend_scale, delta_key, modulate, quant_tensor
 from vsrt_cli.model.query import EarlyFusion, query_forward
 from vsrt_cli.model.spynet import SPyNet, window_flows
 
@@ -219,6 +219,11 @@ class VSRT(nn.Module):
         self.conv_out = nn.Conv2d(c, 3, 3, padding=1)
         self.quant = QuantFiLM(c, 1 + config.depth) if config.quant_film else None
         self._init_weights()
+        # quant_blend: an offset per body weight (zero: the clean network), blended in by how
+        # hard the input was compressed (vsrt_cli.model.quant.blend_scale)
+        self.delta = nn.ParameterDict({
+            delta_key(n): nn.Parameter(torch.zeros_like(p)) for n, p in self.blended_parameters()
+        }) if config.quant_blend else None
 
     def _init_weights(self) -> None:
         """The official initialisation: residual convs kaiming(fan_in) x 0.1, SPyNet kaiming(fan_out)."""
@@ -232,6 +237,12 @@ class VSRT(nn.Module):
             if isinstance(conv, nn.Conv2d):
                 nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(conv.bias)
+
+    def blended_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The body weights a ``quant_blend`` network offsets (not the flow, not the
+        quantiser's own modulation, not the offsets)."""
+        skip = ("spynet.", "quant.", "delta.")
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith(skip)]
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`ModelInputError` if ``x`` is not a ``[B, T, 3, H, W]`` the model takes."""
@@ -287,7 +298,7 @@ class VSRT(nn.Module):
 
     def forward(
         self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None = None,
-        *, keep: Sequence[int] | None = None, quant: torch.Tensor | float | None = None,
+        *, keep: Sequence[int] | None = None, quant: torch.Tensor | float | None = None, blend: bool = True,
     ) -> torch.Tensor:
         """``x`` ``[B, T, 3, H, W]``; ``flows`` optionally precomputed ``(to_prev, to_next)``
         ``[B, T, 2, H, W]`` (e.g. on whole frames, then cropped per tile). ``keep``: the window
@@ -295,9 +306,12 @@ class VSRT(nn.Module):
         everything after it), and the output is ``[B, len(keep), 3, 4H, 4W]``, equal to
         ``forward(x, flows)[:, keep]``. ``quant``: how hard the input was compressed, per item
         or for all (H.264-equivalent QP; None or NaN: unknown), read by a ``quant_film``
-        network only (:mod:`vsrt_cli.model.quant`)."""
+        network only (:mod:`vsrt_cli.model.quant`). ``blend=False``: a ``quant_blend`` network
+        runs its weights as they are (the blend's own inner call)."""
         self.check_input(x)
         b, t = x.shape[:2]
+        if self.delta is not None and blend:
+            return self._blended(x, flows, keep, quant_tensor(quant, b, x.device))
         if keep is not None:
             keep = [int(j) for j in keep]
             if not keep or not all(-t <= j < t for j in keep):
@@ -322,6 +336,26 @@ class VSRT(nn.Module):
             x = x[:, keep]
         out = self.reconstruct_frames(rearrange(feat, "b t c h w -> (b t) c h w"), rearrange(x, "b t c h w -> (b t) c h w"))
         return rearrange(out, "(b t) c h w -> b t c h w", b=b)
+
+    def _blended(
+        self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None, keep: Sequence[int] | None,
+        quant: torch.Tensor,
+    ) -> torch.Tensor:
+        """The forward pass with each item's weights ``W + s * delta``, ``s = blend_scale(quant)``
+        (items sharing ``s`` go together; the flow, unblended, is computed once)."""
+        if flows is None:
+            flows = self.compute_flows(x)
+        parts, order = [], []
+        for value, idx in blend_groups(blend_scale(quant)):
+            weights = {n: p + value * self.delta[delta_key(n)] if value else p for n, p in self.blended_parameters()}
+            args = (x[idx], (flows[0][idx], flows[1][idx]))
+            kwargs = {"keep": keep, "quant": quant[idx], "blend": False}
+            parts.append(torch.func.functional_call(self, weights, args, kwargs, strict=False))
+            order.append(idx)
+        if len(parts) == 1:
+            return parts[0]
+        out = torch.cat(parts)
+        return out[torch.argsort(torch.cat(order))]
 
     def reconstruct_frames(self, feat: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Features ``[N, C, H, W]`` of LR frames ``[N, 3, H, W]`` -> HR frames ``[N, 3, 4H, 4W]``
@@ -360,6 +394,9 @@ PRESETS["vsrt-cpu-small-5f"] = replace(
 # The compression-aware pair: the same networks told the input's quantiser (vsrt_cli.model.quant).
 PRESETS["vsrt-cpu-small-5f-q"] = replace(PRESETS["vsrt-cpu-small-5f"], quant_film=True)
 PRESETS["vsrt-cpu-small-1f-q"] = replace(PRESETS["vsrt-cpu-small-1f"], quant_film=True)
+# ... and with the clean weights kept whole: a compression offset blended in by the quantiser.
+PRESETS["vsrt-cpu-small-5f-qb"] = replace(PRESETS["vsrt-cpu-small-5f-q"], quant_blend=True)
+PRESETS["vsrt-cpu-small-1f-qb"] = replace(PRESETS["vsrt-cpu-small-1f-q"], quant_blend=True)
 
 
 def get_config(name: str) -> VSRTConfig:

@@ -38,7 +38,7 @@ from vsrt_cli.train.ema import EMA
 from vsrt_cli.train.realdeg import UNKNOWN_SHARE, compressed_windows
 from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES
 from vsrt_cli.train.steps import (  # noqa: F401  (cosine, model_config: the loop's public API)
-    SPYNET_FILE, charbonnier, cosine, is_neighbour_path, load_spynet_weights, model_config, param_groups, sr_loss,
+    SPYNET_FILE, charbonnier, cosine, is_added_path, is_neighbour_path, load_spynet_weights, model_config, param_groups, sr_loss,
 )
 from vsrt_cli.train.validate import (  # noqa: F401
     VAL_FRAMES, centre_prediction, evaluate, pan_flow_error, to_image,
@@ -73,7 +73,7 @@ def body_weights(source: str | Path, net: VSRT) -> dict[str, torch.Tensor]:
     own = {k: v for k, v in net.state_dict().items() if not k.startswith("spynet.")}
     bad = sorted(
         k for k in own
-        if (k not in body and not is_neighbour_path(k)) or (k in body and body[k].shape != own[k].shape)
+        if (k not in body and not is_added_path(k)) or (k in body and body[k].shape != own[k].shape)
     )
     if bad or set(body) - set(own):
         raise CheckpointError(f"{path} does not fit this preset ({len(bad)} missing or mis-shaped tensors, e.g. {bad[:3]})")
@@ -127,8 +127,12 @@ class SRStage:
         self.cfg = cfg
         self.config = model_config(cfg)
         self.net: VSRT = build_model(self.config)
-        if fresh and cfg.init_from is not None:
+        # A quant_blend network's body stays the network it starts from: frozen, so not in the
+        # checkpoint, and loaded from init_from on every resume (as a frozen SPyNet is).
+        if cfg.init_from is not None and (fresh or self.config.quant_blend):
             self.net.load_state_dict(body_weights(cfg.init_from, self.net), strict=False)
+        elif self.config.quant_blend:
+            raise ConfigError("a quant_blend network trains offsets from a clean network: give --init-from")
         # A frozen SPyNet is not in the checkpoint: it is loaded from spynet_from every time.
         if cfg.stage == "main" and self.net.spynet is not None and (fresh or cfg.flow_lr_mul == 0):
             self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))

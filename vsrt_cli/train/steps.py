@@ -12,6 +12,7 @@ import torch
 SPYNET_FILE = "spynet.pt"
 
 from vsrt_cli.errors import CheckpointError
+from vsrt_cli.model.quant import delta_key
 from vsrt_cli.model.vsrt import VSRT, VSRTConfig, build_model, get_config
 from vsrt_cli.train.config import TrainConfig
 
@@ -90,10 +91,23 @@ def cosine(cfg: TrainConfig, progress: float) -> float:
 
 
 
+def is_added_path(name: str) -> bool:
+    """Parameters a warm start adds to the network it starts from (zero-initialised): the
+    neighbour paths and the quantiser's modulation, and a ``quant_blend`` network's offsets."""
+    return is_neighbour_path(name) or name.startswith("delta.")
+
+
 def param_groups(net: VSRT, cfg: TrainConfig) -> list[dict]:
     """Adam groups ``{"params", "lr_mul"}``: the body, the neighbour paths (if any) and, when
-    the flow trains, SPyNet; a frozen SPyNet gets ``requires_grad=False``."""
+    the flow trains, SPyNet; a frozen SPyNet gets ``requires_grad=False``. A ``quant_blend``
+    network keeps its body (the clean network) frozen and trains the offsets instead, each at
+    its weight's multiplier."""
     named = [(n, p) for n, p in net.named_parameters() if not n.startswith("spynet.")]
+    if net.delta is not None:
+        for n, p in net.blended_parameters():
+            p.requires_grad_(False)
+        offset_of = {delta_key(n): n for n, _ in net.blended_parameters()}
+        named = [(offset_of[n[len("delta."):]] if n.startswith("delta.") else n, p) for n, p in named if p.requires_grad]
     groups = [{"params": [p for n, p in named if not is_neighbour_path(n)], "lr_mul": 1.0}]
     neighbour = [p for n, p in named if is_neighbour_path(n)]
     if neighbour:
