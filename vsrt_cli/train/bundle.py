@@ -35,7 +35,7 @@ def read_curve(run: Path) -> list[dict[str, float]]:
         rows = list(csv.DictReader(f))
     keep = ("compute_s", "wall_s", "step", "val_psnr_y", "val_bicubic_psnr_y", "val_ssim_y", "val_gain_db",
             "pan_val_psnr_y", "pan_val_bicubic_psnr_y", "pan_val_gain_db", "pan_flow_epe_px",
-            *(f"crf{VAL_CRF}_{k}" for k in ("val_psnr_y", "val_bicubic_psnr_y", "val_gain_db")))
+            *(f"crf{VAL_CRF}{blind}_{k}" for blind in ("", "blind") for k in ("val_psnr_y", "val_bicubic_psnr_y", "val_gain_db")))
     return [{k: round(float(r[k]), 4) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
@@ -106,10 +106,12 @@ def temporal_summary(report: dict) -> dict:
 
 
 def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, description: str, *,
-           twin: str | None = None, temporal: dict | None = None, first: bool = False) -> dict:
+           twin: str | None = None, temporal: dict | None = None, first: bool = False,
+           default_for: str | None = None) -> dict:
     """Ship ``run`` as ``name`` into ``out`` (weights file and manifest entry). ``twin`` names
     the bundled single-frame model trained beside it (``single_frame_twin``), ``temporal`` is
-    its ``benchmarks/temporal.py`` report, ``first`` makes it the first entry: the default."""
+    its ``benchmarks/temporal.py`` report, ``first`` makes it the first entry: the default;
+    ``default_for="video"`` makes it the default for video files (the compression-aware model)."""
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
     if twin is not None and twin not in [m["name"] for m in manifest["models"]]:
@@ -157,6 +159,14 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
         if "pan_val_psnr_y" in final and "pan_val_psnr_y" in ab:
             quality["single_frame_ablation"]["panned_psnr_y"] = ab["pan_val_psnr_y"]
             quality["panned_gain_over_ablation_db"] = round(final["pan_val_psnr_y"] - ab["pan_val_psnr_y"], 4)
+    if f"crf{VAL_CRF}_val_psnr_y" in final:
+        quality["compressed"] = {
+            "protocol": f"the same windows' LR through libx264 at CRF {VAL_CRF} (preset medium), the "
+            "network told the QP its decoder reports (blind: told nothing)",
+            "psnr_y": final[f"crf{VAL_CRF}_val_psnr_y"],
+            "bicubic_psnr_y": final.get(f"crf{VAL_CRF}_val_bicubic_psnr_y"),
+            "blind_psnr_y": final.get(f"crf{VAL_CRF}blind_val_psnr_y"),
+        }
     if temporal is not None:
         quality["temporal"] = temporal_summary(temporal)
     recipe = payload.get("recipe", {})
@@ -190,6 +200,8 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
     }
     if twin is not None:
         entry["single_frame_twin"] = twin
+    if default_for is not None:
+        entry["default_for"] = default_for
     names = [m["name"] for m in manifest["models"]]
     if first:  # the first entry is the default model
         manifest["models"] = [entry] + [m for m in manifest["models"] if m["name"] != name]
@@ -241,6 +253,10 @@ def export_state(run: Path, target: Path) -> Path:
     ckpt, cfg = load_run_state(run)
     config = model_config(cfg)
     net = build_model(config)
+    if config.quant_blend:
+        from vsrt_cli.train.loop import load_frozen_body
+
+        load_frozen_body(cfg, net)
     net.load_state_dict(ckpt.get("ema", ckpt["model"]), strict=False)
     if cfg.stage == "main" and cfg.flow_lr_mul == 0 and net.spynet is not None:
         net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
@@ -290,6 +306,7 @@ def main() -> None:
     parser.add_argument("--twin", help="the bundled single-frame model trained beside this one")
     parser.add_argument("--temporal", type=Path, help="benchmarks/temporal.py --out report to record")
     parser.add_argument("--default", action="store_true", help="make it the first entry: the default model")
+    parser.add_argument("--default-for", choices=("video",), help="make it the default for video files")
     args = parser.parse_args()
     if args.export_state is not None:
         if args.to is None:
@@ -314,7 +331,7 @@ def main() -> None:
         parser.error("--run is required (or --unbundle-to)")
     temporal = json.loads(args.temporal.read_text()) if args.temporal is not None else None
     entry = bundle(args.run, args.ablation, args.name, args.preset, args.out, args.description,
-                   twin=args.twin, temporal=temporal, first=args.default)
+                   twin=args.twin, temporal=temporal, first=args.default, default_for=args.default_for)
     print(json.dumps({k: entry[k] for k in ("name", "file", "sha256", "bytes", "parameters", "quality")}, indent=2))
 
 

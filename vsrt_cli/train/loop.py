@@ -80,6 +80,14 @@ def body_weights(source: str | Path, net: VSRT) -> dict[str, torch.Tensor]:
     return body
 
 
+def load_frozen_body(cfg: TrainConfig, net: VSRT) -> None:
+    """A ``quant_blend`` run's body: the network it starts from (``init_from``), frozen, so not
+    in its state file and loaded from there by every resume and export (as a frozen SPyNet is)."""
+    if cfg.init_from is None:
+        raise ConfigError("a quant_blend network trains offsets from a clean network: give --init-from")
+    net.load_state_dict(body_weights(cfg.init_from, net), strict=False)
+
+
 class FlowStage:
     """SPyNet pretraining on synthetic pairs; validation: EPE on fixed held-out pairs."""
 
@@ -127,12 +135,10 @@ class SRStage:
         self.cfg = cfg
         self.config = model_config(cfg)
         self.net: VSRT = build_model(self.config)
-        # A quant_blend network's body stays the network it starts from: frozen, so not in the
-        # checkpoint, and loaded from init_from on every resume (as a frozen SPyNet is).
-        if cfg.init_from is not None and (fresh or self.config.quant_blend):
+        if self.config.quant_blend:
+            load_frozen_body(cfg, self.net)
+        elif fresh and cfg.init_from is not None:
             self.net.load_state_dict(body_weights(cfg.init_from, self.net), strict=False)
-        elif self.config.quant_blend:
-            raise ConfigError("a quant_blend network trains offsets from a clean network: give --init-from")
         # A frozen SPyNet is not in the checkpoint: it is loaded from spynet_from every time.
         if cfg.stage == "main" and self.net.spynet is not None and (fresh or cfg.flow_lr_mul == 0):
             self.net.spynet.load_state_dict(load_spynet_weights(Path(cfg.spynet_from)))
