@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--extra-clip", action="append", default=[], help="NAME=PATH of another held-out clip")
     parser.add_argument("--clips", help="comma-separated subset of the clips")
-    parser.add_argument("--models", help="comma-separated model names, each run on the same inputs")
+    parser.add_argument("--models", help="comma-separated model names or weights files (.pth/.pt), each run on the same inputs")
     parser.add_argument("--compressed", help="comma-separated x264 CRFs: score compressed input instead of BI")
     args, upscale_options = parser.parse_known_args()
     clips = dict(CLIPS)
@@ -126,9 +126,10 @@ def main() -> None:
                 base = score_clip(write_folder(tmp / case / "bicubic", bicubic), gt_dir, crop_border=4, name=case)
                 row: dict[str, object] = {"frames": base.frames, "lr_size": f"{lr.shape[2]}x{lr.shape[1]}",
                                           "bicubic_psnr_y": round(base.psnr_y, 3), "bicubic_ssim_y": round(base.ssim_y, 4)}
-                for model in models:
-                    out_dir = tmp / case / f"vsrt-{model or 'default'}"
-                    chosen = ["--model", model] if model else []
+                for number, model in enumerate(models):
+                    out_dir = tmp / case / f"vsrt-{number}"
+                    chosen = ([] if not model else ["--weights", model] if model.endswith((".pth", ".pt"))
+                              else ["--model", model])
                     try:
                         vsrt(["upscale", str(source), "-o", str(out_dir), "--quiet", *chosen, *upscale_options])
                     except SystemExit as exc:
