@@ -109,8 +109,9 @@ def test_every_window_is_told_the_mean_quantiser_of_its_frames(tmp_path):
     assert all(abs(q - 33) <= 3 for q in model.seen)
 
 
-@pytest.mark.parametrize("codec,said", [("libx264", "H.264 QP 3"), ("libx265", "works blind"), ("ffv1", "lossless")])
-def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said):
+@pytest.mark.parametrize("codec,said,blend", [("libx264", "H.264 QP 3", False), ("libx265", "works blind", False),
+                                              ("ffv1", "lossless", False), ("libx264", "H.264 QP 3", True)])
+def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said, blend):
     import dataclasses
 
     from tests.conftest import NO_FLOW
@@ -119,7 +120,7 @@ def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said):
 
     options = {"libx264": {"qp": "33"}, "libx265": {"x265-params": "log-level=none"}, "ffv1": {}}[codec]
     source = write_video(tmp_path / "v.mkv", frames(4), codec=codec, options=options)
-    net = build_model(dataclasses.replace(NO_FLOW, quant_film=True)).eval()
+    net = build_model(dataclasses.replace(NO_FLOW, quant_film=True, quant_blend=blend)).eval()
     job = UpscaleJob(source=source, output=tmp_path / "out.mkv", schedule=Schedule(tile=0, overlap=0, window=3, stride=3),
                      device=torch.device("cpu"), precision="fp32")
     notices = [e.message for e in upscale(net, job) if isinstance(e, Notice)]
