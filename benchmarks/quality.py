@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vsrt_cli.evaluate import score_clip
+from vsrt_cli.io.convert import to_rgb
 from vsrt_cli.io.frames import encode_png
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
@@ -67,7 +68,8 @@ def read_frames(path: Path, count: int, scale: float = 1.0, crop: tuple[int, int
 
 
 def encode_h264(frames: np.ndarray, path: Path, crf: int) -> np.ndarray:
-    """Write ``frames`` as libx264 yuv420p at ``crf`` (25 fps); returns the decoded frames."""
+    """Write ``frames`` as libx264 yuv420p at ``crf`` (25 fps); returns the frames decoded and
+    converted as `vsrt upscale`'s reader converts them (the bicubic baseline starts from them)."""
     import av
 
     with av.open(str(path), "w") as container:
@@ -78,7 +80,7 @@ def encode_h264(frames: np.ndarray, path: Path, crf: int) -> np.ndarray:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
         container.mux(stream.encode(None))
     with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        return np.stack([to_rgb(f, 8, 0) for f in container.decode(video=0)])
 
 
 def write_folder(folder: Path, frames: np.ndarray) -> Path:

@@ -126,3 +126,29 @@ def test_compressed_validation_windows_are_the_benchmarks_x264_of_the_same_windo
     assert got[0] < got[1] < 60  # CRF 40 loses more than CRF 18, and both lose something
     assert np.array_equal(realdeg.h264(lr, 28)[0], realdeg.h264(lr, 28)[0])  # deterministic
     assert window.quant == 0.0 and 18 < high.quant < low.quant <= 51  # the QP the decoder reports
+
+
+def test_decoded_windows_have_the_colours_the_reader_gives_a_users_video(tmp_path):
+    """The network must see a compressed window as `vsrt upscale` reads one: the same YUV
+    planes (lossless x264 here) come out of the round trip as out of VideoReader, to the code
+    value, and without the swscale direct path's shift of the mean colour."""
+    import av
+
+    from vsrt_cli.io.probe import probe
+    from vsrt_cli.io.reader import VideoReader
+
+    lr = bi_degrade(smooth_window(3, 4 * 64, 4 * 80))  # no padding: MIN_CODEC_SIDE
+    trip, qp = realdeg.round_trip(lr, "libx264", {"crf": "0", "preset": "medium"}, 250, None)
+    path = tmp_path / "lossless.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = lr.shape[2], lr.shape[1], "yuv420p"
+        stream.options = {"crf": "0", "preset": "medium"}
+        for image in lr:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode(None))
+    with VideoReader(probe(path)) as reader:
+        read = np.stack([frame.image for frame in reader])
+    assert qp == 0.0 and np.array_equal(trip, read)
+    shift = (trip.astype(np.float64) - lr).mean(axis=(0, 1, 2))
+    assert np.all(np.abs(shift) < 0.5), shift  # swscale's direct path: about -1.1 to -1.4

@@ -17,7 +17,11 @@ LR window of a GT window ``[T, 4h, 4w, 3]`` uint8 in one of two ways:
     (MPEG: 2-16), preset and GOP, always yuv420p, decoded back. The frames share one encoder, so
     the artefacts move with the scene as a real codec's do. Until session 9 the MPEG codecs were
     given a bitrate, which their rate control cannot reach in a 5-frame clip: every MPEG window
-    came out near qscale 2 whatever the bitrate.
+    came out near qscale 2 whatever the bitrate. Until session 10 the decoded window was
+    converted to RGB by swscale's direct path (each chroma sample repeated, and 0.6-1.4 code
+    values brighter than the reader's conversion on held-out clips), so the networks learnt to
+    correct colours a user's video never has (about 0.2 dB of their CRF 28 gain, measured by
+    ``benchmarks/quality.py`` with the reader patched to decode that way).
 
 Blur and resize come first, noise and compression after (a camera blurs before it samples, a
 codec sees the noisy frames). Measured from the clean 5-frame state (validation after 10
@@ -39,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsrt_cli.io.convert import to_rgb
 from vsrt_cli.io.quant import EXPORT_OPTIONS, frame_qp, mean_qp
 from vsrt_cli.train.degrade import SCALE, bi_degrade
 from vsrt_cli.train.validate import ValWindow, to_tensor
@@ -141,8 +146,10 @@ def round_trip(
 ) -> tuple[np.ndarray, float]:
     """``[T, h, w, 3]`` uint8 encoded by codec ``name`` (at a fixed ``qscale`` if given) as one
     yuv420p clip (padded to an even size of at least ``MIN_CODEC_SIDE``) and decoded back,
-    cropped to the same shape; and the clip's mean H.264-equivalent QP over the frame's own
-    blocks (NaN if the decoder exports none)."""
+    cropped to the same shape, converted to RGB as :class:`vsrt_cli.io.reader.VideoReader` does
+    (bilinear chroma: the network must see the colours it will see in a user's video); and the
+    clip's mean H.264-equivalent QP over the frame's own blocks (NaN if the decoder exports
+    none)."""
     t, h, w, _ = lr.shape
     ph, pw = max(MIN_CODEC_SIDE, h + h % 2), max(MIN_CODEC_SIDE, w + w % 2)
     padded = np.pad(lr, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
@@ -169,7 +176,7 @@ def round_trip(
     if len(decoded) != t:
         raise RuntimeError(f"{name} gave {len(decoded)} frames for {t}")
     qp = mean_qp([frame_qp(f, (h, w)) for f in decoded])
-    return np.stack([f.to_ndarray(format="rgb24") for f in decoded])[:, :h, :w], qp
+    return np.stack([to_rgb(f, 8, 0) for f in decoded])[:, :h, :w], qp
 
 
 def real_degrade(gt: np.ndarray, rng: np.random.Generator, clean_share: float = CLEAN_SHARE) -> tuple[np.ndarray, float]:
