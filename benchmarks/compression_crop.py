@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality import MOVING_CROP, SHARED, encode_h264, read_frames, write_folder
+from quality import MOVING_CROP, SHARED, encode_video, read_frames, write_folder
 
 from vsrt_cli.compare import compare
 from vsrt_cli.errors import VsrtError
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         tmp = Path(tmp_dir)
         gt_dir = write_folder(tmp / "gt", gt)
         source = tmp / "lr.mp4"
-        lr = encode_h264(bi_degrade(gt), source, args.crf)
+        lr = encode_video(bi_degrade(gt), source, args.crf)
         up = bicubic_upscale(torch.from_numpy(lr).permute(0, 3, 1, 2).float())
         folders = {"bicubic": write_folder(tmp / "bicubic", up.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())}
         for k, (label, option) in enumerate(models):

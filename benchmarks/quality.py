@@ -1,7 +1,7 @@
 """Quality of models through the real `vsrt upscale` path on held-out clips, vs bicubic.
 
     python benchmarks/quality.py [--models A,B | --model NAME | --weights PATH] [--frames 24]
-        [--compressed 23,28,33] [--clips car_aerial,ski] [upscale options]
+        [--compressed 23,28,33 [--codec libx265]] [--clips car_aerial,ski] [upscale options]
 
 For each held-out clip (never trained on: VAL_SOURCES in vsrt_cli/train/sources.py, plus the
 hand-held `realshort` test clip): the first ``--frames`` frames, cropped to a multiple of 4 (the
@@ -13,7 +13,9 @@ both are scored with `vsrt eval` metrics (PSNR/SSIM on Y, BT.601, 4-pixel border
 ``--compressed CRFS``: real footage is compressed, so the BI frames are also encoded with
 libx264 (yuv420p, preset medium) at each CRF and the *video file* is upscaled (so `vsrt
 upscale` picks the model it picks for video files, unless ``--models`` names them), against
-the clean GT. ``--models`` runs each named model on the same inputs, side by side.
+the clean GT. ``--codec libx265`` encodes with x265 instead (preset medium): its decoder reports
+no quantiser, so a compression-aware model is not told how hard the input was compressed (what
+a user's HEVC file gets). ``--models`` runs each named model on the same inputs, side by side.
 """
 
 from __future__ import annotations
@@ -67,15 +69,16 @@ def read_frames(path: Path, count: int, scale: float = 1.0, crop: tuple[int, int
     return crop_to_multiple(resize_uint8(frames, scale) if scale != 1.0 else frames)
 
 
-def encode_h264(frames: np.ndarray, path: Path, crf: int) -> np.ndarray:
-    """Write ``frames`` as libx264 yuv420p at ``crf`` (25 fps); returns the frames decoded and
-    converted as `vsrt upscale`'s reader converts them (the bicubic baseline starts from them)."""
+def encode_video(frames: np.ndarray, path: Path, crf: int, codec: str = "libx264") -> np.ndarray:
+    """Write ``frames`` as ``codec`` (libx264 or libx265) yuv420p at ``crf`` (25 fps), preset
+    medium; returns the frames decoded and converted as `vsrt upscale`'s reader converts them
+    (the bicubic baseline starts from them)."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
+        stream = container.add_stream(codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
+        stream.options = {"crf": str(crf), "preset": "medium", **({"x265-params": "log-level=none"} if codec == "libx265" else {})}
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
         container.mux(stream.encode(None))
@@ -97,6 +100,7 @@ def main() -> None:
     parser.add_argument("--clips", help="comma-separated subset of the clips")
     parser.add_argument("--models", help="comma-separated model names or weights files (.pth/.pt), each run on the same inputs")
     parser.add_argument("--compressed", help="comma-separated x264 CRFs: score compressed input instead of BI")
+    parser.add_argument("--codec", default="libx264", choices=("libx264", "libx265"), help="encoder of --compressed")
     args, upscale_options = parser.parse_known_args()
     clips = dict(CLIPS)
     for item in args.extra_clip:
@@ -117,11 +121,11 @@ def main() -> None:
                 gt = crop_to_multiple(gt, 2 * 4)
             gt_dir = write_folder(tmp / name / "gt", gt)
             for crf in crfs:
-                case = name if crf is None else f"{name}@crf{crf}"
+                case = name if crf is None else f"{name}@crf{crf}" + ("" if args.codec == "libx264" else f"-{args.codec}")
                 lr = bi_degrade(gt)
                 source = write_folder(tmp / case / "lr", lr)
                 if crf is not None:  # the upscaler gets the video file, the baseline its frames
-                    lr = encode_h264(lr, tmp / case / "lr.mp4", crf)
+                    lr = encode_video(lr, tmp / case / "lr.mp4", crf, args.codec)
                     source = tmp / case / "lr.mp4"
                 lr_t = torch.from_numpy(lr).permute(0, 3, 1, 2).float()
                 bicubic = bicubic_upscale(lr_t).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
