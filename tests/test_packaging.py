@@ -59,3 +59,30 @@ def test_upscale_without_a_model_uses_the_bundled_default(tmp_path):
     source, _, _ = read_image(sorted(frames.iterdir())[1])
     small = image.reshape(24, 4, 32, 4, 3).mean(axis=(1, 3))
     assert np.abs(small - source).mean() < 12
+
+
+def test_the_video_default_upscales_known_clean_input_exactly_as_its_clean_sibling():
+    """The compression-aware default for video files keeps the clean model's weights whole: on a
+    lossless input (quantiser 0) it computes what the clean model computes, bit for bit, and on a
+    compressed one its offsets change the output. Its single-frame twin likewise."""
+    import torch
+
+    from vsrt_cli.registry import get_entry, require_path
+    from vsrt_cli.weights import load_weights
+
+    video = default_name("video")
+    assert video != default_name("frames")
+    pairs = [(video, default_name("frames"))]
+    twin = get_entry(video).details.get("single_frame_twin")
+    clean_twin = get_entry(default_name("frames")).details.get("single_frame_twin")
+    if twin and clean_twin:
+        pairs.append((twin, clean_twin))
+    torch.manual_seed(0)
+    for aware_name, clean_name in pairs:
+        aware, clean = (load_weights(require_path(get_entry(n))).float().eval() for n in (aware_name, clean_name))
+        assert aware.config.quant_blend
+        frames = aware.config.num_frame
+        x = torch.rand(1, frames, 3, 24, 32)
+        with torch.no_grad():
+            assert torch.equal(aware(x, quant=0.0), clean(x))
+            assert (aware(x, quant=28.0) - clean(x)).abs().mean() > 1e-3

@@ -104,7 +104,7 @@ def test_the_committed_training_states_resume(tmp_path, name):
     assert len(after["curve"]) == len(ckpt["curve"]) + 1
 
 
-@pytest.mark.parametrize("name", ["video5f", "twin1f", "video5f_real", "twin1f_real"])
+@pytest.mark.parametrize("name", ["video5f", "twin1f", "video5f_qb", "twin1f_qb"])
 def test_the_committed_training_states_pass_the_cpu_resume_check(name):
     """`python -m vsrt_cli.train --resume` refuses a state whose stored settings differ from its
     config (vsrt_cli/train/loop.py); a hand-edited state (its config changed, not its key) would
