@@ -341,7 +341,7 @@ class _Driver:
                 if isinstance(event, Finished):
                     frames = event.frames
                 elif isinstance(event, Notice):
-                    yield Notice(f"{clip.name}: {event.message}")
+                    yield replace(event, message=f"{clip.name}: {event.message}")
         except VsrtError as exc:
             return ClipResult(clip, "failed", str(exc), 0, time.perf_counter() - state.started)
         sidecar = str(sidecar_path(clip.output)) if self.record is not None else ""

@@ -91,6 +91,7 @@ class Progress:
 @dataclass(frozen=True)
 class Notice:
     message: str
+    note: bool = False  # information, not a problem (drawn as "note:", not "warning:")
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,8 @@ def _run(
             hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, mean_qp([quants[i] for i in win.frames]))
             while runner.notices:
                 yield Notice(runner.notices.pop(0))
+            while runner.notes:
+                yield Notice(runner.notes.pop(0), note=True)
             pending.append((Download(hr, deep, yuv), [index for _, index in win.outputs]))
             del batch, hr
             yield from flush(keep=lag)

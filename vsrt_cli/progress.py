@@ -31,6 +31,12 @@ def human_size(n: int) -> str:
     return f"{size:.1f} GB"
 
 
+def notice_line(notice: Notice) -> str:
+    """A notice as the terminal shows it: a problem the run worked around, or a note."""
+    label = "[cyan]note:[/]" if notice.note else "[yellow]warning:[/]"
+    return f"{label} {notice.message}"
+
+
 def render(events: Iterable[Event], console: Console, *, quiet: bool = False) -> Finished | None:
     """Consume ``events``, drawing a bar (unless ``quiet``); returns the :class:`Finished` event."""
     finished = None
@@ -45,7 +51,7 @@ def render(events: Iterable[Event], console: Console, *, quiet: bool = False) ->
                 fps = f"{event.done / elapsed:.2f}" if elapsed > 0 else "-"
                 bar.update(task, completed=event.done, total=event.total, fps=fps)
             elif isinstance(event, Notice) and not quiet:
-                console.print(f"[yellow]warning:[/] {event.message}", highlight=False, soft_wrap=True)
+                console.print(notice_line(event), highlight=False, soft_wrap=True)
             elif isinstance(event, Finished):
                 finished = event
     if finished is not None and not quiet:
@@ -110,7 +116,7 @@ def render_batch(
                 if overall is not None:
                     bar.update(overall, completed=before + sum(running.values()))
             elif isinstance(event, Notice) and not quiet:
-                console.print(f"[yellow]warning:[/] {event.message}", highlight=False, soft_wrap=True)
+                console.print(notice_line(event), highlight=False, soft_wrap=True)
             elif isinstance(event, ClipFinished):
                 result = event.result
                 results.append(result)

@@ -83,6 +83,7 @@ class TileRunner:
         self.whole_frame_flows = True
         self.accumulate_on = device
         self.notices: list[str] = []
+        self.notes: list[str] = []  # information for the user, not problems
         self._stage = "tiles"
         accepts = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
         self._takes_keep = "keep" in accepts
@@ -173,7 +174,7 @@ class TileRunner:
         told = {"quant": quant} if self._takes_quant else {}
         if not self._told:
             self._told = True
-            self.notices.append(describe_quant(quant))
+            self.notes.append(describe_quant(quant))
         if self._takes_keep:
             return self.model(tiles, flows, keep=positions, **told)
         return self.model(tiles, flows, **told)[:, positions]

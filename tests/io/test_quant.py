@@ -123,8 +123,10 @@ def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said, blend
     net = build_model(dataclasses.replace(NO_FLOW, quant_film=True, quant_blend=blend)).eval()
     job = UpscaleJob(source=source, output=tmp_path / "out.mkv", schedule=Schedule(tile=0, overlap=0, window=3, stride=3),
                      device=torch.device("cpu"), precision="fp32")
-    notices = [e.message for e in upscale(net, job) if isinstance(e, Notice)]
+    events = [e for e in upscale(net, job) if isinstance(e, Notice)]
+    notices = [e.message for e in events]
     assert len([n for n in notices if "compressed" in n or "lossless" in n]) == 1 and said in " ".join(notices)
+    assert all(e.note for e in events if said in e.message)  # information, not drawn as a warning
     plain = Recording(NO_FLOW)  # a network that is told nothing says nothing about it
     job = dataclasses.replace(job, output=tmp_path / "plain.mkv")
     assert not [e for e in upscale(plain, job) if isinstance(e, Notice) and "compress" in e.message]

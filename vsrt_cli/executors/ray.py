@@ -107,7 +107,7 @@ class _Worker:
         return host(), os.getpid()
 
     def run(self, unit: Any, template: Any, record: Any) -> Iterator[tuple]:
-        """One clip or chunk: yields ``("progress", done, total)``, ``("notice", text)``, then
+        """One clip or chunk: yields ``("progress", done, total)``, ``("notice", text, note)``, then
         ``("result", ClipResult | ChunkFinished)``."""
         from vsrt_cli.executors.local import run_unit
         from vsrt_cli.executors.units import ChunkProgress
@@ -120,7 +120,7 @@ class _Worker:
                 if isinstance(event, (Progress, ChunkProgress)):
                     yield ("progress", event.done, getattr(event, "total", None))
                 elif isinstance(event, Notice):
-                    yield ("notice", event.message)
+                    yield ("notice", event.message, event.note)
         except StopIteration as stop:
             yield ("result", stop.value)
 
@@ -195,7 +195,7 @@ class RayExecutor:
                             if item[0] == "progress":
                                 events.put(ChunkProgress(unit, item[1]) if chunk else ClipProgress(unit, item[1], item[2]))
                             elif item[0] == "notice":
-                                events.put(Notice(item[1]))
+                                events.put(Notice(item[1], note=item[2]))
                             else:
                                 remove_stale_partials(target(unit))
                                 events.put(item[1] if chunk else ClipFinished(item[1]))
