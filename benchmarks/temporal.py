@@ -2,6 +2,7 @@
 with the neighbours taken away.
 
     python benchmarks/temporal.py --video WEIGHTS --single WEIGHTS [--windows 16] [--gt-scale 1] [--out FILE]
+        [--crf 28 [--clean-flows]]
 
 ``--out`` also writes the report as JSON (what ``python -m vsrt_cli.train.bundle --temporal``
 records in the manifest).
@@ -20,6 +21,11 @@ For each set: bicubic, the single-frame model, the video model, and the video mo
 copies of the centre frame (``video_no_neighbours``). ``video - no_neighbours`` is what the
 neighbours are worth to the video model; ``video - single`` is the margin the video model must
 earn over its single-frame twin (issue #11: +0.3 dB on the moving held-out clips).
+``--crf N``: every window's LR goes through libx264 at CRF N first (training's validation
+round trip), the networks are told the QP its decoder reports, and the video model finds its
+own flows in the compressed window (``--clean-flows``: it gets the clean window's flows, a
+probe of what better flows would be worth). What the neighbours are worth to a
+compression-aware model, where they could undo artefacts that change from frame to frame.
 On pans, ``flow_epe_px`` is the video model's flow error against the known camera motion (a
 flow trained end to end can break, and then its warped neighbours are all padding).
 """
@@ -27,6 +33,7 @@ flow trained end to end can break, and then its warped neighbours are all paddin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,6 +45,7 @@ from vsrt_cli.train.data import ValWindow, load_sequences, panned_val_windows, v
 from vsrt_cli.train.sources import MOVING_VAL_SOURCES, STATIC_VAL_SOURCES, VAL_SOURCES
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
 from vsrt_cli.train.loop import centre_prediction, pan_flow_error, to_image
+from vsrt_cli.train.realdeg import compressed_windows
 from vsrt_cli.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +72,9 @@ def window_scores(w: ValWindow, video: torch.nn.Module, single: torch.nn.Module)
     still = w.lr[c : c + 1].expand(FRAMES, -1, -1, -1)
     return (
         psnr_y(bicubic_upscale(w.lr[c]).clamp(0, 1), gt),
-        psnr_y(centre_prediction(single, w.lr), gt),
-        psnr_y(centre_prediction(video, w.lr, w.flows), gt),
-        psnr_y(centre_prediction(video, still), gt),
+        psnr_y(centre_prediction(single, w.lr, quant=w.quant), gt),
+        psnr_y(centre_prediction(video, w.lr, w.flows, quant=w.quant), gt),
+        psnr_y(centre_prediction(video, still, quant=w.quant), gt),
         lr_motion_db(w),
         pan_flow_error(video, [w]) if w.pan else float("nan"),
     )
@@ -95,6 +103,9 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=150, help="as the models were trained")
     parser.add_argument("--spynet-from", type=Path, help="flows of this SPyNet run folder (the training cache's) "
                         "instead of the video model's own (its fp16 copy: the same up to rounding)")
+    parser.add_argument("--crf", type=int, help="score the windows through libx264 at this CRF")
+    parser.add_argument("--clean-flows", action="store_true", help="with --crf: the video model gets the "
+                        "clean windows' flows instead of finding its own in the compressed ones")
     args = parser.parse_args()
     video, single = load_weights(args.video).eval(), load_weights(args.single).eval()
     spynet = video.flow_net if video.config.use_flow else None
@@ -110,6 +121,10 @@ def main() -> None:
         "real": val_windows(seqs, FRAMES, args.windows, (48, 96), multiple),
         "pan": panned_val_windows(seqs, FRAMES, args.windows, (48, 96), multiple),
     }
+    if args.crf is not None:
+        sets = {name: [dataclasses.replace(c, flows=w.flows if args.clean_flows else None, pan=w.pan)
+                       for w, c in zip(windows, compressed_windows(windows, args.crf))]
+                for name, windows in sets.items()}
     results = {}
     groups = {"moving": MOVING_VAL_SOURCES, "static": STATIC_VAL_SOURCES,
               **{source: (source,) for source in VAL_SOURCES}}
@@ -121,7 +136,8 @@ def main() -> None:
             if mine:
                 results[name][group] = summary(mine)
         print(name, json.dumps({k: results[name][k] for k in ("all", "moving", "static") if k in results[name]}), flush=True)
-    report = {"video": str(args.video), "single": str(args.single), "windows": args.windows, **results}
+    report = {"video": str(args.video), "single": str(args.single), "windows": args.windows,
+              "crf": args.crf, "clean_flows": args.clean_flows, **results}
     print(json.dumps(report, indent=2))
     if args.out is not None:
         args.out.write_text(json.dumps(report, indent=2) + "\n")

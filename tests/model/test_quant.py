@@ -61,7 +61,7 @@ def test_a_plain_network_ignores_the_quantiser():
 
 
 def test_a_blend_network_runs_its_clean_weights_exactly_on_clean_input_and_its_offsets_elsewhere():
-    from vsrt_cli.model.quant import FULL_QP, blend_scale
+    from vsrt_cli.model.quant import FULL_QP, UNKNOWN_BLEND, ZERO_QP, blend_scale
 
     torch.manual_seed(3)
     config = dataclasses.replace(TINY, quant_film=True, quant_blend=True, use_flow=False)
@@ -72,7 +72,8 @@ def test_a_blend_network_runs_its_clean_weights_exactly_on_clean_input_and_its_o
         torch.nn.init.normal_(d, std=0.05)  # as if trained
     torch.nn.init.normal_(net.quant.mlp[2].weight, std=0.2)
     x = torch.rand(4, 5, 3, 16, 16)
-    quant = torch.tensor([0.0, 30.0, NAN, FULL_QP / 2])
+    mid = (ZERO_QP + FULL_QP) / 2
+    quant = torch.tensor([0.0, 40.0, NAN, mid])
     with torch.no_grad():
         together = net(x, quant=quant)
         assert torch.equal(together[:1], plain(x[:1]))  # known clean: the clean network, bit for bit
@@ -85,5 +86,5 @@ def test_a_blend_network_runs_its_clean_weights_exactly_on_clean_input_and_its_o
         own = {n: p for n, p in net.named_parameters() if not n.startswith("delta.")}
         half = {n: own[n] + 0.5 * net.delta["__".join(n.split("."))] if not n.startswith("quant.") else own[n] for n in own}
         offset.load_state_dict(half)
-        assert torch.allclose(offset(x[3:], quant=FULL_QP / 2), together[3:], atol=1e-5)
-    assert blend_scale(torch.tensor([0.0, FULL_QP / 2, FULL_QP, 45.0, NAN])).tolist() == [0.0, 0.5, 1.0, 1.0, 1.0]
+        assert torch.allclose(offset(x[3:], quant=mid), together[3:], atol=1e-5)
+    assert blend_scale(torch.tensor([0.0, ZERO_QP, mid, FULL_QP, 45.0, NAN])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0, UNKNOWN_BLEND]

@@ -42,8 +42,8 @@ class VSRTConfig:
         the video's bitstream, or unknown) and modulates its features by it (see
         :mod:`vsrt_cli.model.quant`). Not part of the paper's network (official presets keep it off).
     quant_blend: every body weight has a compression offset, blended in by the quantiser: none
-        for a known-clean input (which runs the clean weights exactly), all of it from QP 18 up
-        and when unknown (see :mod:`vsrt_cli.model.quant`). Not part of the paper's network.
+        for a known-clean input (which runs the clean weights exactly), more of it the coarser
+        the quantiser (``blend_scale`` of :mod:`vsrt_cli.model.quant`). Not part of the paper's network.
     """
 
     num_feat: int = 64
