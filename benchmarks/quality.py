@@ -1,7 +1,7 @@
 """Quality of models through the real `vsrt upscale` path on held-out clips, vs bicubic.
 
     python benchmarks/quality.py [--models A,B | --model NAME | --weights PATH] [--frames 24]
-        [--compressed 23,28,33 [--codec libx265]] [--clips car_aerial,ski] [upscale options]
+        [--compressed 23,28,33 [--codec libx265|libvpx-vp9]] [--clips car_aerial,ski] [upscale options]
 
 For each held-out clip (never trained on: VAL_SOURCES in vsrt_cli/train/sources.py, plus the
 hand-held `realshort` test clip): the first ``--frames`` frames, cropped to a multiple of 4 (the
@@ -15,7 +15,8 @@ libx264 (yuv420p, preset medium) at each CRF and the *video file* is upscaled (s
 upscale` picks the model it picks for video files, unless ``--models`` names them), against
 the clean GT. ``--codec libx265`` encodes with x265 instead (preset medium): its decoder reports
 no quantiser, so a compression-aware model is not told how hard the input was compressed (what
-a user's HEVC file gets). ``--models`` runs each named model on the same inputs, side by side.
+a user's HEVC file gets). ``--codec libvpx-vp9``: VP9 at constant quality (its CRF runs 0-63),
+whose quantiser index the model is told on H.264's scale. ``--models`` runs each named model on the same inputs, side by side.
 """
 
 from __future__ import annotations
@@ -69,16 +70,23 @@ def read_frames(path: Path, count: int, scale: float = 1.0, crop: tuple[int, int
     return crop_to_multiple(resize_uint8(frames, scale) if scale != 1.0 else frames)
 
 
+CODEC_OPTIONS = {
+    "libx264": {"preset": "medium"},
+    "libx265": {"preset": "medium", "x265-params": "log-level=none"},
+    "libvpx-vp9": {"b": "0", "cpu-used": "2"},  # CRF 0-63; b=0: constant quality
+}
+
+
 def encode_video(frames: np.ndarray, path: Path, crf: int, codec: str = "libx264") -> np.ndarray:
-    """Write ``frames`` as ``codec`` (libx264 or libx265) yuv420p at ``crf`` (25 fps), preset
-    medium; returns the frames decoded and converted as `vsrt upscale`'s reader converts them
-    (the bicubic baseline starts from them)."""
+    """Write ``frames`` as ``codec`` (libx264 or libx265, preset medium; libvpx-vp9, constant
+    quality, speed 2) yuv420p at ``crf`` (25 fps); returns the frames decoded and converted as
+    `vsrt upscale`'s reader converts them (the bicubic baseline starts from them)."""
     import av
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium", **({"x265-params": "log-level=none"} if codec == "libx265" else {})}
+        stream.options = {"crf": str(crf), **CODEC_OPTIONS[codec]}
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
         container.mux(stream.encode(None))
@@ -100,7 +108,7 @@ def main() -> None:
     parser.add_argument("--clips", help="comma-separated subset of the clips")
     parser.add_argument("--models", help="comma-separated model names or weights files (.pth/.pt), each run on the same inputs")
     parser.add_argument("--compressed", help="comma-separated x264 CRFs: score compressed input instead of BI")
-    parser.add_argument("--codec", default="libx264", choices=("libx264", "libx265"), help="encoder of --compressed")
+    parser.add_argument("--codec", default="libx264", choices=tuple(CODEC_OPTIONS), help="encoder of --compressed")
     args, upscale_options = parser.parse_known_args()
     clips = dict(CLIPS)
     for item in args.extra_clip:

@@ -52,6 +52,21 @@ def test_mpeg2_qscale_is_put_on_h264s_scale(tmp_path):
     assert mpeg_to_qp(4) == pytest.approx(22) and mpeg_to_qp(16) == pytest.approx(34) and mpeg_to_qp(1e6) == 51
 
 
+def test_vp9s_quantiser_index_is_put_on_h264s_scale_and_its_lossless_mode_is_clean(tmp_path):
+    from vsrt_cli.io.quant import vp9_to_qp
+
+    def vp9(name, options):
+        return quants(write_video(tmp_path / name, frames(4), codec="libvpx-vp9", options={"b": "0", **options}))
+
+    fine = vp9("fine.webm", {"min-q": "20", "max-q": "20", "crf": "20"})  # index 63
+    coarse = vp9("coarse.webm", {"min-q": "50", "max-q": "50", "crf": "50"})  # index 185
+    assert fine and coarse and None not in fine + coarse
+    # per frame the encoder moves the index (key and hidden frames finer); the window's mean:
+    assert 16 <= np.mean(fine) <= 22 and 30 <= np.mean(coarse) <= 37, (fine, coarse)
+    assert vp9("lossless.webm", {"lossless": "1"}) == [0.0] * 4
+    assert vp9_to_qp(0) == 0 and vp9_to_qp(255) == pytest.approx(42.9, abs=0.1)
+
+
 def test_a_chunk_reads_the_same_quantisers_as_the_whole_clip(tmp_path):
     path = write_video(tmp_path / "v.mp4", frames(8), options={"qp": "30", "g": "4"})
     info = probe(path)

@@ -5,7 +5,7 @@ a lightly compressed one and pays for it on both: from the clean 5-frame state, 
 windows cost 0.84 dB on clean input after 31 compute-min while gaining 0.41 at x264 CRF 28;
 50% clean windows cost 0.15 and gained 0.15 after 10 (weights/training/README.md). Yet a video
 file says how it was compressed: its decoder knows each block's quantiser (H.264 QP, MPEG-2 /
-MPEG-4 qscale), and a lossless file or a folder of PNGs is known to be clean.
+MPEG-4 qscale, VP9 quantiser index), and a lossless file or a folder of PNGs is known to be clean.
 
 ``quant`` is that knowledge per batch item: the window's mean quantiser as an H.264-equivalent
 QP (0 = lossless/clean, 51 = the coarsest), or NaN when it is unknown (HEVC, AV1, JPEG frames,
