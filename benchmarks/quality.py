@@ -16,7 +16,8 @@ upscale` picks the model it picks for video files, unless ``--models`` names the
 the clean GT. ``--codec libx265`` encodes with x265 instead (preset medium): its decoder reports
 no quantiser, so a compression-aware model is not told how hard the input was compressed (what
 a user's HEVC file gets). ``--codec libvpx-vp9``: VP9 at constant quality (its CRF runs 0-63),
-whose quantiser index the model is told on H.264's scale. ``--models`` runs each named model on the same inputs, side by side.
+whose quantiser index the model is told on H.264's scale. ``--models`` runs each named model on
+the same inputs, side by side.
 """
 
 from __future__ import annotations
