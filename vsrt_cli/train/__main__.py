@@ -1,8 +1,9 @@
 """``python -m vsrt_cli.train --stage spynet|main|ablation --out runs/NAME --minutes N``.
 
 Rerunning the same command resumes from ``runs/NAME/last.pt``; the log is ``runs/NAME/log.csv``.
-``python -m vsrt_cli.train --resume DIR [--minutes N]`` resumes the run whose state is
-``DIR/last.pt`` with the settings stored in it (on any machine: the state file is the whole run).
+``python -m vsrt_cli.train --resume DIR [--minutes N] [--flows-from degraded]`` resumes the run
+whose state is ``DIR/last.pt`` with the settings stored in it (on any machine: the state file is
+the whole run); budget, cadence and the flows' source may change.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int)
     p.add_argument("--degradation", choices=("bi", "real"), help="LR windows: BI protocol, or blur/noise/video compression")
     p.add_argument("--clean-share", type=float, help="with --degradation real: share of windows kept BI (default 0.3)")
+    p.add_argument("--flows-from", choices=("clean", "degraded"),
+                   help="with --degradation real: flows of the clean frames, or estimated on each degraded window")
     p.add_argument("--ema", type=float, help="decay of the weight average that is validated and exported (0: off)")
     p.add_argument("--neighbour-lr-mul", type=float, help="lr multiplier of the zero-initialised neighbour paths")
     p.add_argument("--max-frames", type=int, help="frames decoded per sequence")
@@ -62,7 +65,7 @@ def resumed_config(args: argparse.Namespace) -> TrainConfig:
     from vsrt_cli.train.checkpoint import load_run_state
 
     loose = {"minutes": args.minutes, "threads": args.threads, "val_minutes": args.val_minutes,
-             "checkpoint_minutes": args.checkpoint_minutes}
+             "checkpoint_minutes": args.checkpoint_minutes, "flows_from": args.flows_from}
     return load_run_state(args.resume, loose)[1]
 
 
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 preset=args.preset, threads=args.threads, init_from=args.init_from,
                 precision=args.precision, motion=args.motion, motion_speed=args.motion_speed,
                 motion_jitter=args.motion_jitter, ema=args.ema, degradation=args.degradation,
-                clean_share=args.clean_share, neighbour_lr_mul=args.neighbour_lr_mul,
+                clean_share=args.clean_share, flows_from=args.flows_from, neighbour_lr_mul=args.neighbour_lr_mul,
                 max_frames=args.max_frames, val_minutes=args.val_minutes,
                 checkpoint_minutes=args.checkpoint_minutes,
             ), args.out

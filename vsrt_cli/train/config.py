@@ -33,6 +33,10 @@ class TrainConfig:
         :mod:`vsrt_cli.train.realdeg`); validation stays BI (the protocol) either way.
     clean_share: with ``real``, the share of windows that keep the BI protocol (what the model
         must not lose on clean input is learnt from them).
+    flows_from: with ``real`` and a frozen flow, the flows a window trains with: ``clean``
+        (cut from the cached flows of the clean BI frames) or ``degraded`` (estimated again on
+        the degraded window, with context around the patch, as the pipeline estimates them on
+        a user's compressed video). A resume may switch it.
     ema: decay of an exponential moving average of the weights, validated and exported in
         their place (0: off). Long runs over many sessions stop anywhere; the average is the
         model to ship at any point.
@@ -62,6 +66,7 @@ class TrainConfig:
     ema: float = 0.0
     degradation: Literal["bi", "real"] = "bi"
     clean_share: float = 0.3
+    flows_from: Literal["clean", "degraded"] = "clean"
     max_shift: float = 4.0  # spynet stage: largest global shift, LR pixels
     max_local: float = 1.5  # spynet stage: scale of the local flow field, LR pixels
     data_root: str = DATA_ROOT
@@ -91,6 +96,10 @@ class TrainConfig:
             raise ConfigError(f"--degradation must be bi or real, got {self.degradation!r}")
         if not 0 <= self.clean_share <= 1:
             raise ConfigError(f"--clean-share is a share of windows in [0, 1], got {self.clean_share}")
+        if self.flows_from not in ("clean", "degraded"):
+            raise ConfigError(f"--flows-from must be clean or degraded, got {self.flows_from!r}")
+        if self.flows_from == "degraded" and not (self.degradation == "real" and self.cached_flows):
+            raise ConfigError("--flows-from degraded needs --degradation real and a frozen flow (main stage, --flow-lr-mul 0)")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 < self.gt_scale <= 1:
@@ -103,7 +112,7 @@ class TrainConfig:
 
     def resume_key(self) -> dict:
         """The fields a resumed run must share with its checkpoint (not budget or cadence)."""
-        loose = {"minutes", "checkpoint_minutes", "val_minutes", "threads", "data_root", "cache"}
+        loose = {"minutes", "checkpoint_minutes", "val_minutes", "threads", "data_root", "cache", "flows_from"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in loose}
 
 

@@ -21,7 +21,7 @@ import torch
 from vsrt_cli.model.spynet import SPyNet
 from vsrt_cli.train.degrade import SCALE, bi_degrade, crop_to_multiple, resize_uint8
 from vsrt_cli.train.flowcache import (
-    augment_flow, cached_flows, flow_digest, pan_flows, to_flow_tensors, window_ends_still,
+    augment_flow, cached_flows, flow_digest, pan_flows, sequence_flows, to_flow_tensors, window_ends_still,
 )
 from vsrt_cli.train.motion import film, margin_for, motion_window
 from vsrt_cli.train.realdeg import CLEAN_SHARE, real_degrade
@@ -29,6 +29,9 @@ from vsrt_cli.train.sources import DATA_LICENCES, TRAIN_SOURCES, VAL_SOURCES  # 
 from vsrt_cli.train.validate import ValWindow, to_tensor
 
 REAL_CONTEXT = 5  # frames a ``real`` window is degraded with (see WindowSampler)
+# LR px on each side of the patch that a window degraded for flows from its own frames carries:
+# the flow estimator needs surroundings, and a 32 px patch then fills the codec's 64 px minimum.
+FLOW_CONTEXT = 16
 MAX_FRAMES = 480  # per sequence; the long static surveillance clips would otherwise dominate
 
 
@@ -142,14 +145,21 @@ class WindowSampler:
     one frame of the picked sequence, when its frames are large enough (for windows of up to 5
     frames neither that choice nor the crop's place depends on T, so a single-frame run draws
     its centre frames from the same distribution as a 5-frame one).
+    With ``flow_net`` (a ``real`` run's frozen estimator) the flows are not cut from the cache
+    but estimated on the degraded window, which is drawn ``FLOW_CONTEXT`` px larger on every side
+    (as far as the frames allow) and cropped after: the network trains on the flows it will get
+    from a compressed video, not on the clean frames' flows it never sees at inference.
     Augmentation: horizontal/vertical flips, transpose, temporal reversal.
     """
 
     def __init__(
         self, seqs: list[Sequence], frames: int, patch: int, motion: Motion = Motion(),
         *, flows: bool = False, degradation: str = "bi", clean_share: float = CLEAN_SHARE, hide_quant: float = 0.0,
+        flow_net: torch.nn.Module | None = None,
     ) -> None:
-        self.frames, self.patch, self.motion, self.flows = frames, patch, motion, flows
+        if flow_net is not None and not (flows and degradation == "real"):
+            raise ValueError("flows estimated on degraded windows need flows=True and degradation='real'")
+        self.frames, self.patch, self.motion, self.flows, self.flow_net = frames, patch, motion, flows, flow_net
         self.degradation, self.clean_share, self.hide_quant = degradation, clean_share, hide_quant
         # ``real`` degrades a whole 5-frame window (a codec's frame depends on its neighbours)
         # and keeps its centre ``frames``: a single-frame twin sees the same artefacts.
@@ -172,12 +182,17 @@ class WindowSampler:
         lengths = np.array([len(s) for s in group], dtype=np.float64)
         seq = group[rng.choice(len(group), p=lengths / lengths.sum())]
         p, n = self.patch, self.drawn
+        side = min(seq.lr.shape[1:3])
         if self.motion.share > 0 and rng.random() < self.motion.share and seq.name in self.movable:
             m = self.motion
+            c = self.context(side - 2 * self.margin)
+            p += 2 * c
             frame = np.asarray(seq.gt[rng.integers(len(seq))])
             lr, gt, offsets = motion_window(frame, rng, n, p, self.margin, m.max_speed, m.jitter)
-            flow = pan_flows(offsets, p, p) if self.flows else None
+            flow = pan_flows(offsets, p, p) if self.flows and self.flow_net is None else None
         else:
+            c = self.context(side)
+            p += 2 * c
             t0 = rng.integers(len(seq) - n + 1)
             y = rng.integers(seq.lr.shape[1] - p + 1)
             x = rng.integers(seq.lr.shape[2] - p + 1)
@@ -185,17 +200,29 @@ class WindowSampler:
             lr = np.asarray(seq.lr[window, y : y + p, x : x + p])
             s = SCALE
             gt = np.asarray(seq.gt[window, s * y : s * (y + p), s * x : s * (x + p)])
-            flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if self.flows else None
+            cut = self.flows and self.flow_net is None
+            flow = window_ends_still(seq.flows[window, y : y + p, x : x + p]) if cut else None
         quant = 0.0
         if self.degradation == "real":
             lr, quant = real_degrade(gt, rng, self.clean_share)
             keep = slice((n - self.frames) // 2, (n - self.frames) // 2 + self.frames)
             lr, gt = lr[keep], gt[keep]
-            flow = window_ends_still(flow[keep]) if flow is not None else None
+            if self.flow_net is not None:  # on the frames kept: the ends have no neighbour
+                flow = sequence_flows(self.flow_net, np.ascontiguousarray(lr))
+            elif flow is not None:
+                flow = window_ends_still(flow[keep])
+        if c:
+            s, inner = SCALE, slice(c, c + self.patch)
+            lr, gt = lr[:, inner, inner], gt[:, s * c : s * (c + self.patch), s * c : s * (c + self.patch)]
+            flow = flow[:, inner, inner] if flow is not None else None
         lr, gt, flow = augment(lr, gt, rng, flow)
         if self.hide_quant > 0 and rng.random() < self.hide_quant:  # after every other draw
             quant = float("nan")
         return lr, gt, flow, quant
+
+    def context(self, side: int) -> int:
+        """LR px drawn around the patch on each side, in frames whose smaller side is ``side``."""
+        return min(FLOW_CONTEXT, (side - self.patch) // 2) if self.flow_net is not None else 0
 
     def batch(
         self, rng: np.random.Generator, size: int

@@ -151,6 +151,7 @@ class SRStage:
         self.sampler = WindowSampler(
             train, self.config.num_frame, cfg.patch, motion, flows=cfg.cached_flows, degradation=cfg.degradation,
             clean_share=cfg.clean_share, hide_quant=UNKNOWN_SHARE if self.config.quant_film else 0.0,
+            flow_net=self.net.flow_net if cfg.flows_from == "degraded" else None,
         )
         # What is validated and exported: the running average of the weights, if kept.
         self.ema = EMA(self.net, cfg.ema) if cfg.ema > 0 else None
