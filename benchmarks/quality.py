@@ -14,8 +14,8 @@ both are scored with `vsrt eval` metrics (PSNR/SSIM on Y, BT.601, 4-pixel border
 libx264 (yuv420p, preset medium) at each CRF and the *video file* is upscaled (so `vsrt
 upscale` picks the model it picks for video files, unless ``--models`` names them), against
 the clean GT. ``--codec libx265`` encodes with x265 instead (preset medium): its decoder reports
-no quantiser, so a compression-aware model is not told how hard the input was compressed (what
-a user's HEVC file gets). ``--codec libvpx-vp9``: VP9 at constant quality (its CRF runs 0-63),
+no quantiser, but x265 writes its CRF into the stream, which a compression-aware model is told
+on H.264's scale (an HEVC file from another encoder, or x265 at a bitrate, stays unknown). ``--codec libvpx-vp9``: VP9 at constant quality (its CRF runs 0-63),
 whose quantiser index the model is told on H.264's scale. ``--models`` runs each named model on
 the same inputs, side by side.
 """

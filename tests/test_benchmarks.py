@@ -129,3 +129,35 @@ def test_compression_crop_default_region_is_the_most_detailed_on_the_codec_grid(
     truth[32:64, 64:128:2] = 250  # stripes in LR x 16..31, y 8..15
     crop = compression_crop.busiest_crop(truth, 16, 8)
     assert (crop.width, crop.height, crop.x, crop.y) == (16, 8, 16, 8)
+
+
+# --- benchmarks/codec_qp.py and blend.py: the calibrations' measuring parts ----------------------
+
+
+def test_equal_distortion_qp_is_read_off_x264s_falling_curve():
+    import codec_qp
+
+    curve = [(20.0, 40.0), (30.0, 35.0), (40.0, 30.0)]
+    assert codec_qp.equal_qp(curve, 37.5) == pytest.approx(25.0)
+    assert codec_qp.equal_qp(curve, 31.0) == pytest.approx(38.0)
+
+
+def test_a_forced_share_runs_the_clean_weights_at_zero_and_the_offsets_in_full_at_one():
+    import dataclasses
+
+    import torch
+
+    import blend
+    from tests.conftest import NO_FLOW
+    from vsrt_cli.model import build_model
+
+    torch.manual_seed(0)
+    net = build_model(dataclasses.replace(NO_FLOW, quant_film=True, quant_blend=True)).eval()
+    with torch.no_grad():
+        for p in net.delta.values():
+            p.normal_(0, 0.05)
+    x = torch.rand(NO_FLOW.num_frame, 3, 16, 16)
+    clean = blend.centre_prediction(net, x, quant=0.0)
+    assert torch.equal(blend.forced(net, x, 0.0, 0.0), clean)
+    assert torch.equal(blend.forced(net, x, 40.0, 1.0), blend.centre_prediction(net, x, quant=40.0))  # QP 40: all
+    assert not torch.allclose(blend.forced(net, x, 0.0, 1.0), clean)  # the offsets, forced in at a clean input

@@ -13,7 +13,7 @@ import torch
 from tests.media import noise, write_video
 from vsrt_cli.io.frames import encode_png, iter_folder
 from vsrt_cli.io.probe import probe
-from vsrt_cli.io.quant import mean_qp, mpeg_to_qp
+from vsrt_cli.io.quant import mean_qp, mpeg_to_qp, x265_crf_to_qp, x265_qp
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.stitch import read_range, scan
 from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale
@@ -37,12 +37,27 @@ def test_h264_frames_carry_their_qp_and_a_coarser_encode_says_so(tmp_path):
     assert all(abs(q - 20) <= 3 for q in fine) and all(abs(q - 38) <= 3 for q in coarse)
 
 
-@pytest.mark.parametrize("codec,expect", [("ffv1", 0.0), ("libx265", None)])
-def test_a_lossless_codec_is_clean_and_hevc_is_unknown(tmp_path, codec, expect):
-    pix = "yuv420p"
-    got = quants(write_video(tmp_path / "v.mkv", frames(3), codec=codec, pix_fmt=pix,
-                             options={"x265-params": "log-level=none"} if codec == "libx265" else None))
+X265 = {"x265-params": "log-level=none"}
+
+
+@pytest.mark.parametrize("codec,options,expect", [
+    ("ffv1", None, 0.0),
+    ("libx265", {**X265, "crf": "20"}, x265_crf_to_qp(20)),  # x265 writes its CRF into the stream
+    ("libx265", {**X265, "crf": "34"}, x265_crf_to_qp(34)),
+    ("libx265", {**X265, "b": "300k"}, None),  # at a bitrate: unknown
+])
+def test_lossless_is_clean_and_x265s_crf_is_put_on_h264s_scale(tmp_path, codec, options, expect):
+    got = quants(write_video(tmp_path / "v.mkv", frames(3), codec=codec, pix_fmt="yuv420p", options=options))
     assert got == [expect] * 3
+    assert x265_crf_to_qp(18) == pytest.approx(18) and x265_crf_to_qp(60) == 51
+
+
+def test_x265s_settings_are_read_only_from_a_constant_quality_x265_encode():
+    head = b"\x00\x01junk x265 (build 216) - 4.2 - options: cpuid=1 rc=crf crf=23.5 qcomp=0.60 ipratio=1.40"
+    assert x265_qp(head + b"\x00 crf=40.0") == pytest.approx(x265_crf_to_qp(23.5))  # the string ends at NUL
+    assert x265_qp(head.replace(b"rc=crf", b"rc=abr")) is None
+    assert x265_qp(b"x265 (build 216) options: rc=cqp qp=30") is None
+    assert x265_qp(b"x264 - core 164 - options: rc=crf crf=23.0") is None and x265_qp(b"") is None
 
 
 def test_mpeg2_qscale_is_put_on_h264s_scale(tmp_path):
@@ -67,10 +82,13 @@ def test_vp9s_quantiser_index_is_put_on_h264s_scale_and_its_lossless_mode_is_cle
     assert vp9_to_qp(0) == 0 and vp9_to_qp(255) == pytest.approx(42.9, abs=0.1)
 
 
-def test_a_chunk_reads_the_same_quantisers_as_the_whole_clip(tmp_path):
-    path = write_video(tmp_path / "v.mp4", frames(8), options={"qp": "30", "g": "4"})
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_a_chunk_reads_the_same_quantisers_as_the_whole_clip(tmp_path, codec):
+    options = {"qp": "30", "g": "4"} if codec == "libx264" else {**X265, "crf": "30", "g": "4"}
+    path = write_video(tmp_path / "v.mp4", frames(8), codec=codec, options=options)
     info = probe(path)
     whole = quants(path)
+    assert None not in whole  # x265's settings: in the MP4 header, so a chunk starting later has them
     assert [f.quant for f in read_range(info, scan(info), 4, 8)] == whole[4:]
 
 
@@ -125,6 +143,7 @@ def test_every_window_is_told_the_mean_quantiser_of_its_frames(tmp_path):
 
 
 @pytest.mark.parametrize("codec,said,blend", [("libx264", "H.264 QP 3", False), ("libx265", "works blind", False),
+                                              ("libx265crf", "H.264 QP 3", True),
                                               ("ffv1", "lossless", False), ("libx264", "H.264 QP 3", True)])
 def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said, blend):
     import dataclasses
@@ -133,8 +152,8 @@ def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said, blend
     from vsrt_cli.model import build_model
     from vsrt_cli.pipeline import Notice
 
-    options = {"libx264": {"qp": "33"}, "libx265": {"x265-params": "log-level=none"}, "ffv1": {}}[codec]
-    source = write_video(tmp_path / "v.mkv", frames(4), codec=codec, options=options)
+    options = {"libx264": {"qp": "33"}, "libx265": {**X265, "b": "300k"}, "libx265crf": {**X265, "crf": "31"}, "ffv1": {}}[codec]
+    source = write_video(tmp_path / "v.mkv", frames(4), codec=codec.removesuffix("crf"), options=options)
     net = build_model(dataclasses.replace(NO_FLOW, quant_film=True, quant_blend=blend)).eval()
     job = UpscaleJob(source=source, output=tmp_path / "out.mkv", schedule=Schedule(tile=0, overlap=0, window=3, stride=3),
                      device=torch.device("cpu"), precision="fp32")

@@ -15,13 +15,24 @@ reads the training windows' codec round trips and a user's video, so both mean t
   the same distortion, ``10.5 + 0.127 q``: 12 frames of two training clips' LR (Tears of Steel,
   the squirrel), libvpx-vp9 at fixed quantisers, index 31 / 63 / 100 / 143 / 185 / 225 matched
   x264 at QP 14.4 / 18.9 / 22.9 / 28.0 / 33.6 / 39.3 (mean of the two clips, by PSNR-Y).
-- every other codec (HEVC, AV1, ...): unknown (None).
+- HEVC: FFmpeg exports no quantisers, but x265 writes its settings into the stream (an SEI
+  message in the first access unit, also kept in an MP4/MKV header): a constant-quality
+  encode's CRF is told as that H.264 QP. By distortion x265 CRF c matches x264 at reported
+  QP 4.45 + 0.98 c (``benchmarks/codec_qp.py``: two training clips' LR, CRF 14-38, by PSNR-Y),
+  but HEVC's artefacts at equal PSNR are smoother (deblocking and SAO) and the compression-aware
+  model wants less of its offsets there: on 24 windows of six training clips
+  (``benchmarks/blend.py --codecs libx265``) the best share at CRF 18 / 23 / 28 / 33 was about
+  0.35 / 0.57 / 0.78 / 1, what QP 19 / 23 / 28 / 32+ gets (the PSNR match would give 0.5 / 0.75 /
+  1 / 1, 0.02-0.04 dB worse; unknown, 0.75, is 0.32 dB worse at CRF 18). Other HEVC encoders
+  (phones, hardware) and x265 at a bitrate: unknown.
+- every other codec (AV1, ...): unknown (None).
 Frames of a lossless codec (:data:`LOSSLESS_CODECS`) are known clean: 0.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -29,6 +40,7 @@ import numpy as np
 EXPORT_OPTIONS = {"export_side_data": "venc_params"}  # decoder option that makes FFmpeg export it
 LOSSLESS_CODECS = frozenset({"ffv1", "ffvhuff", "huffyuv", "png", "apng", "rawvideo", "utvideo", "magicyuv", "qtrle", "bmp", "tiff"})
 _VP9, _H264, _MPEG2 = 0, 1, 2  # AV_VIDEO_ENC_PARAMS_*
+X265_CRF_QP = (0.0, 1.0)  # the H.264 QP told = a + b * x265 CRF (benchmarks/blend.py; module docstring)
 
 
 def mpeg_to_qp(quantiser: float) -> float:
@@ -41,6 +53,11 @@ def vp9_to_qp(qindex: float) -> float:
     """A VP9 base quantiser index (0-255) as the H.264 QP of about the same distortion (0 for
     the lossless index 0, at most 51)."""
     return 0.0 if qindex <= 0 else min(51.0, 10.5 + 0.127 * qindex)
+
+
+def x265_crf_to_qp(crf: float) -> float:
+    """An x265 CRF as the H.264 QP a compression-aware network is told (at most 51)."""
+    return min(51.0, X265_CRF_QP[0] + X265_CRF_QP[1] * crf)
 
 
 def frame_qp(frame, size: tuple[int, int] | None = None) -> float | None:
@@ -63,13 +80,52 @@ def frame_qp(frame, size: tuple[int, int] | None = None) -> float | None:
     return None
 
 
-def quant_reader(stream) -> Callable[[object], float | None]:
-    """Ask a video ``stream``'s decoder (not yet opened) to export quantisers, and return what
-    reads a decoded frame's: :func:`frame_qp`, or 0 for a lossless codec."""
-    stream.codec_context.options = {**stream.codec_context.options, **EXPORT_OPTIONS}
-    if stream.codec_context.name in LOSSLESS_CODECS:
-        return lambda frame: 0.0
+def x265_qp(data: bytes) -> float | None:
+    """The H.264-equivalent QP of a stream from the settings x265 wrote into ``data`` (a header
+    or an SEI payload): its CRF through :func:`x265_crf_to_qp`; None if ``data`` holds no x265
+    settings or the encode was not constant quality (``rc=abr``, ``rc=cqp``)."""
+    at = data.find(b"x265 (build")
+    if at < 0:
+        return None
+    end = data.find(b"\0", at)
+    text = data[at : end if end >= 0 else len(data)]
+    rc, crf = re.search(rb" rc=(\w+)", text), re.search(rb" crf=(\d+(?:\.\d+)?)", text)
+    if rc is None or rc.group(1) != b"crf" or crf is None:
+        return None
+    return x265_crf_to_qp(float(crf.group(1)))
+
+
+class HevcQuant:
+    """Reads HEVC frames' quantiser, which FFmpeg does not export: what x265 wrote into the
+    stream's header, else into its first frame's SEI (:func:`x265_qp`), for every frame after."""
+
+    def __init__(self, header: bytes | None) -> None:
+        self.qp = x265_qp(header or b"")
+
+    def __call__(self, frame, size: tuple[int, int] | None = None) -> float | None:
+        if self.qp is None:
+            for data in frame.side_data:
+                if getattr(data.type, "name", "") == "SEI_UNREGISTERED":
+                    self.qp = x265_qp(bytes(data))
+        return self.qp
+
+
+def decoded_quant(codec: str, header: bytes | None) -> Callable[..., float | None]:
+    """What reads the quantiser of frames decoded by FFmpeg's decoder ``codec`` (called with the
+    frame and optionally the ``size`` it covers): 0 for a lossless codec, :class:`HevcQuant`
+    for HEVC (``header``: the stream's extradata), else :func:`frame_qp`."""
+    if codec in LOSSLESS_CODECS:
+        return lambda frame, size=None: 0.0
+    if codec == "hevc":
+        return HevcQuant(header)
     return frame_qp
+
+
+def quant_reader(stream) -> Callable[..., float | None]:
+    """Ask a video ``stream``'s decoder (not yet opened) to export quantisers, and return what
+    reads a decoded frame's (:func:`decoded_quant`)."""
+    stream.codec_context.options = {**stream.codec_context.options, **EXPORT_OPTIONS}
+    return decoded_quant(stream.codec_context.name, stream.codec_context.extradata)
 
 
 def mean_qp(values: list[float | None]) -> float:

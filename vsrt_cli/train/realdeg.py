@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from vsrt_cli.io.convert import to_rgb
-from vsrt_cli.io.quant import EXPORT_OPTIONS, frame_qp, mean_qp
+from vsrt_cli.io.quant import EXPORT_OPTIONS, decoded_quant, mean_qp
 from vsrt_cli.train.degrade import SCALE, bi_degrade
 from vsrt_cli.train.validate import ValWindow, to_tensor
 
@@ -52,7 +52,7 @@ CODEC_ODDS = {"libx264": 0.6, "libx265": 0.2, "mpeg2video": 0.1, "mpeg4": 0.1}  
 CODECS = tuple(CODEC_ODDS)
 CLEAN_SHARE = 0.3
 # A network told the quantiser (``quant_film``) trains without it on this share of the windows,
-# so it also serves a video whose codec does not report one (HEVC, AV1) and raw frames.
+# so it also serves a video whose codec does not report one (AV1, HEVC but x265's) and raw frames.
 UNKNOWN_SHARE = 0.2
 X264_PRESETS = ("ultrafast", "veryfast", "fast", "medium")
 MIN_CODEC_SIDE = 64  # smaller frames are padded (edge) for the encoder, then cropped back
@@ -107,8 +107,8 @@ def add_noise(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 def compress(lr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """``[T, h, w, 3]`` uint8 through a random codec as one clip, decoded back (same shape), and
-    the clip's quantiser as the decoder reports it (:func:`vsrt_cli.io.quant.frame_qp`; NaN
-    where the codec exports none: HEVC)."""
+    the clip's quantiser as a user's video is read (:func:`vsrt_cli.io.quant.decoded_quant`;
+    NaN where the codec reports none)."""
     odds = np.array([CODEC_ODDS[c] for c in CODECS])  # CODECS: a subset when a test narrows it
     name = str(rng.choice(CODECS, p=odds / odds.sum()))
     gop = int(rng.integers(1, 13))
@@ -175,14 +175,15 @@ def round_trip(
         decoded += decoder.decode(packet)
     if len(decoded) != t:
         raise RuntimeError(f"{name} gave {len(decoded)} frames for {t}")
-    qp = mean_qp([frame_qp(f, (h, w)) for f in decoded])
+    read = decoded_quant(decoder.name, decoder.extradata)
+    qp = mean_qp([read(f, (h, w)) for f in decoded])
     return np.stack([to_rgb(f, 8, 0) for f in decoded])[:, :h, :w], qp
 
 
 def real_degrade(gt: np.ndarray, rng: np.random.Generator, clean_share: float = CLEAN_SHARE) -> tuple[np.ndarray, float]:
     """GT window ``[T, 4h, 4w, 3]`` uint8 -> LR ``[T, h, w, 3]`` uint8 (the module docstring);
     ``clean_share`` of the windows keep the BI protocol (a run's ``--clean-share``). With it
-    the window's ``quant``: 0 for BI, the codec's QP, or NaN (unknown: HEVC, or not compressed
+    the window's ``quant``: 0 for BI, the codec's QP, or NaN (unknown: none reported, or not compressed
     but blurred or noisy)."""
     if rng.random() < clean_share:
         return bi_degrade(gt), 0.0
