@@ -1,13 +1,14 @@
 """A crop of one compressed held-out frame, upscaled by bicubic and by each model, side by side.
 
     python benchmarks/compression_crop.py -o crop.png [--clip NAME|PATH] [--frames 24] [--frame 12]
-        [--crop 48x32+X+Y] [--crf 28] [--models vsrt-cpu-small,weights/x.pth] [upscale options]
+        [--crop 48x32+X+Y] [--crf 28] [--codec libx265] [--models vsrt-cpu-small,weights/x.pth] [upscale options]
 
 The picture issue 14 asks for, in one command. The protocol is `benchmarks/quality.py
 --compressed`'s, on one clip and one CRF: the first ``--frames`` frames of a held-out clip
 (``--clip``: a VAL_SOURCES name of vsrt_cli/train/sources.py, read from ../shared/data/train/,
 or a clip's path; never a training source), centre-cropped to at most 768x432 and to a multiple
-of 4, are the ground truth; their BI x1/4 is encoded with libx264 (yuv420p) at ``--crf``; that
+of 4, are the ground truth; their BI x1/4 is encoded with libx264 (yuv420p; ``--codec``: another
+of quality.py's) at ``--crf``; that
 video file is upscaled by `vsrt upscale` with each of ``--models`` (a registry name, or a .pth
 path passed as --weights), and its decoded frames by bicubic x4.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality import MOVING_CROP, SHARED, encode_video, read_frames, write_folder
+from quality import CODEC_OPTIONS, MOVING_CROP, SHARED, encode_video, read_frames, write_folder
 
 from vsrt_cli.compare import compare
 from vsrt_cli.errors import VsrtError
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument("--frames", type=int, default=24, help="frames taken from the start of the clip")
     parser.add_argument("--frame", type=int, help="the frame shown, 0-based among them (default: the middle)")
     parser.add_argument("--crop", help="WxH+X+Y in LR pixels (default: the most detailed 48x32 on the 8-pixel grid)")
-    parser.add_argument("--crf", type=int, default=28, help="libx264 CRF of the LR video")
+    parser.add_argument("--crf", type=int, default=28, help="CRF of the LR video")
+    parser.add_argument("--codec", default="libx264", choices=tuple(CODEC_OPTIONS), help="its encoder")
     parser.add_argument("--models", help="comma-separated registry names or .pth paths (default: the bundled "
                         "defaults for image frames and for video)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         tmp = Path(tmp_dir)
         gt_dir = write_folder(tmp / "gt", gt)
         source = tmp / "lr.mp4"
-        lr = encode_video(bi_degrade(gt), source, args.crf)
+        lr = encode_video(bi_degrade(gt), source, args.crf, args.codec)
         up = bicubic_upscale(torch.from_numpy(lr).permute(0, 3, 1, 2).float())
         folders = {"bicubic": write_folder(tmp / "bicubic", up.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())}
         for k, (label, option) in enumerate(models):
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         labels = [f"{crop_db:.2f} dB {label}" for label, (crop_db, _) in scores.items()] + ["GT"]
         for _ in compare([*folders.values(), gt_dir], args.output, labels=labels, frame=frame, crop=hr_crop, overwrite=args.overwrite):
             pass
-    print(f"{args.clip} frame {frame} of {len(gt)}, x264 CRF {args.crf}, LR crop {crop} (HR {hr_crop}); PSNR-Y against GT:")
+    print(f"{args.clip} frame {frame} of {len(gt)}, {args.codec} CRF {args.crf}, LR crop {crop} (HR {hr_crop}); PSNR-Y against GT:")
     for label, (crop_db, frame_db) in scores.items():
         print(f"  {label}: crop {crop_db:.3f} dB, whole frame {frame_db:.3f} dB")
     print(f"side-by-side ({', '.join([*scores, 'GT'])}): {args.output}")
