@@ -20,7 +20,7 @@ reads the training windows' codec round trips and a user's video, so both mean t
   encode's CRF is told as that H.264 QP. By distortion x265 CRF c matches x264 at reported
   QP 4.45 + 0.98 c (``benchmarks/codec_qp.py``: two training clips' LR, CRF 14-38, by PSNR-Y),
   but HEVC's artefacts at equal PSNR are smoother (deblocking and SAO) and the compression-aware
-  model wants less of its offsets there: on 24 windows of six training clips
+  model wants less of its offsets there: on 15 windows with detail from six training clips
   (``benchmarks/blend.py --codecs libx265``) the best share at CRF 18 / 23 / 28 / 33 was about
   0.35 / 0.57 / 0.78 / 1, what QP 19 / 23 / 28 / 32+ gets (the PSNR match would give 0.5 / 0.75 /
   1 / 1, 0.02-0.04 dB worse; unknown, 0.75, is 0.32 dB worse at CRF 18). Other HEVC encoders
