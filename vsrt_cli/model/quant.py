@@ -8,8 +8,8 @@ file says how it was compressed: its decoder knows each block's quantiser (H.264
 MPEG-4 qscale, VP9 quantiser index), and a lossless file or a folder of PNGs is known to be clean.
 
 ``quant`` is that knowledge per batch item: the window's mean quantiser as an H.264-equivalent
-QP (0 = lossless/clean, 51 = the coarsest), or NaN when it is unknown (AV1, HEVC not from x265, JPEG frames,
-raw arrays); see :mod:`vsrt_cli.io.quant` for reading it. :class:`QuantFiLM` maps it to a
+QP (0 = lossless/clean, 51 = the coarsest), or NaN when it is unknown (AV1, HEVC not from
+x265, JPEG frames, raw arrays); see :mod:`vsrt_cli.io.quant` for reading it. :class:`QuantFiLM` maps it to a
 per-channel scale and shift of the features at every stage: after extraction, after each
 transformer block (the last feeds the reconstruction) (feature-wise linear modulation). Its last layer starts at zero, so a network
 warm-started from unconditioned weights first computes exactly what they did, for every
