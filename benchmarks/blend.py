@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from quality import CODEC_OPTIONS  # noqa: E402  (benchmarks/ is the script's folder)
 from vsrt_cli.metrics import psnr  # noqa: E402
 from vsrt_cli.model import quant as quantlib  # noqa: E402
 from vsrt_cli.train.data import load_sequences, val_windows  # noqa: E402
@@ -44,7 +45,6 @@ CLIPS = {  # training sources with detail and some motion
     "pexels_skateboard_puddle": ("vid_skateboard.mkv",), "intel_person_indoor": ("one-by-one-person-detection.mp4",),
 }
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
-OPTIONS = {"libx264": {"preset": "medium"}, "libx265": {"preset": "medium", "x265-params": "log-level=none"}}
 
 
 def y_psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
@@ -80,7 +80,7 @@ def main() -> int:
             qps = []
             for w in windows:
                 lr = w.lr.movedim(-3, -1).mul(255).round().to(torch.uint8).numpy()
-                out, qp = round_trip(lr, codec, {"crf": str(crf), **OPTIONS[codec]}, 250, None)
+                out, qp = round_trip(lr, codec, {"crf": str(crf), **CODEC_OPTIONS[codec]}, 250, None)
                 qps.append(qp)
                 x = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255
                 for s in SHARES:

@@ -28,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from quality import CODEC_OPTIONS  # noqa: E402  (benchmarks/ is the script's folder)
 from vsrt_cli.io.quant import x265_crf_to_qp  # noqa: E402
 from vsrt_cli.metrics import psnr  # noqa: E402
 from vsrt_cli.train.data import decode_sequence, prepare  # noqa: E402
@@ -39,9 +40,8 @@ SETTINGS = {"libx265": ("crf", (14, 18, 23, 28, 33, 38), x265_crf_to_qp)}
 
 
 def options(codec: str, value: int) -> dict[str, str]:
-    if codec == "libx264":
-        return {"qp": str(value), "preset": "medium"}
-    return {"crf": str(value), "preset": "medium", "x265-params": "log-level=none"}
+    """x264 at a fixed QP, the codec under test at a CRF, both as quality.py encodes them."""
+    return {"qp" if codec == "libx264" else "crf": str(value), **CODEC_OPTIONS[codec]}
 
 
 def score(lr: np.ndarray, codec: str, value: int) -> tuple[float, float]:
