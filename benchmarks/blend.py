@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from quality import CODEC_OPTIONS  # noqa: E402  (benchmarks/ is the script's folder)
-from vsrt_cli.metrics import psnr  # noqa: E402
+from vsrt_cli.inspect.metrics import psnr  # noqa: E402
 from vsrt_cli.model import quant as quantlib  # noqa: E402
 from vsrt_cli.train.data import load_sequences, val_windows  # noqa: E402
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale  # noqa: E402
 from vsrt_cli.train.loop import centre_prediction, to_image  # noqa: E402
 from vsrt_cli.train.realdeg import round_trip  # noqa: E402
-from vsrt_cli.weights import load_weights  # noqa: E402
+from vsrt_cli.zoo.weights import load_weights  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "train"
 CLIPS = {  # training sources with detail and some motion

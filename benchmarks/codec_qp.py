@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from quality import CODEC_OPTIONS  # noqa: E402  (benchmarks/ is the script's folder)
 from vsrt_cli.io.quant import x265_crf_to_qp  # noqa: E402
-from vsrt_cli.metrics import psnr  # noqa: E402
+from vsrt_cli.inspect.metrics import psnr  # noqa: E402
 from vsrt_cli.train.data import decode_sequence, prepare  # noqa: E402
 from vsrt_cli.train.realdeg import round_trip  # noqa: E402
 

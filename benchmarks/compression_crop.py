@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from quality import CODEC_OPTIONS, MOVING_CROP, SHARED, encode_video, read_frames, write_folder
 
-from vsrt_cli.compare import compare
+from vsrt_cli.inspect.compare import compare
 from vsrt_cli.errors import VsrtError
-from vsrt_cli.evaluate import iter_images
+from vsrt_cli.inspect.evaluate import iter_images
 from vsrt_cli.io.excerpt import Crop
-from vsrt_cli.metrics import psnr
-from vsrt_cli.registry import default_name
+from vsrt_cli.inspect.metrics import psnr
+from vsrt_cli.zoo.registry import default_name
 from vsrt_cli.train.degrade import SCALE, bi_degrade, bicubic_upscale
 from vsrt_cli.train.sources import TRAIN_SOURCES, VAL_SOURCES
 
@@ -86,7 +86,7 @@ def model_option(spec: str) -> tuple[str, list[str]]:
 
 def upscale(source: Path, out_dir: Path, option: list[str], upscale_options: list[str]) -> Path:
     """``vsrt upscale SOURCE -o OUT_DIR`` (the real pipeline), exiting with its code on failure."""
-    from vsrt_cli.cli import main as vsrt
+    from vsrt_cli.cli.app import main as vsrt
 
     try:
         vsrt(["upscale", str(source), "-o", str(out_dir), "--quiet", *option, *upscale_options])

@@ -18,7 +18,7 @@ flops       a dense 3x3 conv 64->64 on the card (fp32, bf16) against the officia
 throughput  LR frames/s of the default model and schedule through the tile runner (upload,
             flows, tiles, blend, quantise, download; YUV planes converted on CUDA, as the
             pipeline does) at 320x180, 640x360 and 1280x720.
-colour      8-bit 4:2:0 frames converted on the device (vsrt_cli/yuv.py) against the same maths
+colour      8-bit 4:2:0 frames converted on the device (vsrt_cli/engine/yuv.py) against the same maths
             on the CPU, and the time to upload + convert a 1280x720 frame and to quantise +
             download its 4x output, as planes and as RGB (what the pipeline does on CUDA).
 memory      peak device memory of one call per tile size.
@@ -51,7 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from vsrt_cli.model import VSRTConfig, build_model, get_config, load_official  # noqa: E402
-from vsrt_cli.runtime import (  # noqa: E402
+from vsrt_cli.engine.runtime import (  # noqa: E402
     Download,
     autocast,
     configure_device,
@@ -59,10 +59,10 @@ from vsrt_cli.runtime import (  # noqa: E402
     tune_allocator,
     upload_frame,
 )
-from vsrt_cli.schedule import plan_tiles  # noqa: E402
-from vsrt_cli.tiles import TileRunner  # noqa: E402
-from vsrt_cli.weights import load_weights  # noqa: E402
-from vsrt_cli.yuv import Planes  # noqa: E402
+from vsrt_cli.engine.schedule import plan_tiles  # noqa: E402
+from vsrt_cli.engine.tiles import TileRunner  # noqa: E402
+from vsrt_cli.zoo.weights import load_weights  # noqa: E402
+from vsrt_cli.io.planes import Planes  # noqa: E402
 
 REFERENCE = REPO.parent / "shared" / "reference"
 DEFAULT_WEIGHTS = REPO / "weights" / "vsrt-cpu-small-1f.pth"

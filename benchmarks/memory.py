@@ -42,7 +42,7 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> None:
 
 
 def child(args: argparse.Namespace) -> None:
-    from vsrt_cli.cli import main
+    from vsrt_cli.cli.app import main
 
     start = time.perf_counter()
     try:
@@ -58,7 +58,7 @@ def tiny_weights(path: Path) -> None:
     import torch
 
     from vsrt_cli.model import VSRTConfig, build_model
-    from vsrt_cli.weights import save_weights
+    from vsrt_cli.zoo.weights import save_weights
 
     torch.manual_seed(0)
     config = VSRTConfig(num_feat=16, num_frame=5, depth=1, patch_size=8, extract_blocks=1,

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsrt_cli.evaluate import score_clip
+from vsrt_cli.inspect.evaluate import score_clip
 from vsrt_cli.io.convert import to_rgb
 from vsrt_cli.io.frames import encode_png
 from vsrt_cli.io.probe import probe
@@ -119,7 +119,7 @@ def main() -> None:
         clips = {k: clips[k] for k in args.clips.split(",")}
     models = args.models.split(",") if args.models else [None]
     crfs = [int(c) for c in args.compressed.split(",")] if args.compressed else [None]
-    from vsrt_cli.cli import main as vsrt
+    from vsrt_cli.cli.app import main as vsrt
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_dir:

@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import read_frames  # noqa: E402
 
 from vsrt_cli.io.reader import Frame  # noqa: E402
-from vsrt_cli.metrics import psnr  # noqa: E402
-from vsrt_cli.pipeline import Schedule, TileRunner, UpscaleJob, _run, upscale  # noqa: E402
-from vsrt_cli.runtime import default_precision  # noqa: E402
-from vsrt_cli.schedule import plan_tiles  # noqa: E402
+from vsrt_cli.inspect.metrics import psnr  # noqa: E402
+from vsrt_cli.engine.pipeline import Schedule, TileRunner, UpscaleJob, _run, upscale  # noqa: E402
+from vsrt_cli.engine.runtime import default_precision  # noqa: E402
+from vsrt_cli.engine.schedule import plan_tiles  # noqa: E402
 from vsrt_cli.train.degrade import bi_degrade  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -195,10 +195,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from vsrt_cli.runtime import tune_allocator
+    from vsrt_cli.engine.runtime import tune_allocator
 
     tune_allocator()  # as the CLI does
-    from vsrt_cli.cli import _load_model
+    from vsrt_cli.jobs.build import load_model as _load_model
 
     model = _load_model(args.model, args.weights).eval()
     sections = set(args.sections.split(","))

@@ -40,13 +40,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsrt_cli.metrics import psnr
+from vsrt_cli.inspect.metrics import psnr
 from vsrt_cli.train.data import ValWindow, load_sequences, panned_val_windows, val_windows
 from vsrt_cli.train.sources import MOVING_VAL_SOURCES, STATIC_VAL_SOURCES, VAL_SOURCES
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
 from vsrt_cli.train.loop import centre_prediction, pan_flow_error, to_image
 from vsrt_cli.train.realdeg import compressed_windows
-from vsrt_cli.weights import load_weights
+from vsrt_cli.zoo.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "train"

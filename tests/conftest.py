@@ -68,7 +68,7 @@ def golden_spynet() -> dict:
 
 
 from vsrt_cli.model import VSRTConfig, build_model  # noqa: E402
-from vsrt_cli.weights import save_weights  # noqa: E402
+from vsrt_cli.zoo.weights import save_weights  # noqa: E402
 
 TINY = VSRTConfig(
     num_feat=8, num_frame=5, depth=1, heads=1, patch_size=8, extract_blocks=1,

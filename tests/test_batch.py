@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from tests.media import digest, make_clip, timestamps
-from vsrt_cli.batch import REPORT, BatchFinished, ClipFinished, batch, find_clips
+from vsrt_cli.jobs.batch import REPORT, BatchFinished, ClipFinished, batch, find_clips
 from vsrt_cli.errors import InputError, OutputError
 from vsrt_cli.io.frames import encode_png
 from vsrt_cli.io.outputs import host
-from vsrt_cli.pipeline import Schedule, UpscaleJob
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
 
 SMALL = Schedule(tile=32, overlap=8, window=5, stride=5, batch=4)
 

@@ -13,10 +13,10 @@ import torch
 
 from tests.media import make_clip, timestamps
 from tests.test_chunked import KILL_AFTER_STITCH, LOSSLESS, audio_packets, clip_with_audio, decoded
-from vsrt_cli.batch import REPORT, BatchFinished, ChunkFinished, ClipFinished, ClipStarted, batch
+from vsrt_cli.jobs.batch import REPORT, BatchFinished, ChunkFinished, ClipFinished, ClipStarted, batch
 from vsrt_cli.io.outputs import host
-from vsrt_cli.pipeline import Schedule, UpscaleJob
-from vsrt_cli.provenance import ModelId
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
+from vsrt_cli.jobs.provenance import ModelId
 
 SECONDS = 0.25  # 6 frames at 24 fps: the 14-frame clip is cut at frames 5 and 10 (keyframes at 0, 4, 8, 12)
 
@@ -76,7 +76,7 @@ def test_chunks_of_a_batch_stitch_into_the_unchunked_outputs(tiny_model, clips, 
 
 
 def test_a_rerun_redoes_only_the_missing_chunks_and_cleans_only_this_hosts_partials(tiny_model, clips, unchunked, tmp_path, monkeypatch):
-    import vsrt_cli.chunked as chunked
+    import vsrt_cli.jobs.chunked as chunked
 
     out = tmp_path / "out"
     real = chunked.run_chunk

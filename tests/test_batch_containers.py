@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from vsrt_cli.batch import BatchFinished, batch, find_clips
+from vsrt_cli.jobs.batch import BatchFinished, batch, find_clips
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.outputs import output_suffix
 from vsrt_cli.io.sidecar import read_container_tag
-from vsrt_cli.pipeline import Schedule, UpscaleJob
-from vsrt_cli.provenance import ModelId
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
+from vsrt_cli.jobs.provenance import ModelId
 
 SMALL = Schedule(tile=32, overlap=8, window=3, stride=3, batch=4)
 
@@ -76,7 +76,7 @@ def test_batch_of_y4m_and_ogv_writes_playable_outputs(tiny_model, tmp_path):
 
 
 def test_the_cli_container_option(capsys, tiny_weights, tmp_path):
-    from vsrt_cli.cli import main
+    from vsrt_cli.cli.app import main
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

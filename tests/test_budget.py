@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vsrt_cli.budget import CPU_BATCH, CPU_TILE, LiveTensorBytes, Tiling, call_bytes, default_tiling, resident_bytes
+from vsrt_cli.engine.budget import CPU_BATCH, CPU_TILE, LiveTensorBytes, Tiling, call_bytes, default_tiling, resident_bytes
 from vsrt_cli.model import build_model
 from vsrt_cli.model.vsrt import PRESETS
-from vsrt_cli.runtime import MIN_TILE
-from vsrt_cli.schedule import plan_tiles
+from vsrt_cli.engine.runtime import MIN_TILE
+from vsrt_cli.engine.schedule import plan_tiles
 
 TOLERANCE = 0.01  # the formula leaves out a few hundred bytes of small tensors per call
 
@@ -94,7 +94,8 @@ def test_little_memory_gives_the_smallest_tile_and_fixed_models_keep_theirs():
 @pytest.mark.parametrize("free", [8 << 30, 80 << 30, None])
 def test_upscale_sizes_its_default_tiles_by_the_free_device_memory(monkeypatch, capsys, tiny_weights, tmp_path, free):
     from tests.media import make_clip
-    from vsrt_cli import cli, runtime
+    from vsrt_cli.cli import app as cli
+    from vsrt_cli.engine import runtime
 
     monkeypatch.setattr(runtime, "free_memory", lambda device: free)  # a CUDA card with this much free
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(1280, 720))
@@ -103,7 +104,7 @@ def test_upscale_sizes_its_default_tiles_by_the_free_device_memory(monkeypatch, 
                    codec=None, crf=16, preset="medium", pix_fmt=None, fps="25", no_audio=True,
                    overwrite=True, skip_bad_frames=False)
     net, job = cli._job(**options)
-    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tiling:")]
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: tiling:")]
     config = net.config
     want = default_tiling(config, frames=config.num_frame, kept=config.num_frame, size=(720, 1280),
                           element_bytes=2, free_bytes=free)
@@ -127,9 +128,9 @@ def test_preview_candidates_are_tiled_as_upscale_would_tile_them(monkeypatch, ti
     """`vsrt preview --try` without a batch: the tiles per call `vsrt upscale` would choose on
     this device, not a fixed 4."""
     from tests.media import make_clip
-    from vsrt_cli import preview as preview_module
-    from vsrt_cli import runtime
-    from vsrt_cli.cli import main
+    from vsrt_cli.inspect import preview as preview_module
+    from vsrt_cli.engine import runtime
+    from vsrt_cli.cli.app import main
 
     free = 8 << 30
     monkeypatch.setattr(runtime, "free_memory", lambda device: free)

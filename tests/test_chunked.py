@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from tests.media import timestamps
-from vsrt_cli.chunked import upscale_chunks
+from vsrt_cli.jobs.chunked import upscale_chunks
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.stitch import read_range, scan
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.writer import EncodeSettings
-from vsrt_cli.pipeline import Finished, Notice, Progress, Schedule, UpscaleJob, upscale
+from vsrt_cli.engine.pipeline import Finished, Notice, Progress, Schedule, UpscaleJob, upscale
 
 LOSSLESS = EncodeSettings(codec="libx264", crf=0, preset="ultrafast")  # qp 0: decoded frames compare exactly
 
@@ -109,7 +109,7 @@ def test_lossy_chunks_keep_the_source_timestamps(tiny_model, source, tmp_path):
 
 
 def test_a_rerun_redoes_only_the_missing_chunks(tiny_model, source, tmp_path, monkeypatch):
-    import vsrt_cli.chunked as chunked
+    import vsrt_cli.jobs.chunked as chunked
 
     out = tmp_path / "out.mp4"
     real = chunked.run_chunk
@@ -172,7 +172,7 @@ def unlink(self, *args, **kwargs):
     return real(self, *args, **kwargs)
 pathlib.Path.unlink = unlink
 sys.argv[0] = "vsrt"
-from vsrt_cli.cli import main
+from vsrt_cli.cli.app import main
 main()
 """
 
@@ -210,7 +210,7 @@ def test_chunks_are_removed_only_when_proven_spent(tiny_model, source, tmp_path,
     import os
     import pathlib
 
-    import vsrt_cli.chunked as chunked
+    import vsrt_cli.jobs.chunked as chunked
     from vsrt_cli.errors import OutputError
 
     out = tmp_path / "out.mp4"

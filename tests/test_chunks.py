@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vsrt_cli.chunks import chunks_for_seconds, plan_chunks, split
-from vsrt_cli.schedule import plan_windows
+from vsrt_cli.jobs.chunks import chunks_for_seconds, plan_chunks, split
+from vsrt_cli.engine.schedule import plan_windows
 
 
 def producer(windows, index):

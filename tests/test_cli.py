@@ -14,7 +14,7 @@ import pytest
 
 from tests.media import digest, make_clip
 from vsrt_cli import __version__
-from vsrt_cli.cli import main
+from vsrt_cli.cli.app import main
 from vsrt_cli.io.frames import encode_png
 
 
@@ -50,7 +50,7 @@ def test_unknown_command_is_a_usage_error():
 
 
 def test_vsrt_error_becomes_one_line_without_traceback(monkeypatch, capsys):
-    from vsrt_cli import cli
+    from vsrt_cli.cli import app as cli
     from vsrt_cli.errors import ConfigError
 
     @cli.app.command("explode")
@@ -89,7 +89,7 @@ def test_upscale_errors_are_one_line_with_the_right_exit_code(tmp_path):
 
 @pytest.mark.parametrize("command", ["upscale", "batch"])
 def test_an_interrupt_before_the_work_starts_still_exits_130(monkeypatch, capsys, tmp_path, command):
-    from vsrt_cli import cli
+    from vsrt_cli.cli import app as cli
 
     def interrupted(**_):
         raise KeyboardInterrupt
@@ -161,7 +161,7 @@ def test_an_output_folder_holding_the_input_is_refused(capsys, tiny_weights, tmp
 def test_info_reads_the_container_tag_when_the_record_is_gone(capsys, tiny_weights, tmp_path):
     import json
 
-    from vsrt_cli.provenance import file_sha256
+    from vsrt_cli.jobs.provenance import file_sha256
 
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(32, 24))
     out = tmp_path / "out.mkv"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.media import timestamps
-from vsrt_cli.cli import main
-from vsrt_cli.compare import Timed, compose, fit, frames_of, shown, synchronised
+from vsrt_cli.cli.app import main
+from vsrt_cli.inspect.compare import Timed, compose, fit, frames_of, shown, synchronised
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.excerpt import Crop
 from vsrt_cli.io.frames import encode_png, read_image

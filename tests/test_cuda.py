@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tests.conftest import NO_FLOW, TINY
-from vsrt_cli import runtime
+from vsrt_cli.engine import runtime
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.model import build_model
-from vsrt_cli.schedule import plan_tiles
-from vsrt_cli.tiles import TileRunner
+from vsrt_cli.engine.schedule import plan_tiles
+from vsrt_cli.engine.tiles import TileRunner
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vsrt_cli.download import download, sha256_file
+from vsrt_cli.zoo.download import download, sha256_file
 from vsrt_cli.errors import CheckpointError
 
 PAYLOAD = bytes(range(256)) * 1000  # 256,000 bytes

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vsrt_cli.metrics import gaussian_kernel, psnr, rgb_to_y, ssim, to_levels
+from vsrt_cli.inspect.metrics import gaussian_kernel, psnr, rgb_to_y, ssim, to_levels
 
 
 def noise_image(seed: int = 0, size: int = 32) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_gaussian_window_and_crop_border():
 
 # --- temporal consistency ---------------------------------------------------------------------
 
-from vsrt_cli.metrics import seam_ratio, trusted_motion, warp, warping_error  # noqa: E402
+from vsrt_cli.inspect.metrics import seam_ratio, trusted_motion, warp, warping_error  # noqa: E402
 
 
 def shifted_pair(dx: int = 2, size: int = 40):

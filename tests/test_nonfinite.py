@@ -8,9 +8,9 @@ import torch
 
 from tests.media import make_clip
 from vsrt_cli.errors import NumericError
-from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale
-from vsrt_cli.schedule import plan_tiles
-from vsrt_cli.tiles import TileRunner
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob, upscale
+from vsrt_cli.engine.schedule import plan_tiles
+from vsrt_cli.engine.tiles import TileRunner
 
 
 class Poisoned:

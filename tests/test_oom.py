@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from tests.conftest import TINY
-from vsrt_cli import runtime, tiles
+from vsrt_cli.engine import runtime, tiles
 from vsrt_cli.errors import ResourceError
 from vsrt_cli.model import build_model
-from vsrt_cli.pipeline import TileRunner
-from vsrt_cli.schedule import plan_tiles, smaller_tile
+from vsrt_cli.engine.pipeline import TileRunner
+from vsrt_cli.engine.schedule import plan_tiles, smaller_tile
 
 CPU = torch.device("cpu")
 FAILURES = {

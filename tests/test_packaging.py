@@ -6,8 +6,8 @@ import json
 import tomllib
 
 from tests.conftest import REPO
-from vsrt_cli.download import sha256_file
-from vsrt_cli.registry import MANIFEST, bundled_dir, default_name, entries
+from vsrt_cli.zoo.download import sha256_file
+from vsrt_cli.zoo.registry import MANIFEST, bundled_dir, default_name, entries
 
 
 def test_every_subpackage_is_listed_in_pyproject():
@@ -67,8 +67,8 @@ def test_the_video_default_upscales_known_clean_input_exactly_as_its_clean_sibli
     compressed one its offsets change the output. Its single-frame twin likewise."""
     import torch
 
-    from vsrt_cli.registry import get_entry, require_path
-    from vsrt_cli.weights import load_weights
+    from vsrt_cli.zoo.registry import get_entry, require_path
+    from vsrt_cli.zoo.weights import load_weights
 
     video = default_name("video")
     assert video != default_name("frames")

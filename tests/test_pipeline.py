@@ -17,8 +17,8 @@ from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.frames import encode_png, list_frames, read_image
 from vsrt_cli.model import build_model
 from vsrt_cli.model.spynet import window_flows
-from vsrt_cli.pipeline import FlowCache, Finished, Progress, Schedule, Started, TileRunner, UpscaleJob, upscale
-from vsrt_cli.schedule import plan_tiles, plan_windows
+from vsrt_cli.engine.pipeline import FlowCache, Finished, Progress, Schedule, Started, TileRunner, UpscaleJob, upscale
+from vsrt_cli.engine.schedule import plan_tiles, plan_windows
 
 FAST = Schedule(tile=96, overlap=8, window=5, stride=5, batch=8)
 

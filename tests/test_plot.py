@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vsrt_cli.labels import FONT, GLYPH_H, GLYPH_W, draw_text, label, text_size
-from vsrt_cli.plot import PALETTE, line_chart
+from vsrt_cli.inspect.labels import FONT, GLYPH_H, GLYPH_W, draw_text, label, text_size
+from vsrt_cli.inspect.plot import PALETTE, line_chart
 
 
 def test_every_glyph_is_5x7_and_text_has_its_size():

@@ -6,10 +6,10 @@ import av
 import pytest
 
 from tests.media import make_clip
-from vsrt_cli.cli import main
+from vsrt_cli.cli.app import main
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.frames import read_image
-from vsrt_cli.preview import parse_try
+from vsrt_cli.inspect.preview import parse_try
 
 
 def test_parse_try():

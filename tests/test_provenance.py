@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from tests.media import make_clip
-from vsrt_cli.batch import REPORT
-from vsrt_cli.cli import main
+from vsrt_cli.jobs.batch import REPORT
+from vsrt_cli.cli.app import main
 from vsrt_cli.io.sidecar import parse_tag, read_container_tag, read_sidecar, sidecar_path
-from vsrt_cli.provenance import file_sha256, fingerprint
+from vsrt_cli.jobs.provenance import file_sha256, fingerprint
 
 FAST = ["--tile", "32", "--window", "3", "--window-stride", "3", "--quiet"]
 
@@ -104,7 +104,7 @@ def test_batch_report_links_each_record(capsys, tiny_weights, tmp_path):
 
 
 def test_the_tag_before_the_run_matches_the_record_but_for_the_frame_count(capsys, tiny_weights, tmp_path):
-    from vsrt_cli.provenance import ModelId, tag_before_run
+    from vsrt_cli.jobs.provenance import ModelId, tag_before_run
 
     clip = make_clip(tmp_path / "in.mp4", frames=3, size=(32, 24))
     output = tmp_path / "out.mp4"
@@ -123,7 +123,7 @@ def _job_like(record, source, output):
     import torch
 
     from vsrt_cli.io.writer import EncodeSettings
-    from vsrt_cli.pipeline import Schedule, UpscaleJob
+    from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
 
     o = record["options"]
     return UpscaleJob(

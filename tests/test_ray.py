@@ -18,10 +18,10 @@ import torch
 
 from tests.media import make_clip
 from vsrt_cli import __version__
-from vsrt_cli.batch import REPORT, BatchFinished, ChunkFinished, ClipFinished, ClipProgress, batch
+from vsrt_cli.jobs.batch import REPORT, BatchFinished, ChunkFinished, ClipFinished, ClipProgress, batch
 from vsrt_cli.errors import ConfigError
-from vsrt_cli.executors.ray import RayConfig, RayExecutor, check_address
-from vsrt_cli.pipeline import Schedule, UpscaleJob
+from vsrt_cli.jobs.executors.ray import RayConfig, RayExecutor, check_address
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
 
 SMALL = Schedule(tile=0, overlap=0, window=5, stride=5, batch=4)
 
@@ -68,7 +68,7 @@ def test_unreachable_address_fails_in_seconds_with_one_line():
 
 
 def test_without_ray_one_line_names_the_extra(monkeypatch):
-    from vsrt_cli.executors.ray import from_flags
+    from vsrt_cli.jobs.executors.ray import from_flags
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if not installed
     with pytest.raises(ConfigError, match=r'pip install "vsrt\[ray\]"') as info:
@@ -125,7 +125,7 @@ def test_chunks_of_long_clips_spread_over_workers_match_an_unchunked_run(ray_ins
 
 def test_cli_refuses_a_node_with_another_vsrt_in_one_line(tmp_path, clips, tiny_weights):
     """The driver claims another vsrt version than the Ray workers import: one line, exit 2."""
-    claim = "import sys, vsrt_cli; vsrt_cli.__version__ = '0.0.0-other'; from vsrt_cli.cli import main; main(sys.argv[1:])"
+    claim = "import sys, vsrt_cli; vsrt_cli.__version__ = '0.0.0-other'; from vsrt_cli.cli.app import main; main(sys.argv[1:])"
     run = subprocess.run(
         [sys.executable, "-c", claim, "batch", str(clips), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
          "--device", "cpu", "--workers", "2", "--no-sidecar"],

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from tests.test_download import PAYLOAD, SHA, Server
-from vsrt_cli.cli import main
+from vsrt_cli.cli.app import main
 from vsrt_cli.errors import CheckpointError, ConfigError
 from vsrt_cli.io.frames import encode_png
-from vsrt_cli.registry import get_entry, require_path
+from vsrt_cli.zoo.registry import get_entry, require_path
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_download_into_the_cache_then_path(cache, capsys):
 
 
 def test_a_cached_file_that_no_longer_matches_its_hash_is_refused(cache):
-    from vsrt_cli.cli import _load_model
+    from vsrt_cli.jobs.build import load_model as _load_model
 
     cache.mkdir()
     (cache / "vsrt-reds.pth").write_bytes(b"tampered")
@@ -111,7 +111,7 @@ def two_defaults(tmp_path, monkeypatch):
     marked ``"default_for": "video"`` second."""
     import shutil
 
-    from vsrt_cli import registry
+    from vsrt_cli.zoo import registry
 
     shipped = registry.bundled_dir()
     manifest = json.loads((shipped / registry.MANIFEST).read_text())
@@ -127,9 +127,9 @@ def two_defaults(tmp_path, monkeypatch):
 
 
 def test_video_files_get_the_entry_marked_default_for_video(two_defaults, tmp_path, capsys):
-    from vsrt_cli.cli import _load_model
-    from vsrt_cli.provenance import identify_model
-    from vsrt_cli.registry import default_name, input_kind
+    from vsrt_cli.jobs.build import load_model as _load_model
+    from vsrt_cli.jobs.provenance import identify_model
+    from vsrt_cli.zoo.registry import default_name, input_kind
 
     clean, video = two_defaults
     assert default_name() == default_name("frames") == clean  # the first entry: image frames
@@ -149,7 +149,7 @@ def test_video_files_get_the_entry_marked_default_for_video(two_defaults, tmp_pa
 
 
 def test_without_a_video_entry_both_inputs_get_the_first_model(two_defaults, monkeypatch):
-    from vsrt_cli import registry
+    from vsrt_cli.zoo import registry
 
     folder = registry.bundled_dir()
     manifest = json.loads((folder / registry.MANIFEST).read_text())

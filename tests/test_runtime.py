@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vsrt_cli import runtime
+from vsrt_cli.engine import runtime
 from vsrt_cli.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from vsrt_cli.schedule import (
+from vsrt_cli.engine.schedule import (
     WindowPlanner,
     blend_weights,
     normalised_weights,

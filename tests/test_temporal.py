@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsrt_cli.cli import main
-from vsrt_cli.evaluate import ClipScore, score_clips
+from vsrt_cli.cli.app import main
+from vsrt_cli.inspect.evaluate import ClipScore, score_clips
 from vsrt_cli.io.frames import encode_png
 from vsrt_cli.io.sidecar import write_sidecar
-from vsrt_cli.temporal import ReferenceFlow, call_ids
+from vsrt_cli.engine.temporal import ReferenceFlow, call_ids
 
 FRAMES, SIZE = 8, 64
 

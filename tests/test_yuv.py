@@ -1,4 +1,4 @@
-"""YUV <-> RGB on the model's device (vsrt_cli/yuv.py): the same pictures as swscale's host
+"""YUV <-> RGB on the model's device (vsrt_cli/engine/yuv.py): the same pictures as swscale's host
 conversion, planes in and out of the reader, writer and pipeline, and CUDA parity."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from tests.test_chunked import clip_with_audio, decoded, job
-from vsrt_cli.chunked import upscale_chunks
+from vsrt_cli.jobs.chunked import upscale_chunks
 from vsrt_cli.io.colour import Colour
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.convert import to_planes, to_rgb
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
-from vsrt_cli.pipeline import upscale
-from vsrt_cli.runtime import Download, upload_frame
-from vsrt_cli.yuv import Planes
+from vsrt_cli.engine.pipeline import upscale
+from vsrt_cli.engine.runtime import Download, upload_frame
+from vsrt_cli.io.planes import Planes
 
 CPU = torch.device("cpu")
 MPEG, JPEG = 1, 2
@@ -220,7 +220,7 @@ def test_colour_on_the_device_gives_the_hosts_output(tiny_model, tmp_path, monke
     source = clip_with_audio(tmp_path / "in.mp4", frames=8, size=(32, 24))
     seen: list[type] = []
     real_upload = upload_frame
-    monkeypatch.setattr("vsrt_cli.pipeline.upload_frame", lambda image, device: seen.append(type(image)) or real_upload(image, device))
+    monkeypatch.setattr("vsrt_cli.engine.pipeline.upload_frame", lambda image, device: seen.append(type(image)) or real_upload(image, device))
     host, device, parts = tmp_path / "host.mp4", tmp_path / "device.mp4", tmp_path / "parts.mp4"
     list(upscale(tiny_model, job(source, host, 3, 1)))
     assert set(seen) == {np.ndarray}

@@ -1,4 +1,4 @@
-from vsrt_cli.cli import main
+from vsrt_cli.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.model import VSRTConfig, build_model
-from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob, upscale
 
 TINY = VSRTConfig(num_feat=4, num_frame=5, depth=1, heads=1, patch_size=8, extract_blocks=0,
                   reconstruct_blocks=0, ff_blocks=0, norm="channel", use_flow=False)

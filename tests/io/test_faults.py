@@ -20,8 +20,8 @@ from tests.media import corrupt_packet, digest, make_clip, timestamps, truncate
 from vsrt_cli.errors import DecodeError, InputError, OutputError, ResourceError
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
-from vsrt_cli.pipeline import Finished, Notice, Schedule, TileRunner, UpscaleJob, upscale
-from vsrt_cli.schedule import plan_tiles, smaller_tile
+from vsrt_cli.engine.pipeline import Finished, Notice, Schedule, TileRunner, UpscaleJob, upscale
+from vsrt_cli.engine.schedule import plan_tiles, smaller_tile
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = Schedule(tile=32, overlap=8, window=5, stride=5, batch=4)

@@ -18,7 +18,7 @@ from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.model import VSRTConfig, build_model
-from vsrt_cli.pipeline import Notice, Schedule, UpscaleJob, upscale
+from vsrt_cli.engine.pipeline import Notice, Schedule, UpscaleJob, upscale
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 TINY = VSRTConfig(

@@ -16,7 +16,7 @@ from vsrt_cli.io.probe import probe
 from vsrt_cli.io.quant import mean_qp, mpeg_to_qp, x265_crf_to_qp, x265_qp
 from vsrt_cli.io.reader import VideoReader
 from vsrt_cli.io.stitch import read_range, scan
-from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale
+from vsrt_cli.engine.pipeline import Schedule, UpscaleJob, upscale
 
 
 def frames(n: int = 6) -> list[np.ndarray]:
@@ -150,7 +150,7 @@ def test_the_user_is_told_what_the_network_was_told(tmp_path, codec, said, blend
 
     from tests.conftest import NO_FLOW
     from vsrt_cli.model import build_model
-    from vsrt_cli.pipeline import Notice
+    from vsrt_cli.engine.pipeline import Notice
 
     options = {"libx264": {"qp": "33"}, "libx265": {**X265, "b": "300k"}, "libx265crf": {**X265, "crf": "31"}, "ffv1": {}}[codec]
     source = write_video(tmp_path / "v.mkv", frames(4), codec=codec.removesuffix("crf"), options=options)

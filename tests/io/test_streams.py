@@ -190,7 +190,7 @@ def test_raw_h264_with_a_size_change_through_the_whole_pipeline(tmp_path):
     import torch
 
     from vsrt_cli.model import VSRTConfig, build_model
-    from vsrt_cli.pipeline import Schedule, UpscaleJob, upscale
+    from vsrt_cli.engine.pipeline import Schedule, UpscaleJob, upscale
 
     first = write_video(tmp_path / "a.h264", [noise(32, 48, i) for i in range(3)], rate=24, fmt="h264")
     second = write_video(tmp_path / "b.h264", [noise(40, 56, i) for i in range(3)], rate=24, fmt="h264")

@@ -7,7 +7,7 @@ import torch
 
 from vsrt_cli.errors import ConfigError, ModelInputError
 from vsrt_cli.model import VSRTConfig, build_model, get_config, window_flows
-from vsrt_cli.runtime import autocast, resolve_device
+from vsrt_cli.engine.runtime import autocast, resolve_device
 
 TINY = VSRTConfig(
     num_feat=8, num_frame=5, depth=1, heads=2, patch_size=4, extract_blocks=1,

@@ -332,7 +332,7 @@ def test_a_gated_video_model_warm_starts_at_its_single_frame_score(tiny_world, m
 
 def test_export_state_ships_the_running_average_with_its_frozen_flow(tiny_world):
     from vsrt_cli.train.bundle import export_state
-    from vsrt_cli.weights import load_weights
+    from vsrt_cli.zoo.weights import load_weights
 
     run = tiny_world / "running"
     loop.run(config(tiny_world, ema=0.5), run, max_steps=3, echo=lambda _: None)
@@ -424,7 +424,7 @@ def test_a_blend_run_trains_only_the_offsets_and_resumes_its_frozen_clean_body(t
     # shipped as the default for video: its weights file holds the body too, and told "clean"
     # it is the clean model
     from vsrt_cli.train.bundle import bundle, freeze_state
-    from vsrt_cli.weights import load_weights
+    from vsrt_cli.zoo.weights import load_weights
 
     frozen = freeze_state(tiny_world / "qb", tiny_world / "qb-frozen")
     shipped = tiny_world / "weights"
@@ -436,3 +436,23 @@ def test_a_blend_run_trains_only_the_offsets_and_resumes_its_frozen_clean_body(t
     with torch.no_grad():
         assert torch.equal(net(x, quant=0.0), plain(x))
         assert not torch.allclose(net(x, quant=30.0), plain(x), atol=1e-4)
+
+
+def test_a_resume_may_switch_the_precision_and_keeps_the_rest(tiny_world):
+    """`--resume DIR --precision bf16` continues an fp32 run under bf16 autocast (fp32 weights
+    and Adam state as before); the stored settings say bf16 from then on, and another setting
+    is still refused. A state written before precision became switchable resumes too."""
+    from vsrt_cli.train.__main__ import main
+
+    run = tiny_world / "r"
+    loop.run(config(tiny_world, val_minutes=1e-9), run, max_steps=2, echo=lambda _: None)
+    before = torch.load(run / "last.pt", weights_only=True)
+    old_style = dict(before, key={**before["key"], "precision": "fp32"})  # the key as 0.1.0 stored it
+    torch.save(old_style, run / "last.pt")
+    assert main(["--resume", str(run), "--max-steps", "4", "--precision", "bf16"]) == 0
+    after = torch.load(run / "last.pt", weights_only=True)
+    assert after["step"] == 4 and after["config"]["precision"] == "bf16" and "precision" not in after["key"]
+    assert all(v.dtype == torch.float32 for v in after["model"].values() if v.is_floating_point())
+    assert not torch.equal(after["model"]["stem.weight"], before["model"]["stem.weight"])
+    with pytest.raises(ConfigError, match="patch"):
+        loop.run(config(tiny_world, patch=16, precision="bf16"), run, max_steps=5, echo=lambda _: None)

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vsrt_cli.yuv import Planes
+from vsrt_cli.io.planes import Planes
 
 
 class FrameSink(Protocol):

@@ -1,5 +1,5 @@
 """Decoded frames into what the model takes: RGB arrays by swscale, or, for the device to convert
-(:mod:`vsrt_cli.yuv`), the YUV planes of 8-bit 4:2:0 frames, sited as swscale sites them."""
+(:mod:`vsrt_cli.engine.yuv`), the YUV planes of 8-bit 4:2:0 frames, sited as swscale sites them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 
 from vsrt_cli.io.colour import chroma_left, full_range
 from vsrt_cli.io.probe import VideoInfo, colour_matrix
-from vsrt_cli.yuv import Planes, converts, match_siting
+from vsrt_cli.io.planes import Planes, converts, match_siting
 
 # Mean errors in code values against swscale's chroma (tests/test_yuv.py): the right siting
 # 0.18-0.26 (swscale rounds in fixed point), a wrong one 0.9 and more on a detailed picture.
-SITING_FITS = 0.6  # the best siting's error, at most: the stream's siting is one vsrt_cli.yuv reproduces
+SITING_FITS = 0.6  # the best siting's error, at most: the stream's siting is one vsrt_cli.engine.yuv reproduces
 SITING_TELLS = 0.2  # between the best siting's error and the next: the frame tells them apart
 SITING_TRIES = 100  # frames looked at for a telling one; then the codec's default stays
 
@@ -72,8 +72,8 @@ def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndar
 
 def to_planes(frame: av.VideoFrame, rotation: int, size: tuple[int, int], left: bool, top: bool = False) -> Planes | None:
     """The YUV planes of an 8-bit 4:2:0 frame of ``size`` ``(width, height)`` (even sides) whose
-    matrix :mod:`vsrt_cli.yuv` converts, its chroma sited at ``left``/``top`` (see
-    :class:`~vsrt_cli.yuv.Planes`); None for any other frame (:func:`to_rgb` takes it)."""
+    matrix :mod:`vsrt_cli.engine.yuv` converts, its chroma sited at ``left``/``top`` (see
+    :class:`~vsrt_cli.io.planes.Planes`); None for any other frame (:func:`to_rgb` takes it)."""
     width, height = frame.width, frame.height
     if frame.format.name not in ("yuv420p", "yuvj420p") or (width, height) != size or width % 2 or height % 2:
         return None
@@ -91,7 +91,7 @@ class FrameConverter:
     Where the chroma sits is the stream's own tag, which swscale follows and PyAV does not
     expose. So it starts as the codec's default (:func:`~vsrt_cli.io.colour.chroma_left`) and
     is settled by the first frame that tells the sitings apart, against swscale's own 4:4:4
-    chroma of it (:func:`~vsrt_cli.yuv.match_siting`). A siting vsrt_cli.yuv does not
+    chroma of it (:func:`~vsrt_cli.io.planes.match_siting`). A siting vsrt_cli.engine.yuv does not
     reproduce (bottom rows) sends the stream to swscale from that frame on."""
 
     def __init__(self, info: VideoInfo, size: tuple[int, int], yuv: bool) -> None:

@@ -3,7 +3,7 @@
 Memory stays flat whatever the clip length: at most ``buffer`` decoded frames wait in the queue.
 Frames come out as RGB arrays in display orientation, with their source timestamps; or, when
 asked, 8-bit 4:2:0 frames as their YUV planes, for the model's device to convert
-(:mod:`vsrt_cli.yuv`).
+(:mod:`vsrt_cli.engine.yuv`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from vsrt_cli.errors import DecodeError
 from vsrt_cli.io.convert import FrameConverter, to_rgb
 from vsrt_cli.io.probe import VideoInfo, open_input
 from vsrt_cli.io.quant import quant_reader
-from vsrt_cli.yuv import Planes
+from vsrt_cli.io.planes import Planes
 
 __all__ = ["Frame", "VideoReader", "to_rgb"]
 
@@ -29,7 +29,7 @@ __all__ = ["Frame", "VideoReader", "to_rgb"]
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame: ``image`` is ``[H, W, 3]`` RGB, uint8 (8-bit sources) or uint16, or
-    the frame's :class:`~vsrt_cli.yuv.Planes` from a reader asked for them. ``quant``: how hard
+    the frame's :class:`~vsrt_cli.io.planes.Planes` from a reader asked for them. ``quant``: how hard
     it was compressed, as the decoder reports it (:func:`vsrt_cli.io.quant.frame_qp`; 0 for a
     lossless codec or a PNG, None unknown)."""
 

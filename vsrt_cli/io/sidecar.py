@@ -3,7 +3,7 @@
 ``OUT.vsrt.json`` sits next to the output (beside a frame folder, never inside it, so the folder
 still holds nothing but vsrt's frames). The container tag is one line under the ``comment`` key,
 which MP4, MOV and Matroska all keep. This module only reads and writes; what goes into the
-record is :mod:`vsrt_cli.provenance`'s job.
+record is :mod:`vsrt_cli.jobs.provenance`'s job.
 """
 
 from __future__ import annotations

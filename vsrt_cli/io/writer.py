@@ -27,7 +27,7 @@ from vsrt_cli.io.encoders import (
 )
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import probe
-from vsrt_cli.yuv import Planes, converts
+from vsrt_cli.io.planes import Planes, converts
 
 __all__ = ["CODEC_ALIASES", "EncodeSettings", "VideoWriter", "default_pix_fmt", "write_failure"]
 
@@ -240,7 +240,7 @@ class VideoWriter:
     # -- writing --------------------------------------------------------------------------
     @property
     def takes_planes(self) -> bool:
-        """Whether :meth:`write` takes :class:`~vsrt_cli.yuv.Planes` in this video's matrix and
+        """Whether :meth:`write` takes :class:`~vsrt_cli.io.planes.Planes` in this video's matrix and
         range as they are (8-bit 4:2:0 output, no conversion left to do here)."""
         return self.pix_fmt == "yuv420p" and converts(self.colour.matrix)
 

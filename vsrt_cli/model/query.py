@@ -6,7 +6,7 @@ In the paper's network every frame of the window is updated together through eve
 Here only the frame being computed (the *query*) goes through the layers; the window's frames
 enter as their embedded features (stem, extraction blocks, positional encoding), once per window:
 - attention: the query's tokens attend to its own tokens and to the other frames' tokens, through
-  the same gate as :class:`~vsrt_cli.model.vsrt.STCSA` (``own + g * (all - own)``);
+  the same gate as :class:`~vsrt_cli.model.blocks.STCSA` (``own + g * (all - own)``);
 - input: the neighbours' pixels, aligned by the flow, minus the query's own, through a
   zero-initialised two-conv fusion added to the query's embedding (:class:`EarlyFusion`): with
   the body frozen, on camera pans, this raised the held-out score where the feed-forward path
@@ -26,18 +26,17 @@ fusion are the rest), so training at a fixed compute gets about 4x the steps of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vsrt_cli.model.blocks import TransformerBlock
+from vsrt_cli.model.config import VSRTConfig
 from vsrt_cli.model.layers import add_positional_encoding, flow_warp, lrelu
 from vsrt_cli.model.quant import modulate
-
-if TYPE_CHECKING:
-    from vsrt_cli.model.vsrt import VSRT, TransformerBlock
 
 
 NEIGHBOURS = (-2, -1, 1, 2)  # offsets whose aligned pixels the early fusion reads
@@ -84,7 +83,7 @@ class EarlyFusion(nn.Module):
 
 def _tokens(feat: torch.Tensor, heads: int, patch: int) -> torch.Tensor:
     """``[N, T, C, H, W]`` -> ``[N, heads, T * patches, C / heads * patch * patch]`` (the layout
-    of :class:`~vsrt_cli.model.vsrt.STCSA`'s tokens)."""
+    of :class:`~vsrt_cli.model.blocks.STCSA`'s tokens)."""
     return rearrange(feat, "n t (g c) (y p1) (x p2) -> n g (t y x) (c p1 p2)", g=heads, p1=patch, p2=patch)
 
 
@@ -144,8 +143,22 @@ def _feed_forward(
     return xq + lrelu(ff.fuse(torch.cat([out_next, out_prev], dim=1)))
 
 
+class QueryNet(Protocol):
+    """What the query pass reads of the network (:class:`vsrt_cli.model.vsrt.VSRT`)."""
+
+    config: VSRTConfig
+    early_fusion: EarlyFusion | None
+    blocks: nn.ModuleList
+
+    def features(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def encoding_order(self, t: int) -> list[int]: ...
+
+    def reconstruct_frames(self, feat: torch.Tensor, frames: torch.Tensor) -> torch.Tensor: ...
+
+
 def query_forward(
-    net: VSRT, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor], keep: Sequence[int] | None,
+    net: QueryNet, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor], keep: Sequence[int] | None,
     film: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``x [B, T, 3, H, W]`` -> ``[B, len(keep), 3, 4H, 4W]`` (all T frames if ``keep`` is None),

@@ -3,7 +3,7 @@
 Rerunning the same command resumes from ``runs/NAME/last.pt``; the log is ``runs/NAME/log.csv``.
 ``python -m vsrt_cli.train --resume DIR [--minutes N] [--flows-from degraded]`` resumes the run
 whose state is ``DIR/last.pt`` with the settings stored in it (on any machine: the state file is
-the whole run); budget, cadence and the flows' source may change.
+the whole run); budget, cadence, precision and the flows' source may change.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def resumed_config(args: argparse.Namespace) -> TrainConfig:
     from vsrt_cli.train.checkpoint import load_run_state
 
     loose = {"minutes": args.minutes, "threads": args.threads, "val_minutes": args.val_minutes,
-             "checkpoint_minutes": args.checkpoint_minutes, "flows_from": args.flows_from}
+             "checkpoint_minutes": args.checkpoint_minutes, "flows_from": args.flows_from,
+             "precision": args.precision}
     return load_run_state(args.resume, loose)[1]
 
 

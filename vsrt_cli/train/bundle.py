@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from vsrt_cli.download import sha256_file
+from vsrt_cli.zoo.download import sha256_file
 from vsrt_cli.errors import CheckpointError, VsrtError
 from vsrt_cli.model import VSRT, VSRTConfig, get_config
-from vsrt_cli.registry import MANIFEST
-from vsrt_cli.weights import FORMAT
+from vsrt_cli.zoo.registry import MANIFEST
+from vsrt_cli.zoo.weights import FORMAT
 from vsrt_cli.train.checkpoint import append_log
 from vsrt_cli.train.loop import VAL_CRF, WEIGHTS_FILE
 
@@ -41,7 +41,7 @@ def read_curve(run: Path) -> list[dict[str, float]]:
 
 def shipped_entry(name: str) -> dict | None:
     """The manifest entry of the bundled model called ``name`` (None if there is none)."""
-    from vsrt_cli.registry import bundled_dir
+    from vsrt_cli.zoo.registry import bundled_dir
 
     manifest = bundled_dir() / MANIFEST
     if not manifest.is_file():

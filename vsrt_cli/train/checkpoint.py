@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vsrt_cli.download import sha256_file
+from vsrt_cli.zoo.download import sha256_file
 from vsrt_cli.errors import CheckpointError
 from vsrt_cli.model.vsrt import VSRTConfig
-from vsrt_cli.weights import FORMAT as WEIGHTS_FORMAT
+from vsrt_cli.zoo.weights import FORMAT as WEIGHTS_FORMAT
 
 if TYPE_CHECKING:
     from vsrt_cli.train.config import TrainConfig
@@ -107,7 +107,7 @@ def export_weights(
     model: torch.nn.Module, config: VSRTConfig, path: Path, recipe: dict, quality: dict
 ) -> str:
     """Write vsrt's weights format (``{"format", "config", "state_dict" (fp16), "recipe",
-    "quality"}``, see :mod:`vsrt_cli.weights`) atomically; returns sha256.
+    "quality"}``, see :mod:`vsrt_cli.zoo.weights`) atomically; returns sha256.
 
     Everything is a plain dict / tensor so ``torch.load(weights_only=True)`` reads it."""
     state = {k: v.detach().to(torch.float16).clone() for k, v in model.state_dict().items()}

@@ -112,8 +112,15 @@ class TrainConfig:
 
     def resume_key(self) -> dict:
         """The fields a resumed run must share with its checkpoint (not budget or cadence)."""
-        loose = {"minutes", "checkpoint_minutes", "val_minutes", "threads", "data_root", "cache", "flows_from"}
+        loose = {"minutes", "checkpoint_minutes", "val_minutes", "threads", "data_root", "cache", "flows_from",
+                 "precision"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in loose}
+
+    def stored_key(self, key: dict) -> dict:
+        """A checkpoint's stored ``key`` as this version compares it with :meth:`resume_key`: a
+        field added since counts as its default, a field that became loose since is dropped."""
+        defaults = TrainConfig(stage=self.stage, minutes=self.minutes).resume_key()
+        return {k: v for k, v in {**defaults, **key}.items() if k in defaults}
 
 
 def stage_defaults(stage: str, minutes: float, **overrides: object) -> TrainConfig:

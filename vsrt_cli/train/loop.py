@@ -53,7 +53,7 @@ def warm_start_file(source: str) -> Path:
     """The weights ``--init-from`` names: a finished run folder, or a bundled model's name."""
     if Path(source, WEIGHTS_FILE).exists():
         return Path(source, WEIGHTS_FILE)
-    from vsrt_cli.registry import entries, require_path
+    from vsrt_cli.zoo.registry import entries, require_path
 
     if source in entries():
         return require_path(entries()[source])
@@ -226,9 +226,7 @@ def _run(
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(out)
-    # A setting added after the checkpoint was written counts as its default there.
-    defaults = TrainConfig(stage=cfg.stage, minutes=cfg.minutes).resume_key()
-    stored = {**defaults, **ckpt["key"]} if ckpt is not None else None
+    stored = cfg.stored_key(ckpt["key"]) if ckpt is not None else None
     if stored is not None and stored != cfg.resume_key():
         diff = sorted(k for k, v in cfg.resume_key().items() if stored.get(k) != v)
         raise ConfigError(f"{out / CHECKPOINT} was trained with other settings ({', '.join(diff)}); use another --out")

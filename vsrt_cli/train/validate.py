@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vsrt_cli.metrics import psnr, ssim
+from vsrt_cli.inspect.metrics import psnr, ssim
 from vsrt_cli.model.vsrt import VSRT
 from vsrt_cli.train.degrade import SCALE, bicubic_upscale
 

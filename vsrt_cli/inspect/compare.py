@@ -27,7 +27,7 @@ from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
-from vsrt_cli.labels import label
+from vsrt_cli.inspect.labels import label
 
 Mode = Literal["side", "wipe", "diff", "grid"]
 MODES: tuple[str, ...] = ("side", "wipe", "diff", "grid")

@@ -31,8 +31,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from vsrt_cli.model.vsrt import SCALE, VSRTConfig
-from vsrt_cli.runtime import MIN_TILE
-from vsrt_cli.schedule import TileGrid, plan_tiles, round_up
+from vsrt_cli.engine.runtime import MIN_TILE
+from vsrt_cli.engine.schedule import TileGrid, plan_tiles, round_up
 
 SHARE = 0.65  # of free device memory planned for; the rest: cuDNN workspaces, allocator rounding
 CPU_TILE, CPU_BATCH = 128, 4  # the CPU's defaults: bigger tiles do not make a CPU faster

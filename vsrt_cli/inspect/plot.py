@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vsrt_cli.labels import draw_text, text_size
+from vsrt_cli.inspect.labels import draw_text, text_size
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -99,7 +99,7 @@ def line_chart(
 
 def eval_plot(scores: Sequence[object], *, one_truth: bool = True, width: int = 720) -> np.ndarray:
     """``vsrt eval --plot``: PSNR-Y per frame over warping error per frame, one colour per
-    output (:class:`~vsrt_cli.evaluate.ClipScore`); when all were scored against ``one_truth``,
+    output (:class:`~vsrt_cli.inspect.evaluate.ClipScore`); when all were scored against ``one_truth``,
     the ground truth's own warping error in grey."""
     colours = [PALETTE[k % len(PALETTE)] for k in range(len(scores))]
     top = line_chart([(s.name, s.psnr_y_frames, c) for s, c in zip(scores, colours)],  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ name by an atomic rename), so a run that was killed and started again redoes exa
 it had not finished. One clip failing never stops the others. Work yields events; the CLI draws.
 
 With ``chunk_seconds`` a long clip is cut into chunks of about that many seconds (by frame
-index, from a demux-only scan: :mod:`vsrt_cli.chunked`); its chunks are units of work like whole
+index, from a demux-only scan: :mod:`vsrt_cli.jobs.chunked`); its chunks are units of work like whole
 clips, spread over the executor's workers, and this driver stitches them once all are in place.
 A chunk finished by an earlier run is not run again; the chunks a run killed after a clip's
 stitch left beside its complete output are removed when the rerun skips it. This driver alone
@@ -27,19 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
-from vsrt_cli.executors.local import LocalExecutor, clip_job, run_clip, skipped
-from vsrt_cli.executors.units import (  # re-exported: the batch's vocabulary
+from vsrt_cli.jobs.executors.local import LocalExecutor, clip_job, run_clip, skipped
+from vsrt_cli.jobs.executors.units import (  # re-exported: the batch's vocabulary
     ChunkFinished, ChunkProgress, ChunkTask, Clip, ClipFinished, ClipProgress, ClipResult, ClipStarted, Status, Unit,
 )
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, natural_key
 from vsrt_cli.io.outputs import output_names, refuse_input, remove_stale_partials
 from vsrt_cli.io.sidecar import sidecar_path
 from vsrt_cli.model.vsrt import VSRT
-from vsrt_cli.pipeline import Event, Finished, Notice, UpscaleJob, check_schedule
-from vsrt_cli.provenance import ModelId, recording
+from vsrt_cli.engine.pipeline import Event, Finished, Notice, UpscaleJob, check_schedule
+from vsrt_cli.jobs.provenance import ModelId, recording
 
 if TYPE_CHECKING:
-    from vsrt_cli.chunked import ChunkPlan
+    from vsrt_cli.jobs.chunked import ChunkPlan
 
 __all__ = [
     "REPORT", "BatchEvent", "BatchFinished", "BatchStarted", "ChunkFinished", "ChunkProgress", "ChunkTask", "Clip",
@@ -152,7 +152,7 @@ def batch(
     """Upscale every clip of ``root`` into ``out_root`` with ``template``'s settings (its
     ``source``/``output`` are replaced per clip; ``overwrite`` redoes finished clips). With
     ``record`` (the model's identity) each output gets its ``OUT.vsrt.json``, linked from the
-    report. ``executor`` (see :mod:`vsrt_cli.executors`) runs the clips elsewhere; None: here,
+    report. ``executor`` (see :mod:`vsrt_cli.jobs.executors`) runs the clips elsewhere; None: here,
     one after another. ``chunk_seconds``: cut video clips longer than that into chunks of about
     that length (see the module docstring)."""
     check_schedule(model, template.schedule)
@@ -265,9 +265,9 @@ class _Driver:
 
     def _remove_spent(self, clip: Clip) -> Iterator[BatchEvent]:
         """A complete clip's chunk files, left by a run killed after its stitch, removed
-        (:func:`~vsrt_cli.chunked.remove_spent_chunks`); a clip whose key cannot be made (its
+        (:func:`~vsrt_cli.jobs.chunked.remove_spent_chunks`); a clip whose key cannot be made (its
         input unreadable now) keeps them, and is skipped all the same."""
-        from vsrt_cli.chunked import job_key, remove_spent_chunks, weights_digest
+        from vsrt_cli.jobs.chunked import job_key, remove_spent_chunks, weights_digest
 
         try:
             self.weights = self.weights or weights_digest(self.model)
@@ -280,7 +280,7 @@ class _Driver:
 
     def _plan(self, number: int, clip: Clip) -> Iterator[BatchEvent]:
         """The clip's chunk plan with the chunks still missing (None: run it whole)."""
-        from vsrt_cli.chunked import plan_clip, weights_digest
+        from vsrt_cli.jobs.chunked import plan_clip, weights_digest
         from vsrt_cli.io.probe import probe
 
         try:
@@ -332,7 +332,7 @@ class _Driver:
     def _stitch(self, state: _Chunked) -> Iterator[BatchEvent]:
         """The chunks stitched into the clip's output and its record written (as `upscale
         --chunks` does); the clip's result is the generator's return value."""
-        from vsrt_cli.chunked import finish
+        from vsrt_cli.jobs.chunked import finish
 
         clip, job = state.clip, state.plan.job
         frames = 0

@@ -13,22 +13,22 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
 from vsrt_cli import __version__
 from vsrt_cli.errors import ConfigError, InputError, VsrtError
-from vsrt_cli.models_cli import models_app
-from vsrt_cli.tools_cli import register as register_tools
+from vsrt_cli.cli.models import models_app
+from vsrt_cli.cli.tools import register as register_tools
 
 if TYPE_CHECKING:
     import torch
 
     from vsrt_cli.model import VSRT
-    from vsrt_cli.pipeline import UpscaleJob
-    from vsrt_cli.registry import InputKind
+    from vsrt_cli.engine.pipeline import Notice, UpscaleJob
+    from vsrt_cli.zoo.registry import InputKind
 
 app = typer.Typer(
     name="vsrt",
@@ -60,39 +60,6 @@ def root(
     """x4 video super-resolution with the Video Super-Resolution Transformer (VSRT)."""
 
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-
-def _pick_precision(precision: str, device: "torch.device") -> str:
-    if precision != "auto":
-        if precision not in PRECISIONS:
-            raise ConfigError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
-        return precision
-    from vsrt_cli.runtime import default_precision
-
-    return default_precision(device)
-
-
-def _load_model(model_name: str | None, weights: Path | None, kind: "InputKind" = "frames") -> "VSRT":
-    """The network for ``--model``/``--weights``: a given file (vsrt's format or the authors'
-    checkpoint for an official preset), else the named model's (or the default for ``kind`` of
-    input) hash-checked weights."""
-    from vsrt_cli.download import verify
-    from vsrt_cli.registry import default_name, get_entry, require_path
-    from vsrt_cli.weights import load_weights
-
-    name = model_name or default_name(kind)
-    entry = get_entry(name) if name is not None else None
-    if weights is not None:
-        return load_weights(weights, preset=entry.preset if entry is not None and entry.official_format else None)
-    if entry is None:
-        raise ConfigError("this build bundles no weights; pass --weights PATH (a vsrt weights file or the authors' checkpoint)")
-    path = require_path(entry)
-    sidecar = path.with_name(path.name + ".sha256")
-    verify(path, entry.sha256 or (sidecar.read_text().strip() if sidecar.is_file() else None))
-    return load_weights(path, preset=entry.preset if entry.official_format else None)
-
-
 # Options shared by `upscale` and `batch` (one definition each, so the two stay in step).
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name (see `vsrt models list`); default: the bundled model.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's own or the authors' checkpoint.")]
@@ -117,90 +84,17 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 NoSidecarOpt = Annotated[bool, typer.Option("--no-sidecar", help="Do not write OUT.vsrt.json, the record of how the output was made (`vsrt info OUT`).")]
 
 
-def _job(
-    *, source: Path, output: Path, model: str | None, weights: Path | None, device: str, precision: str,
-    tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int | None,
-    codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
-    overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
-    one_clip: bool = True,
-) -> "tuple[VSRT, UpscaleJob]":
-    """The network and the job the options describe (checked before any work). ``kind``: the
-    input the default model is chosen for (default: what ``source`` is). ``one_clip``: ``source``
-    is one clip or frame folder, whose frame size the default tiles may be sized for."""
-    from fractions import Fraction
+def _say(notice: "Notice") -> None:
+    from vsrt_cli.cli.progress import notice_line
 
-    from vsrt_cli.io.writer import EncodeSettings
-    from vsrt_cli.pipeline import Schedule, UpscaleJob
-    from vsrt_cli.runtime import resolve_device, tune_allocator
-
-    tune_allocator()  # freed model memory stays in the process (a fifth of the CPU time was page faults)
-    dev = resolve_device(device)
-    prec = _pick_precision(precision, dev)
-    try:
-        rate = Fraction(fps)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"--fps {fps}: give a number such as 25 or 30000/1001") from None
-    if rate <= 0:
-        raise ConfigError(f"--fps {fps}: must be positive")
-    if not source.exists():
-        raise InputError(f"{source}: no such file or folder; check the path")
-    from vsrt_cli.registry import input_kind
-
-    net = _load_model(model, weights, kind or input_kind(source)).to(dev)
-    cfg = net.config
-    win = window if window is not None else cfg.num_frame
-    if win > cfg.num_frame:  # the positional encoding has channels for more, never trained
-        raise ConfigError(
-            f"--window {win}: this model was trained on {cfg.num_frame}-frame windows and never saw more frames "
-            f"per call; use --window {cfg.num_frame} or fewer"
-        )
-    if win < cfg.num_frame and not quiet:
-        err.print(f"[yellow]warning:[/] --window {win}: this model was trained on {cfg.num_frame}-frame windows; "
-                  "fewer frames per call give it less context than it learned with", highlight=False, soft_wrap=True)
-    stride = window_stride if window_stride is not None else cfg.default_stride(win)
-    tile, batch = _tiling(net, dev, prec, window=win, stride=stride, tile=tile, batch=batch, overlap=tile_overlap,
-                          source=source if one_clip else None, quiet=quiet)
-    schedule = Schedule(tile=tile, overlap=tile_overlap, window=win, stride=stride, batch=batch)
-    job = UpscaleJob(
-        source=source,
-        output=output,
-        schedule=schedule,
-        device=dev,
-        precision=prec,
-        encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams=not no_audio),
-        overwrite=overwrite,
-        fps=rate,
-        skip_bad_frames=skip_bad_frames,
-    )
-    return net, job
+    err.print(notice_line(notice), highlight=False, soft_wrap=True)
 
 
-def _tiling(
-    net: "VSRT", dev: "torch.device", precision: str, *, window: int, stride: int, tile: int | None,
-    batch: int | None, overlap: int, source: Path | None, quiet: bool,
-) -> tuple[int, int]:
-    """``--tile`` and ``--batch`` where given; the rest: on CUDA, what fits in the card's free
-    memory now (:func:`~vsrt_cli.budget.default_tiling`, said once); on the CPU, 128 px (the
-    model's own tile for fixed-tile models) and 4 tiles per call. The out-of-memory back-off in
-    :mod:`vsrt_cli.tiles` stays the safety net. ``source`` None: clips of several sizes."""
-    from vsrt_cli.budget import default_tiling
-    from vsrt_cli.io.frames import frame_size
-    from vsrt_cli.runtime import free_memory
+def _job(**options: Any) -> "tuple[VSRT, UpscaleJob]":
+    """:func:`~vsrt_cli.jobs.build.build_job`, its notices drawn on stderr."""
+    from vsrt_cli.jobs.build import build_job
 
-    if tile is not None and batch is not None:
-        return tile, batch
-    free = free_memory(dev)
-    chosen = default_tiling(
-        net.config, frames=window, kept=1 if stride == 1 else window,  # a clip's end keeps the whole window
-        size=frame_size(source) if free is not None and source is not None else None,
-        element_bytes=4 if precision == "fp32" else 2, free_bytes=free, overlap=overlap, tile=tile,
-    )
-    tile, batch = chosen.tile if tile is None else tile, chosen.batch if batch is None else batch
-    if free is not None and not quiet:
-        side = "whole frames" if tile == 0 else f"{tile}x{tile} tiles"
-        err.print(f"tiling: {side}, {batch} per call (sized for {free / 2**30:.1f} GiB free on {dev}; "
-                  "--tile/--batch to choose)", highlight=False, soft_wrap=True)
-    return tile, batch
+    return build_job(**options, say=_say)
 
 
 def _interruptible(message: str):
@@ -250,8 +144,8 @@ def upscale(
     debug: DebugOpt = False,
 ) -> None:
     """Upscale a video (or a folder of frames) x4."""
-    from vsrt_cli.pipeline import upscale as run_upscale
-    from vsrt_cli.progress import render
+    from vsrt_cli.engine.pipeline import upscale as run_upscale
+    from vsrt_cli.cli.progress import render
 
     net, job = _job(
         source=input, output=output, model=model, weights=weights, device=device, precision=precision,
@@ -259,14 +153,14 @@ def upscale(
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet,
     )
-    from vsrt_cli.provenance import identify_model, recording, tag_before_run
-    from vsrt_cli.registry import input_kind
+    from vsrt_cli.jobs.provenance import identify_model, recording, tag_before_run
+    from vsrt_cli.zoo.registry import input_kind
 
     model_id = identify_model(model, weights, input_kind(input))
     if not job.writes_frames:  # the container's own line, kept even with --no-sidecar (`vsrt info`)
         job = replace(job, metadata={"comment": tag_before_run(job, model_id)})
     if chunks != 1:
-        from vsrt_cli.chunked import upscale_chunks
+        from vsrt_cli.jobs.chunked import upscale_chunks
 
         work = upscale_chunks(net, job, chunks)
     else:
@@ -310,14 +204,14 @@ def batch_command(
     chunk_seconds: Annotated[Optional[float], typer.Option("--chunk-seconds", help="Cut clips longer than this into chunks of about this many seconds, spread over the workers and stitched (the same frames as one run); a rerun redoes only the missing chunks.")] = None,
 ) -> None:
     """Upscale every clip in a folder; rerun to resume: finished outputs are skipped."""
-    from vsrt_cli.batch import batch as run_batch
-    from vsrt_cli.progress import render_batch
+    from vsrt_cli.jobs.batch import batch as run_batch
+    from vsrt_cli.cli.progress import render_batch
 
     if chunk_seconds is not None and not chunk_seconds > 0:  # refused before the model loads
         raise ConfigError(f"--chunk-seconds {chunk_seconds:g}: must be positive")
     executor = None
     if workers != 1 or devices is not None or ray is not None:
-        from vsrt_cli.executors.ray import RayExecutor, from_flags
+        from vsrt_cli.jobs.executors.ray import RayExecutor, from_flags
 
         spread, device = from_flags(workers=workers, devices=devices, address=ray, device=device)
         executor = RayExecutor(spread) if spread is not None else None
@@ -337,7 +231,7 @@ def batch_command(
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, kind=kind, one_clip=False,
     )
-    from vsrt_cli.provenance import identify_model
+    from vsrt_cli.jobs.provenance import identify_model
 
     record = None if no_sidecar else identify_model(model, weights, kind)
     with contextlib.closing(run_batch(net, input_dir, output_dir, template, pattern=glob, frame_folders=frame_folders, record=record, container=container, executor=executor, chunk_seconds=chunk_seconds)) as events:

@@ -12,7 +12,7 @@ from vsrt_cli.errors import ConfigError
 
 if TYPE_CHECKING:
     from vsrt_cli.model import VSRTConfig
-    from vsrt_cli.registry import ModelEntry
+    from vsrt_cli.zoo.registry import ModelEntry
 
 models_app = typer.Typer(help="Model presets and their weights.", no_args_is_help=True)
 out = Console()
@@ -29,7 +29,7 @@ def _n_params(config: "VSRTConfig") -> int:
 
 
 def _weights_status(entry: "ModelEntry") -> str:
-    from vsrt_cli.registry import local_path
+    from vsrt_cli.zoo.registry import local_path
 
     path = local_path(entry)
     if entry.bundled:
@@ -40,7 +40,7 @@ def _weights_status(entry: "ModelEntry") -> str:
 @models_app.command("list")
 def models_list() -> None:
     """List the named models and whether their weights are here."""
-    from vsrt_cli.registry import default_name, entries
+    from vsrt_cli.zoo.registry import default_name, entries
 
     table = Table(Column("name", no_wrap=True), "frames", "LR size", "parameters", "weights")
     defaults = {"video": default_name("video"), "frames": default_name("frames")}
@@ -60,7 +60,7 @@ def models_info(name: Annotated[str, typer.Argument(help="Model name.")]) -> Non
     import dataclasses
     import json
 
-    from vsrt_cli.registry import get_entry, local_path
+    from vsrt_cli.zoo.registry import get_entry, local_path
 
     entry = get_entry(name)
     path = local_path(entry)
@@ -80,7 +80,7 @@ def models_info(name: Annotated[str, typer.Argument(help="Model name.")]) -> Non
 @models_app.command("path")
 def models_path(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
     """Print the local path of a model's weights (fails if they are not here)."""
-    from vsrt_cli.registry import get_entry, require_path
+    from vsrt_cli.zoo.registry import get_entry, require_path
 
     out.print(str(require_path(get_entry(name))), highlight=False, soft_wrap=True)
 
@@ -95,8 +95,8 @@ def models_download(
     """Download a model's weights into the user cache (resumes an interrupted download)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from vsrt_cli.download import download, sha256_file
-    from vsrt_cli.registry import cache_dir, get_entry, local_path
+    from vsrt_cli.zoo.download import download, sha256_file
+    from vsrt_cli.zoo.registry import cache_dir, get_entry, local_path
 
     entry = get_entry(name)
     if entry.bundled:

@@ -109,9 +109,9 @@ class _Worker:
     def run(self, unit: Any, template: Any, record: Any) -> Iterator[tuple]:
         """One clip or chunk: yields ``("progress", done, total)``, ``("notice", text, note)``, then
         ``("result", ClipResult | ChunkFinished)``."""
-        from vsrt_cli.executors.local import run_unit
-        from vsrt_cli.executors.units import ChunkProgress
-        from vsrt_cli.pipeline import Notice, Progress
+        from vsrt_cli.jobs.executors.local import run_unit
+        from vsrt_cli.jobs.executors.units import ChunkProgress
+        from vsrt_cli.engine.pipeline import Notice, Progress
 
         work = run_unit(self.model, unit, template, record, self.device)
         try:
@@ -129,7 +129,7 @@ _DONE = object()
 
 
 class RayExecutor:
-    """``run(model, clips, template, record)``: see :mod:`vsrt_cli.executors`."""
+    """``run(model, clips, template, record)``: see :mod:`vsrt_cli.jobs.executors`."""
 
     def __init__(self, config: RayConfig) -> None:
         self.config = config
@@ -145,9 +145,9 @@ class RayExecutor:
         check_versions(ray)
 
     def run(self, model: Any, units: list, template: Any, record: Any) -> Iterator[Any]:
-        from vsrt_cli.executors.units import ChunkFinished, ChunkProgress, ChunkTask, ClipFinished, ClipProgress, ClipResult, ClipStarted
+        from vsrt_cli.jobs.executors.units import ChunkFinished, ChunkProgress, ChunkTask, ClipFinished, ClipProgress, ClipResult, ClipStarted
         from vsrt_cli.io.outputs import remove_stale_partials
-        from vsrt_cli.pipeline import Notice
+        from vsrt_cli.engine.pipeline import Notice
 
         ray = import_ray()
         cfg = self.config

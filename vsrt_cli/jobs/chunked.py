@@ -1,7 +1,7 @@
 """``vsrt upscale --chunks N``: one clip upscaled as N chunks, each encoded video-only into its
 own file, then stitched (a remux, :mod:`vsrt_cli.io.stitch`) with the source's audio and
 subtitles. The output is the one an unchunked run writes, frame for frame (see
-:mod:`vsrt_cli.chunks` for why the model sees the same frames).
+:mod:`vsrt_cli.jobs.chunks` for why the model sees the same frames).
 
 A finished chunk is a hidden file beside the output, named by a key of everything that shapes
 its pixels (input fingerprint, model weights, schedule, precision, encoder settings) and by its
@@ -29,7 +29,7 @@ from pathlib import Path
 import av
 import torch
 
-from vsrt_cli.chunks import Chunk, chunks_for_seconds, plan_chunks
+from vsrt_cli.jobs.chunks import Chunk, chunks_for_seconds, plan_chunks
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
@@ -40,12 +40,12 @@ from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.pipeline import (
+from vsrt_cli.engine.pipeline import (
     Event, Finished, Notice, Progress, Started, UpscaleJob, check_paths, check_schedule, out_planes, planes_in,
 )
-from vsrt_cli.runtime import Download, configure_device, upload_frame
-from vsrt_cli.schedule import plan_tiles
-from vsrt_cli.tiles import TileRunner
+from vsrt_cli.engine.runtime import Download, configure_device, upload_frame
+from vsrt_cli.engine.schedule import plan_tiles
+from vsrt_cli.engine.tiles import TileRunner
 
 CHUNK = "vsrt-chunk"
 
@@ -62,7 +62,7 @@ def weights_digest(model: VSRT) -> str:
 def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
     """12 hex digits naming everything that shapes a chunk's pixels and packets (``weights``:
     the model's :func:`weights_digest` when already known, e.g. once for a whole batch)."""
-    from vsrt_cli.provenance import fingerprint
+    from vsrt_cli.jobs.provenance import fingerprint
 
     digest = hashlib.sha256((weights or weights_digest(model)).encode())
     facts = {
@@ -269,7 +269,7 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
 
 def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]:
     """Upscale ``job`` as ``chunks`` chunks (fewer for a shorter clip), one after another here,
-    and stitch them; yields the same events as :func:`~vsrt_cli.pipeline.upscale`."""
+    and stitch them; yields the same events as :func:`~vsrt_cli.engine.pipeline.upscale`."""
     if chunks < 1:
         raise ConfigError(f"--chunks {chunks}: must be at least 1")
     if job.source.is_dir() or job.writes_frames:

@@ -14,13 +14,13 @@ from dataclasses import replace
 from typing import Any
 
 from vsrt_cli.errors import VsrtError
-from vsrt_cli.executors.units import (
+from vsrt_cli.jobs.executors.units import (
     ChunkFinished, ChunkProgress, ChunkTask, Clip, ClipFinished, ClipResult, ClipStarted, Unit,
 )
 from vsrt_cli.io.outputs import host, remove_stale_partials
 from vsrt_cli.io.sidecar import sidecar_path
-from vsrt_cli.pipeline import Finished, Progress, UpscaleJob, upscale
-from vsrt_cli.provenance import ModelId, recording, tag_before_run
+from vsrt_cli.engine.pipeline import Finished, Progress, UpscaleJob, upscale
+from vsrt_cli.jobs.provenance import ModelId, recording, tag_before_run
 
 
 def clip_job(template: UpscaleJob, clip: Clip, record: ModelId | None) -> UpscaleJob:
@@ -77,7 +77,7 @@ def run_clip(model: Any, clip: Clip, template: UpscaleJob, record: ModelId | Non
 def run_chunk_task(model: Any, task: ChunkTask, device: Any = None) -> Generator[ChunkProgress, None, ChunkFinished]:
     """Run one chunk (on ``device``, default the plan's), yielding its progress; the result is
     the generator's return value. Closing it mid-chunk leaves no partial file."""
-    from vsrt_cli.chunked import run_planned
+    from vsrt_cli.jobs.chunked import run_planned
 
     plan = task.plan if device is None else replace(task.plan, job=replace(task.plan.job, device=device))
     started = time.perf_counter()
@@ -103,7 +103,7 @@ def run_unit(model: Any, unit: Unit, template: UpscaleJob, record: ModelId | Non
 
 
 class LocalExecutor:
-    """The units one after another in this process (see :mod:`vsrt_cli.executors`)."""
+    """The units one after another in this process (see :mod:`vsrt_cli.jobs.executors`)."""
 
     def run(self, model: Any, units: list[Unit], template: UpscaleJob, record: ModelId | None) -> Iterator[Any]:
         for number, unit in enumerate(units, 1):

@@ -4,10 +4,10 @@ steady it is in time.
 Both sides may be a video or a folder of frames; frames are compared in order and scored as
 8-bit images (16-bit sources are rounded to 8 bits first, as the usual protocol does).
 
-Temporal scores (when a reference flow is given, see :mod:`vsrt_cli.temporal`): the warping
+Temporal scores (when a reference flow is given, see :mod:`vsrt_cli.engine.temporal`): the warping
 error of each consecutive pair along the ground truth's own motion
-(:func:`~vsrt_cli.metrics.warping_error`), and the seam ratio, the warping error of pairs made by
-two different model calls over that of pairs made by one (:func:`~vsrt_cli.metrics.seam_ratio`).
+(:func:`~vsrt_cli.inspect.metrics.warping_error`), and the seam ratio, the warping error of pairs made by
+two different model calls over that of pairs made by one (:func:`~vsrt_cli.inspect.metrics.seam_ratio`).
 Both are also computed for the ground truth itself, the value a perfect output would have.
 """
 
@@ -24,7 +24,7 @@ from vsrt_cli.errors import InputError
 from vsrt_cli.io.frames import IMAGE_SUFFIXES, iter_folder, list_frames
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
-from vsrt_cli.metrics import SSIM_WINDOW, psnr, seam_ratio, ssim, trusted_motion, warping_error
+from vsrt_cli.inspect.metrics import SSIM_WINDOW, psnr, seam_ratio, ssim, trusted_motion, warping_error
 
 Flow = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 Calls = Callable[[int], list[int]]  # frame count -> the model call that made each frame

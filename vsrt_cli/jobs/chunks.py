@@ -3,7 +3,7 @@ apart (on several workers, or resumed one by one) and stitched into the output a
 would write. Plain integers; no torch, no I/O.
 
 A chunk owns the output frames ``[start, end)``. It runs exactly the model calls
-(:class:`~vsrt_cli.schedule.Window`) of the whole clip's plan that produce any of its frames,
+(:class:`~vsrt_cli.engine.schedule.Window`) of the whole clip's plan that produce any of its frames,
 with the same frames in each call and the true global indices, so the clip ends still reflect
 and the last window still moves back as in an unchunked run; a call that straddles a boundary
 is computed by both neighbours and each keeps its own frames. The frames those calls read,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vsrt_cli.schedule import Window, plan_windows
+from vsrt_cli.engine.schedule import Window, plan_windows
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def eval_command(
     import json
 
     from vsrt_cli.errors import ConfigError, InputError
-    from vsrt_cli.evaluate import clip_pairs, score_clips
+    from vsrt_cli.inspect.evaluate import clip_pairs, score_clips
 
     if len(paths) < 2:
         raise ConfigError("vsrt eval needs at least one output and the ground truth: vsrt eval OUTPUT... TRUTH")
@@ -48,7 +48,7 @@ def eval_command(
         raise ConfigError("give --window and --window-stride together (or neither, to read them from each output's .vsrt.json)")
     flow = None
     if temporal:
-        from vsrt_cli.temporal import ReferenceFlow
+        from vsrt_cli.engine.temporal import ReferenceFlow
 
         flow = ReferenceFlow()
     if len(outputs) == 1:
@@ -77,7 +77,7 @@ def eval_command(
         json_out.write_text(json.dumps({"clips": [dataclasses.asdict(s) for s in scores], "mean": means}, indent=2))
     if plot is not None:
         from vsrt_cli.io.frames import encode_png
-        from vsrt_cli.plot import eval_plot
+        from vsrt_cli.inspect.plot import eval_plot
 
         plot.write_bytes(encode_png(eval_plot(scores, one_truth=len(groups) == 1)))
 
@@ -91,7 +91,7 @@ def _calls(output: Path, window: int | None, stride: int | None):
     """Frame count -> model call of each frame, for the seam ratio: from the options given, else
     the output's record; None when neither says."""
     from vsrt_cli.io.sidecar import read_sidecar
-    from vsrt_cli.temporal import call_ids
+    from vsrt_cli.engine.temporal import call_ids
 
     if window is None or stride is None:
         record = read_sidecar(output) if output.exists() else None
@@ -207,7 +207,7 @@ def compare_command(
     one's size, and --crop cuts the same region of that size from each."""
     from fractions import Fraction
 
-    from vsrt_cli.compare import CompareDone, compare
+    from vsrt_cli.inspect.compare import CompareDone, compare
     from vsrt_cli.errors import ConfigError
     from vsrt_cli.io.excerpt import Crop
 
@@ -248,20 +248,22 @@ def preview_command(
 
     Prints each candidate's fps, peak memory, flicker and the estimated time and size of the
     whole clip, and writes a labelled side-by-side of bicubic and every candidate."""
-    from vsrt_cli.cli import _job  # the options of `vsrt upscale`, resolved exactly as it does
+    from vsrt_cli.cli.progress import notice_line
+    from vsrt_cli.jobs.build import build_job  # the options of `vsrt upscale`, resolved exactly as it does
     from vsrt_cli.io.excerpt import Crop
-    from vsrt_cli.preview import Candidate, CandidateResult, CandidateStarted, PreviewDone, parse_try, preview
-    from vsrt_cli.progress import human_size
+    from vsrt_cli.inspect.preview import Candidate, CandidateResult, CandidateStarted, PreviewDone, parse_try, preview
+    from vsrt_cli.cli.progress import human_size
 
     candidates = []
     for spec in try_ or [""]:
         o = parse_try(spec)
-        net, job = _job(
+        net, job = build_job(
             source=input, output=output, model=o.get("model"), weights=Path(o["weights"]) if "weights" in o else None,
             device=o.get("device", "auto"), precision=o.get("precision", "auto"),
             tile=_int(o, "tile"), tile_overlap=_int(o, "tile-overlap") or 16, window=_int(o, "window"),
             window_stride=_int(o, "window-stride"), batch=_int(o, "batch"), codec=None, crf=16, preset="medium",
             pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False, quiet=quiet,
+            say=lambda notice: err.print(notice_line(notice), highlight=False, soft_wrap=True),
         )
         short = ",".join(f"{k}={Path(v).name if k == 'weights' else v}" for k, v in o.items())
         candidates.append(Candidate(f"#{len(candidates) + 1} {short or 'defaults'}", net, job))

@@ -26,9 +26,9 @@ from vsrt_cli.io.quant import mean_qp
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.runtime import Download, Precision, configure_device, upload_frame
-from vsrt_cli.schedule import WindowPlanner, plan_tiles
-from vsrt_cli.tiles import FlowCache, TileRunner
+from vsrt_cli.engine.runtime import Download, Precision, configure_device, upload_frame
+from vsrt_cli.engine.schedule import WindowPlanner, plan_tiles
+from vsrt_cli.engine.tiles import FlowCache, TileRunner
 
 __all__ = ["FlowCache", "TileRunner", "Schedule", "UpscaleJob", "upscale"]
 

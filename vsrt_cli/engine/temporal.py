@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vsrt_cli.model.dis import DISFlow
-from vsrt_cli.schedule import WindowPlanner
+from vsrt_cli.engine.schedule import WindowPlanner
 
 
 class ReferenceFlow:
@@ -49,7 +49,7 @@ class ReferenceFlow:
 
 def call_ids(frames: int, window: int, stride: int, chunk_starts: tuple[int, ...] = ()) -> list[int]:
     """For each of ``frames`` output frames, the number of the model call that produced it, as
-    the pipeline schedules calls (:class:`~vsrt_cli.schedule.WindowPlanner`); a chunk start
+    the pipeline schedules calls (:class:`~vsrt_cli.engine.schedule.WindowPlanner`); a chunk start
     (a separate run whose outputs were stitched) always begins a new call."""
     planner = WindowPlanner(window, stride)
     ids = [0] * frames

@@ -4,8 +4,8 @@ The excerpt (default 2 s from the middle, optionally cropped) is upscaled once p
 through the ordinary pipeline; each run's speed, peak memory and output bytes are scaled up to
 the whole clip (frames x area) for an estimate of its time and size, and its flicker is measured
 as the warping error along the motion of the bicubic upscale of the same excerpt (the reference
-every candidate shares; see :mod:`vsrt_cli.temporal`). A side-by-side of bicubic and every
-candidate is written with :mod:`vsrt_cli.compare`. Work yields events; the CLI draws them.
+every candidate shares; see :mod:`vsrt_cli.engine.temporal`). A side-by-side of bicubic and every
+candidate is written with :mod:`vsrt_cli.inspect.compare`. Work yields events; the CLI draws them.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrt_cli.compare import CompareDone, compare
+from vsrt_cli.inspect.compare import CompareDone, compare
 from vsrt_cli.errors import ConfigError
-from vsrt_cli.evaluate import score_clips
+from vsrt_cli.inspect.evaluate import score_clips
 from vsrt_cli.io.excerpt import Crop, Excerpt, write_excerpt
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.pipeline import Finished, Progress, UpscaleJob, upscale
+from vsrt_cli.engine.pipeline import Finished, Progress, UpscaleJob, upscale
 
 # --try keys -> the `vsrt upscale` option they set
 TRY_KEYS = ("model", "weights", "precision", "device", "tile", "tile-overlap", "window", "window-stride", "batch")
@@ -175,7 +175,7 @@ def preview(
             outputs.append(out)
         reference_error = None
         if temporal and lr.frames > 1:
-            from vsrt_cli.temporal import ReferenceFlow
+            from vsrt_cli.engine.temporal import ReferenceFlow
 
             scores = score_clips(outputs, reference.path, flow=ReferenceFlow(max_side=256), fidelity=False)
             results = [replace(r, warp_error=s.warp_error) for r, s in zip(results, scores)]

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vsrt_cli import __version__
-from vsrt_cli.download import sha256_file
+from vsrt_cli.zoo.download import sha256_file
 from vsrt_cli.io.sidecar import TAG_PREFIX, sidecar_path, write_sidecar
-from vsrt_cli.pipeline import Event, Finished, Progress, UpscaleJob
+from vsrt_cli.engine.pipeline import Event, Finished, Progress, UpscaleJob
 
 if TYPE_CHECKING:
-    from vsrt_cli.registry import InputKind
+    from vsrt_cli.zoo.registry import InputKind
 
 BLOCK = 64 * 1024
 SAMPLES = 16
@@ -44,14 +44,14 @@ class ModelId:
     file: str | None = None
 
 
-file_sha256 = sha256_file  # the one hashing of whole files (vsrt_cli/download.py)
+file_sha256 = sha256_file  # the one hashing of whole files (vsrt_cli/zoo/download.py)
 
 
 def identify_model(model_name: str | None, weights: Path | None, kind: InputKind = "frames") -> ModelId:
     """The identity of the model ``--model``/``--weights`` select for ``kind`` of input (as the
     CLI resolves them): a given file is hashed; a registry model's sha256 comes from its
     manifest entry."""
-    from vsrt_cli.registry import default_name, get_entry, local_path
+    from vsrt_cli.zoo.registry import default_name, get_entry, local_path
 
     if weights is not None:
         return ModelId(model_name or Path(weights).stem, file_sha256(Path(weights)), str(weights))

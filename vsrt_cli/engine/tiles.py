@@ -14,7 +14,7 @@ from vsrt_cli.errors import NumericError, ResourceError
 from vsrt_cli.model.quant import describe as describe_quant
 from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
-from vsrt_cli.runtime import (
+from vsrt_cli.engine.runtime import (
     MIN_TILE,
     Precision,
     autocast,
@@ -22,7 +22,7 @@ from vsrt_cli.runtime import (
     is_out_of_memory,
     release_memory,
 )
-from vsrt_cli.schedule import TileGrid, normalised_weights, plan_tiles, smaller_tile
+from vsrt_cli.engine.schedule import TileGrid, normalised_weights, plan_tiles, smaller_tile
 
 class FlowCache:
     """Flows (SPyNet or DIS) between source frames, computed once per frame pair on whole (padded) frames
@@ -64,13 +64,13 @@ class TileRunner:
     """Runs the model over the tiles of one window and blends the HR tiles back together.
 
     The model is switched to channels-last weights where that is faster (see
-    :func:`~vsrt_cli.runtime.channels_last_wins`), and asked only for the kept frames.
+    :func:`~vsrt_cli.engine.runtime.channels_last_wins`), and asked only for the kept frames.
 
     Out of memory (torch's ``OutOfMemoryError``, or cuDNN/cuBLAS allocation failures), it frees
     the failed call's memory and retries the same window using less, one step at a time: fewer
     tiles per call; fewer frame pairs per flow call, then flows per tile instead of on whole
     frames; the blend accumulator on the host instead of the device; then tiles of about half
-    the side, never below :data:`~vsrt_cli.runtime.MIN_TILE`. Each change is said once in
+    the side, never below :data:`~vsrt_cli.engine.runtime.MIN_TILE`. Each change is said once in
     :attr:`notices`; no frame is ever dropped.
     """
 

@@ -1,7 +1,7 @@
 """What an executor is given and what it yields back: whole clips (``Clip`` -> ``ClipStarted``,
 ``ClipProgress`` or the pipeline's own events, ``ClipFinished``) and chunks of long clips
 (``ChunkTask`` -> ``ChunkProgress``, ``ChunkFinished``). Plain frozen dataclasses, picklable,
-so the same units travel to Ray workers; :mod:`vsrt_cli.batch` re-exports them.
+so the same units travel to Ray workers; :mod:`vsrt_cli.jobs.batch` re-exports them.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from vsrt_cli.chunked import ChunkPlan
-    from vsrt_cli.chunks import Chunk
+    from vsrt_cli.jobs.chunked import ChunkPlan
+    from vsrt_cli.jobs.chunks import Chunk
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -61,7 +61,7 @@ class ClipFinished:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """Chunk ``number`` of ``clip``, cut by ``plan`` (see :mod:`vsrt_cli.chunked`). The driver
+    """Chunk ``number`` of ``clip``, cut by ``plan`` (see :mod:`vsrt_cli.jobs.chunked`). The driver
     stitches the clip once every chunk of it is finished."""
 
     clip: Clip

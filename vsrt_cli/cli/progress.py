@@ -18,8 +18,8 @@ from rich.progress import (
 
 from rich.table import Table
 
-from vsrt_cli.batch import BatchEvent, BatchFinished, BatchStarted, ClipFinished, ClipProgress, ClipResult, ClipStarted
-from vsrt_cli.pipeline import Event, Finished, Notice, Progress, Started
+from vsrt_cli.jobs.batch import BatchEvent, BatchFinished, BatchStarted, ClipFinished, ClipProgress, ClipResult, ClipStarted
+from vsrt_cli.engine.pipeline import Event, Finished, Notice, Progress, Started
 
 
 def human_size(n: int) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from vsrt_cli.errors import ConfigError
-from vsrt_cli.yuv import Planes, rgb_to_yuv420, yuv420_to_rgb
+from vsrt_cli.engine.yuv import rgb_to_yuv420, yuv420_to_rgb
+from vsrt_cli.io.planes import Planes
 
 Precision = Literal["fp32", "fp16", "bf16"]
 _DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -185,7 +186,7 @@ MIN_TILE = 32  # LR pixels: below this, attention sees too little context and qu
 
 def free_memory(device: torch.device) -> int | None:
     """Free bytes on a CUDA device (None on the CPU, where the OS decides); what
-    :func:`vsrt_cli.budget.default_tiling` sizes the default tiles by."""
+    :func:`vsrt_cli.engine.budget.default_tiling` sizes the default tiles by."""
     if device.type != "cuda":
         return None
     return torch.cuda.mem_get_info(device)[0]
@@ -195,7 +196,7 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def upload_frame(image: np.ndarray | Planes, device: torch.device) -> torch.Tensor:
-    """``[H, W, 3]`` uint8/uint16 RGB, or 8-bit 4:2:0 :class:`~vsrt_cli.yuv.Planes`, ->
+    """``[H, W, 3]`` uint8/uint16 RGB, or 8-bit 4:2:0 :class:`~vsrt_cli.io.planes.Planes`, ->
     ``[3, H, W]`` float32 RGB in [0, 1] on ``device``.
 
     On CUDA the integer frame (a quarter of the float bytes; planes half the RGB bytes again) is
@@ -223,7 +224,7 @@ class Download:
     """HR frames ``[K, 3, H, W]`` in [0, 1] quantised on their device and copied to the host
     without blocking it: the copy runs behind whatever the device does next (the next window).
     :meth:`images` waits for it and gives ``[H, W, 3]`` uint8 RGB (uint16 when ``deep``), or,
-    with ``yuv`` ``(matrix, full_range, left)``, 8-bit 4:2:0 :class:`~vsrt_cli.yuv.Planes`
+    with ``yuv`` ``(matrix, full_range, left)``, 8-bit 4:2:0 :class:`~vsrt_cli.io.planes.Planes`
     converted on the device (half the bytes, and no conversion left for the encoder thread)."""
 
     def __init__(self, frames: torch.Tensor, deep: bool, yuv: tuple[int, bool, bool] | None = None) -> None:
