@@ -161,3 +161,33 @@ def test_a_forced_share_runs_the_clean_weights_at_zero_and_the_offsets_in_full_a
     assert torch.equal(blend.forced(net, x, 0.0, 0.0), clean)
     assert torch.equal(blend.forced(net, x, 40.0, 1.0), blend.centre_prediction(net, x, quant=40.0))  # QP 40: all
     assert not torch.allclose(blend.forced(net, x, 0.0, 1.0), clean)  # the offsets, forced in at a clean input
+
+
+def test_curves_compare_runs_from_where_they_part(tmp_path, capsys):
+    """benchmarks/curves.py: two runs sharing their first rows are compared from the last shared
+    validation, interpolated at equal steps or equal compute minutes."""
+    import csv
+
+    import curves
+
+    def log(name, rows):
+        path = tmp_path / f"{name}.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["compute_s", "step", "samples", "val_psnr_y"])
+            w.writeheader()
+            w.writerows(rows)
+        return path
+
+    shared = [dict(compute_s=0, step=0, samples=0, val_psnr_y=30.0), dict(compute_s=60, step=100, samples=400, val_psnr_y=31.0)]
+    slow = log("slow", shared + [dict(compute_s=180, step=300, samples=1200, val_psnr_y=32.0)])
+    fast = log("fast", shared + [dict(compute_s=120, step=300, samples=1200, val_psnr_y=31.5),
+                                 dict(compute_s=180, step=500, samples=2000, val_psnr_y=31.8)])
+    runs = {"slow": curves.read_rows(slow), "fast": curves.read_rows(fast)}
+    assert curves.parting_step(runs) == 100
+    by_step = curves.table(runs, by="step", since=100, metric="val_psnr_y", every=100)
+    assert by_step[1:3] == [["+0", "31.0000", "31.0000"], ["+100", "31.5000", "31.2500"]]
+    by_compute = curves.table(runs, by="compute", since=100, metric="val_psnr_y", every=1)
+    assert by_compute[2] == ["+1", "31.5000", "31.5000"] and by_compute[3] == ["+2", "32.0000", "31.8000"]
+    assert curves.throughput(runs["fast"], 100) == pytest.approx(800 / 60)
+    assert curves.main([f"slow={slow}", f"fast={fast}", "--by", "compute", "--every", "1"]) == 0
+    assert "fast: 13.33 samples per compute-second" in capsys.readouterr().out

@@ -148,20 +148,27 @@ class TransformerBlock(nn.Module):
     """Pre-norm STCSA then pre-norm BOFF, each with the official residuals.
 
     Attention: ``x + LN(x) + STCSA(LN(x))`` (the official attention adds its own input, and the
-    residual wrapper adds ``x`` again). Feed-forward: ``x + BOFF(LN(x), lrs, flows)``.
+    residual wrapper adds ``x`` again). Feed-forward: ``x + BOFF(LN(x), lrs, flows)``. A
+    ``gated`` block (grown into a trained network) adds both through ``gate`` instead, a scalar
+    that starts at zero: ``x + gate * sublayer``, the identity until it trains.
     """
 
-    def __init__(self, config: VSRTConfig) -> None:
+    def __init__(self, config: VSRTConfig, *, gated: bool = False) -> None:
         super().__init__()
         self.attn_norm = _make_norm(config)
         self.attn = STCSA(config)
         self.ff_norm = _make_norm(config)
         self.ff = BOFF(config)
+        self.gate = nn.Parameter(torch.zeros(())) if gated else None
+
+    def gated(self, sublayer: torch.Tensor) -> torch.Tensor:
+        """What the block adds to its input: ``sublayer``, through the gate if it has one."""
+        return sublayer if self.gate is None else self.gate.to(sublayer.dtype) * sublayer
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The attention sub-layer, ``[B, T, C, H, W]`` -> same."""
         y = self.attn_norm(x)
-        return x + (y + self.attn(y))
+        return x + self.gated(y + self.attn(y))
 
     def feed_forward(
         self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
@@ -170,7 +177,7 @@ class TransformerBlock(nn.Module):
         """The feed-forward sub-layer, ``[B, T, C, H, W]`` -> same (``[B, len(keep), ...]``
         with ``keep``: the last layer computes only the frames that are kept)."""
         out = self.ff(self.ff_norm(x), lrs, flows, keep)
-        return (x if keep is None else x[:, keep]) + out
+        return (x if keep is None else x[:, keep]) + self.gated(out)
 
     def forward(
         self, x: torch.Tensor, lrs: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]

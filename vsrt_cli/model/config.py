@@ -44,6 +44,9 @@ class VSRTConfig:
     quant_blend: every body weight has a compression offset, blended in by the quantiser: none
         for a known-clean input (which runs the clean weights exactly), more of it the coarser
         the quantiser (``blend_scale`` of :mod:`vsrt_cli.model.quant`). Not part of the paper's network.
+    gated_blocks: the last ``gated_blocks`` transformer blocks add their two sub-layers through
+        a zero-initialised scalar gate (``x + g * sublayer``), so a network grown by those blocks
+        first computes exactly what it did without them. Not part of the paper's network.
     """
 
     num_feat: int = 64
@@ -63,6 +66,7 @@ class VSRTConfig:
     per_frame_queries: bool = False
     quant_film: bool = False
     quant_blend: bool = False
+    gated_blocks: int = 0
 
     def __post_init__(self) -> None:
         positive = ("num_feat", "num_frame", "depth", "heads", "patch_size", "tile")
@@ -72,6 +76,8 @@ class VSRTConfig:
         for name in ("extract_blocks", "reconstruct_blocks", "ff_blocks"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model config: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.gated_blocks <= self.depth:
+            raise ConfigError(f"model config: gated_blocks must be in [0, depth={self.depth}], got {self.gated_blocks}")
         if self.per_frame_queries and not self.neighbour_gates:
             raise ConfigError("model config: per_frame_queries needs neighbour_gates")
         if self.flow not in ("spynet", "dis"):

@@ -119,7 +119,7 @@ def _attend(block: TransformerBlock, xq: torch.Tensor, ctx: torch.Tensor, keep: 
         out = out + attn.cross_gate.to(out.dtype) * (every - out)
     h = xq.shape[-2]
     out = rearrange(out, "n g (y x) (c p1 p2) -> n (g c) (y p1) (x p2)", y=h // p, p1=p, p2=p)
-    return xq + (y + attn.proj(out))
+    return xq + block.gated(y + attn.proj(out))
 
 
 def _feed_forward(
@@ -140,7 +140,7 @@ def _feed_forward(
     from_prev = flow_warp(rearrange(normed[:, prv], "b q ... -> (b q) ..."), _fold(to_prev, keep)) - own
     out_next = ff.from_next(lr, from_next, y)
     out_prev = ff.from_prev(lr, from_prev, y)
-    return xq + lrelu(ff.fuse(torch.cat([out_next, out_prev], dim=1)))
+    return xq + block.gated(lrelu(ff.fuse(torch.cat([out_next, out_prev], dim=1))))
 
 
 class QueryNet(Protocol):

@@ -45,7 +45,9 @@ class VSRT(nn.Module):
         self.spynet = SPyNet() if config.use_flow and config.flow == "spynet" else None
         self.dis = DISFlow() if config.use_flow and config.flow == "dis" else None
         self.early_fusion = EarlyFusion(c) if config.per_frame_queries else None
-        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(config, gated=i >= config.depth - config.gated_blocks) for i in range(config.depth)
+        )
         self.reconstruct = residual_stack(c, config.reconstruct_blocks)
         self.upsample1 = nn.Conv2d(c, 4 * c, 3, padding=1)
         self.upsample2 = nn.Conv2d(c, 4 * c, 3, padding=1)
@@ -231,6 +233,10 @@ PRESETS["vsrt-cpu-small-1f-q"] = replace(PRESETS["vsrt-cpu-small-1f"], quant_fil
 # ... and with the clean weights kept whole: a compression offset blended in by the quantiser.
 PRESETS["vsrt-cpu-small-5f-qb"] = replace(PRESETS["vsrt-cpu-small-5f-q"], quant_blend=True)
 PRESETS["vsrt-cpu-small-1f-qb"] = replace(PRESETS["vsrt-cpu-small-1f-q"], quant_blend=True)
+# Grown from vsrt-cpu-small-5f without changing what it computes (issue #31): a third, gated
+# transformer block, or deeper residual stacks whose added blocks start as the identity.
+PRESETS["vsrt-cpu-small-5f-d3"] = replace(PRESETS["vsrt-cpu-small-5f"], depth=3, gated_blocks=1)
+PRESETS["vsrt-cpu-small-5f-r10"] = replace(PRESETS["vsrt-cpu-small-5f"], reconstruct_blocks=10, ff_blocks=4)
 
 
 def get_config(name: str) -> VSRTConfig:

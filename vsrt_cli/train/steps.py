@@ -54,10 +54,11 @@ def load_spynet_weights(run_dir) -> dict[str, torch.Tensor]:
 
 def is_neighbour_path(name: str) -> bool:
     """Parameters of the zero-initialised paths a warm start adds: the neighbour paths
-    (``neighbour_gates`` presets) and the quantiser's modulation (``quant_film``)."""
+    (``neighbour_gates`` presets), the quantiser's modulation (``quant_film``) and the gate of a
+    grown block (``gated_blocks``)."""
     return (
         "conv_neighbour" in name or name.endswith("cross_gate") or name.startswith("early_fusion.")
-        or name.startswith("quant.")
+        or name.startswith("quant.") or name.endswith(".gate")
     )
 
 
