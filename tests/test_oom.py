@@ -62,7 +62,7 @@ def test_each_failure_kind_halves_the_batch_with_the_same_output(no_flow, kind):
     frames = torch.rand(3, 3, 40, 72)
     grid = plan_tiles(40, 72, tile=32, overlap=8, multiple=8)
     reference = TileRunner(no_flow, grid, batch=4, device=CPU, precision="fp32")(frames, [0, 1, 2])
-    flaky = FailsAbove(no_flow, 3 * 32 * 32, FAILURES[kind])
+    flaky = FailsAbove(no_flow, 3 * grid.tile[0] * grid.tile[1], FAILURES[kind])  # 4 tiles fail, 2 fit
     runner = TileRunner(flaky, grid, batch=4, device=CPU, precision="fp32")
     out = runner(frames, [0, 1, 2])
     assert runner.batch == 2 and runner.notices == ["out of memory: retrying with 2 tile(s) per call (was 4)"]
@@ -72,11 +72,12 @@ def test_each_failure_kind_halves_the_batch_with_the_same_output(no_flow, kind):
 def test_tiles_shrink_but_never_below_32_pixels(no_flow):
     frames = torch.rand(2, 3, 72, 136)
     grid = plan_tiles(72, 136, tile=128, overlap=16, multiple=8)
-    # one 64x64 tile fits, one 128x... does not
+    # one 72x80 tile (the frame in two equal 128-px-at-most tiles) does not fit, one 32x40 does
+    assert grid.tile == (72, 80)
     runner = TileRunner(FailsAbove(no_flow, 64 * 64, FAILURES["torch"]), grid, batch=2, device=CPU, precision="fp32")
     out = runner(frames, [0, 1])
-    assert out.shape == (2, 3, 288, 544) and runner.grid.tile == (64, 64)
-    assert runner.notices[-1] == "out of memory: retrying with 64x64 tiles, overlap 16 (was 128)"
+    assert out.shape == (2, 3, 288, 544) and runner.grid.tile == (32, 40)
+    assert runner.notices[-1] == "out of memory: retrying with 32x40 tiles, overlap 10 (was 72x80)"
     hopeless = TileRunner(FailsAbove(no_flow, 16 * 16, FAILURES["cudnn"]), grid, batch=1, device=CPU, precision="fp32")
     with pytest.raises(ResourceError, match=r"one 32x32 tile per call \(RuntimeError: cuDNN error: CUDNN_STATUS_ALLOC_FAILED\)"):
         hopeless(frames, [0])

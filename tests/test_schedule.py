@@ -141,3 +141,22 @@ def test_blend_weights_sum_to_one_and_are_smooth(h, w, tile, overlap):
         assert wgt.min() >= 0 and wgt.max() <= 1
         if overlap:  # no jumps bigger than a raised-cosine step
             assert np.abs(np.diff(wgt, axis=1)).max() < 0.2
+
+
+@pytest.mark.parametrize("h,w", [(180, 320), (216, 384), (720, 1280), (1080, 1920), (129, 257), (40, 72)])
+@pytest.mark.parametrize("tile,overlap", [(128, 16), (64, 8), (32, 8), (256, 32)])
+def test_equal_tiles_cover_the_frame_with_the_least_work(h, w, tile, overlap):
+    """Non-official models: as many tiles as stepping by ``tile - overlap`` needs, but each as
+    small as still covers the frame with the overlap kept; never more work than stepping."""
+    grid = plan_tiles(h, w, tile=tile, overlap=overlap, multiple=8)
+    for length, side, starts in ((h, grid.tile[0], grid.rows), (w, grid.tile[1], grid.cols)):
+        stepped = -(-(length - overlap) // (tile - overlap)) if length > tile else 1
+        assert len(starts) == stepped and starts[0] == 0 and starts[-1] + side == max(length, side)
+        assert side % 8 == 0 and side <= tile and (side >= min(tile, 32) or len(starts) == 1)
+        assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))  # overlap kept
+    work = len(grid.rows) * grid.tile[0] * len(grid.cols) * grid.tile[1]
+    old_rows = len(grid.rows) * min(tile, -(-h // 8) * 8)
+    old_cols = len(grid.cols) * min(tile, -(-w // 8) * 8)
+    assert work <= old_rows * old_cols
+    if (h, w, tile, overlap) == (180, 320, 128, 16):
+        assert grid.tile == (104, 120) and work / (h * w) < 1.31  # 3x2 tiles of 128 computed 1.71x the frame

@@ -220,8 +220,9 @@ def test_out_of_memory_lowers_batch_then_tile_and_drops_no_frame(tiny_model):
     frames = torch.rand(5, 3, 40, 72)
     reference = TileRunner(tiny_model, plan_tiles(40, 72, tile=32, overlap=8, multiple=8), batch=4,
                            device=torch.device("cpu"), precision="fp32")(frames, [0, 1, 2, 3, 4])
-    # batch 4 x 32x32 is over the limit, 2 x 32x32 is not: only the batch changes, same output
-    flaky = OutOfMemoryAbove(tiny_model, limit=3 * 32 * 32)
+    # batch 4 is over the limit, 2 is not: only the batch changes, same output
+    th, tw = plan_tiles(40, 72, tile=32, overlap=8, multiple=8).tile
+    flaky = OutOfMemoryAbove(tiny_model, limit=3 * th * tw)
     runner = TileRunner(flaky, plan_tiles(40, 72, tile=32, overlap=8, multiple=8), batch=4,
                         device=torch.device("cpu"), precision="fp32")
     out = runner(frames, [0, 1, 2, 3, 4])
@@ -241,7 +242,7 @@ def test_out_of_memory_lowers_batch_then_tile_and_drops_no_frame(tiny_model):
     assert runner.grid.tile == (32, 32) and runner.batch == 1
     assert runner.notices == [
         "out of memory: retrying with 1 tile(s) per call (was 2)",
-        "out of memory: retrying with 32x32 tiles, overlap 8 (was 64)",
+        "out of memory: retrying with 32x32 tiles, overlap 8 (was 64x56)",
     ]
     assert (out - reference).abs().mean() < 0.05  # the same picture, cut differently
     # below one 32x32 tile per call nothing is tried: one clear error, no frame half-written

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from vsrt_cli.engine.schedule import MIN_TILE
 from vsrt_cli.errors import ConfigError
 from vsrt_cli.engine.yuv import rgb_to_yuv420, yuv420_to_rgb
 from vsrt_cli.io.planes import Planes
@@ -181,7 +182,6 @@ def release_memory(device: torch.device) -> None:
 
 # --- how much fits -----------------------------------------------------------------------------
 
-MIN_TILE = 32  # LR pixels: below this, attention sees too little context and quality drops
 
 
 def free_memory(device: torch.device) -> int | None:

@@ -132,7 +132,8 @@ class TileRunner:
         self.set_grid(plan_tiles(grid.height, grid.width, tile=smaller, overlap=overlap, multiple=config.size_multiple))
         if self.accumulate_on.type == "cpu":
             self.weights = [w.cpu() for w in self.weights]
-        return say(f"{smaller}x{smaller} tiles, overlap {overlap} (was {max(grid.tile)})")
+        (h, w), (was_h, was_w) = self.grid.tile, grid.tile
+        return say(f"{h}x{w} tiles, overlap {overlap} (was {was_h}x{was_w})")
 
     def __call__(
         self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None,
