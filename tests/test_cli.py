@@ -212,3 +212,24 @@ def test_a_window_other_than_the_trained_one_is_refused_or_warned(capsys, tiny_w
     assert exit_info.value.code in (0, None) and (tmp_path / "three.mkv").is_file()
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "--window 3: this model was trained on 5-frame windows" in warnings[0]
+
+
+def test_models_list_shows_the_gain_and_the_cost_users_choose_by(capsys):
+    import json
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "list"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    manifest = json.loads((Path(__file__).resolve().parents[1] / "weights" / "manifest.json").read_text())
+    for entry in manifest["models"]:  # every bundled model has both, from the manifest
+        row = next(line for line in text.splitlines() if f" {entry['name']} " in line)
+        assert f"{entry['quality']['gain_over_bicubic_db']:+.2f}" in row
+        assert f"x{entry['cost']['time_per_frame_vs_default']:.2f}" in row and entry["cost"]["basis"]
+
+
+def test_help_lists_the_commands_by_use():
+    result = run("--help")
+    order = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
+    commands = [c for c in order if c in ("upscale", "batch", "preview", "compare", "info", "eval", "models")]
+    assert commands == ["upscale", "batch", "preview", "compare", "info", "eval", "models"]

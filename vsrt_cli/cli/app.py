@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -37,8 +36,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(models_app, name="models")
-register_tools(app)  # eval, info, compare, preview
 
 out = Console()
 err = Console(stderr=True)
@@ -82,6 +79,17 @@ SkipBadOpt = Annotated[bool, typer.Option("--skip-bad-frames", help="Where a fra
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 NoSidecarOpt = Annotated[bool, typer.Option("--no-sidecar", help="Do not write OUT.vsrt.json, the record of how the output was made (`vsrt info OUT`).")]
+_SIZE = "Output size"
+ScaleOpt = Annotated[Optional[float], typer.Option(help="Output scale above 1 and at most 4 (default 4, the model's own); the model's x4 frames are resized on its device. Keeps the pixel shape (SAR).", rich_help_panel=_SIZE)]
+WidthOpt = Annotated[Optional[int], typer.Option(help="Output width in square pixels; the height follows the display aspect (SAR included), rounded to even.", rich_help_panel=_SIZE)]
+HeightOpt = Annotated[Optional[int], typer.Option(help="Output height in square pixels; the width follows the display aspect (SAR included), rounded to even (720x480 SAR 8:9 to --height 1080: 1440x1080).", rich_help_panel=_SIZE)]
+SizeOpt = Annotated[Optional[str], typer.Option(help="Output WxH in square pixels; refused if it changes the display aspect by more than 1% (unless --stretch).", rich_help_panel=_SIZE)]
+StretchOpt = Annotated[bool, typer.Option("--stretch", help="Let --size change the picture's shape.", rich_help_panel=_SIZE)]
+RestoreOpt = Annotated[str, typer.Option(help="How much of a compression-aware model's compression offset to use: auto (from the quantiser the input's bitstream reports) or a number from 0 (the clean model's output) to 1 (all of it).")]
+_SPAN = "Span (seconds or HH:MM:SS.mmm)"
+StartOpt = Annotated[Optional[str], typer.Option(help="Start here: only the frames shown from this time on are decoded (from the keyframe before) and written; audio and subtitles are cut alike; the output starts at 0.", rich_help_panel=_SPAN)]
+DurationOpt = Annotated[Optional[str], typer.Option(help="Upscale this long from --start.", rich_help_panel=_SPAN)]
+EndOpt = Annotated[Optional[str], typer.Option(help="Stop before this time of the source (instead of --duration).", rich_help_panel=_SPAN)]
 
 
 def _say(notice: "Notice") -> None:
@@ -140,34 +148,31 @@ def upscale(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     no_sidecar: NoSidecarOpt = False,
     chunks: Annotated[int, typer.Option("--chunks", help="Upscale the clip as N chunks encoded apart and stitched (the same frames as one run); a rerun after a crash redoes only the missing chunks.")] = 1,
+    scale: ScaleOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    size: SizeOpt = None,
+    stretch: StretchOpt = False,
+    restore: RestoreOpt = "auto",
+    start: StartOpt = None,
+    duration: DurationOpt = None,
+    end: EndOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Upscale a video (or a folder of frames) x4."""
-    from vsrt_cli.engine.pipeline import upscale as run_upscale
-    from vsrt_cli.cli.progress import render
+    """Upscale a video (or a folder of frames): x4, or the size asked for."""
+    from vsrt_cli.cli.progress import Drawing
+    from vsrt_cli.jobs.api import upscale as run_upscale
 
-    net, job = _job(
-        source=input, output=output, model=model, weights=weights, device=device, precision=precision,
-        tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
-        codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet,
-    )
-    from vsrt_cli.jobs.provenance import identify_model, recording, tag_before_run
-    from vsrt_cli.zoo.registry import input_kind
-
-    model_id = identify_model(model, weights, input_kind(input))
-    if not job.writes_frames:  # the container's own line, kept even with --no-sidecar (`vsrt info`)
-        job = replace(job, metadata={"comment": tag_before_run(job, model_id)})
-    if chunks != 1:
-        from vsrt_cli.jobs.chunked import upscale_chunks
-
-        work = upscale_chunks(net, job, chunks)
-    else:
-        work = run_upscale(net, job)
-    events = recording(work, job, None if no_sidecar else model_id)
-    with contextlib.closing(events) as events:
-        render(events, err, quiet=quiet)
+    with Drawing(err, quiet=quiet) as draw:  # the same function as `from vsrt_cli import upscale`
+        run_upscale(
+            input, output, model=model, weights=weights, device=device, precision=precision,
+            tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
+            codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
+            overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, chunks=chunks, sidecar=not no_sidecar,
+            scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
+            start=start, duration=duration, end=end, on_event=draw,
+        )
 
 
 @app.command("batch")
@@ -202,6 +207,15 @@ def batch_command(
     devices: Annotated[Optional[str], typer.Option("--devices", help="Spread the clips over these GPUs (cuda:0,cuda:1 or all), one Ray worker each.")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Join a running Ray cluster: auto or HOST:PORT of its head.")] = None,
     chunk_seconds: Annotated[Optional[float], typer.Option("--chunk-seconds", help="Cut clips longer than this into chunks of about this many seconds, spread over the workers and stitched (the same frames as one run); a rerun redoes only the missing chunks.")] = None,
+    scale: ScaleOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    size: SizeOpt = None,
+    stretch: StretchOpt = False,
+    restore: RestoreOpt = "auto",
+    start: StartOpt = None,
+    duration: DurationOpt = None,
+    end: EndOpt = None,
 ) -> None:
     """Upscale every clip in a folder; rerun to resume: finished outputs are skipped."""
     from vsrt_cli.jobs.batch import batch as run_batch
@@ -209,6 +223,8 @@ def batch_command(
 
     if chunk_seconds is not None and not chunk_seconds > 0:  # refused before the model loads
         raise ConfigError(f"--chunk-seconds {chunk_seconds:g}: must be positive")
+    if chunk_seconds is not None and (start, duration, end) != (None, None, None):
+        raise ConfigError("--start/--duration/--end cannot be combined with --chunk-seconds yet; leave one out")
     executor = None
     if workers != 1 or devices is not None or ray is not None:
         from vsrt_cli.jobs.executors.ray import RayExecutor, from_flags
@@ -230,6 +246,8 @@ def batch_command(
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, kind=kind, one_clip=False,
+        scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
+        start=start, duration=duration, end=end,
     )
     from vsrt_cli.jobs.provenance import identify_model
 
@@ -238,6 +256,11 @@ def batch_command(
         finished = render_batch(events, err, out, quiet=quiet, debug=debug)
     if finished is not None and finished.failed:
         raise typer.Exit(1)
+
+
+# `vsrt --help` lists the commands by use: upscale, batch (above), then these; `models` last.
+register_tools(app)  # preview, compare, info, eval
+app.add_typer(models_app, name="models")
 
 
 class Terminated(KeyboardInterrupt):

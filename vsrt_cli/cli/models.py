@@ -42,16 +42,28 @@ def models_list() -> None:
     """List the named models and whether their weights are here."""
     from vsrt_cli.zoo.registry import default_name, entries
 
-    table = Table(Column("name", no_wrap=True), "frames", "LR size", "parameters", "weights")
+    table = Table(Column("name", no_wrap=True), "frames", "LR size", Column("parameters", no_wrap=True, min_width=10), "weights",
+                  Column("gain (dB)", justify="right"), Column("cost", justify="right"))
     defaults = {"video": default_name("video"), "frames": default_name("frames")}
     for name, entry in entries().items():
         config = entry.config
         size = f"{config.tile}x{config.tile}" if config.norm == "tile" else "any"
-        table.add_row(name, str(config.num_frame), size, f"{_n_params(config):,}", _weights_status(entry))
+        gain, cost = _choice(entry)
+        table.add_row(name, str(config.num_frame), size, f"{_n_params(config):,}", _weights_status(entry), gain, cost)
     out.print(table)
+    out.print("gain: held-out PSNR-Y over bicubic (the manifest's quality); cost: time per frame against "
+              "the default for video files (the manifest's cost; `vsrt models info NAME` says how measured)",
+              highlight=False)
     for kind, label in (("video", "a video file"), ("frames", "a folder of image frames")):
         if defaults[kind] is not None:
             out.print(f"default for {label}: {defaults[kind]}", highlight=False)
+
+
+def _choice(entry: "ModelEntry") -> tuple[str, str]:
+    """The two columns a user chooses by: the held-out gain over bicubic and the relative cost."""
+    gain = entry.details.get("quality", {}).get("gain_over_bicubic_db")
+    cost = entry.details.get("cost", {}).get("time_per_frame_vs_default")
+    return ("-" if gain is None else f"{gain:+.2f}", "-" if cost is None else f"x{cost:.2f}")
 
 
 @models_app.command("info")
@@ -72,7 +84,7 @@ def models_info(name: Annotated[str, typer.Argument(help="Model name.")]) -> Non
         out.print(f"sha256: {entry.sha256}")
     if entry.license:
         out.print(f"licence: {entry.license}", highlight=False)
-    for key in ("training", "quality"):
+    for key in ("training", "quality", "cost"):
         if key in entry.details:
             out.print(f"{key}: {json.dumps(entry.details[key], indent=2)}", highlight=False)
 

@@ -37,32 +37,54 @@ def notice_line(notice: Notice) -> str:
     return f"{label} {notice.message}"
 
 
+class Drawing:
+    """Draws events one at a time (the Python API's ``on_event``): a bar (unless ``quiet``),
+    notices, and the one-line summary once the block ends. ``with Drawing(console) as draw:
+    upscale(..., on_event=draw)``; :attr:`finished` is the :class:`Finished` event."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console, self.quiet = console, quiet
+        self.bar = _bar(console, quiet, TextColumn("{task.fields[fps]} fps"))
+        self.task = None
+        self.finished: Finished | None = None
+
+    def __enter__(self) -> Drawing:
+        self.bar.__enter__()
+        return self
+
+    def __call__(self, event: Event) -> None:
+        bar = self.bar
+        if isinstance(event, Started):
+            self.task = bar.add_task(event.source.name, total=event.total, fps="-")
+        elif isinstance(event, Progress) and self.task is not None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            fps = f"{event.done / elapsed:.2f}" if elapsed > 0 else "-"
+            bar.update(self.task, completed=event.done, total=event.total, fps=fps)
+        elif isinstance(event, Notice) and not self.quiet:
+            self.console.print(notice_line(event), highlight=False, soft_wrap=True)
+        elif isinstance(event, Finished):
+            self.finished = event
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+        finished = self.finished
+        if finished is not None and not self.quiet and exc[0] is None:
+            fps = finished.frames / finished.seconds if finished.seconds > 0 else 0.0
+            size = f", {finished.width}x{finished.height}" if finished.width else ""
+            self.console.print(
+                f"[green]done:[/] {finished.frames} frames in {finished.seconds:.1f} s ({fps:.2f} fps) -> "
+                f"{finished.output} ({human_size(finished.bytes)}{size})",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 def render(events: Iterable[Event], console: Console, *, quiet: bool = False) -> Finished | None:
     """Consume ``events``, drawing a bar (unless ``quiet``); returns the :class:`Finished` event."""
-    finished = None
-    bar = _bar(console, quiet, TextColumn("{task.fields[fps]} fps"))
-    with bar:
-        task = None
+    with Drawing(console, quiet=quiet) as draw:
         for event in events:
-            if isinstance(event, Started):
-                task = bar.add_task(event.source.name, total=event.total, fps="-")
-            elif isinstance(event, Progress) and task is not None:
-                elapsed = bar.tasks[0].elapsed or 0.0
-                fps = f"{event.done / elapsed:.2f}" if elapsed > 0 else "-"
-                bar.update(task, completed=event.done, total=event.total, fps=fps)
-            elif isinstance(event, Notice) and not quiet:
-                console.print(notice_line(event), highlight=False, soft_wrap=True)
-            elif isinstance(event, Finished):
-                finished = event
-    if finished is not None and not quiet:
-        fps = finished.frames / finished.seconds if finished.seconds > 0 else 0.0
-        console.print(
-            f"[green]done:[/] {finished.frames} frames in {finished.seconds:.1f} s ({fps:.2f} fps) -> "
-            f"{finished.output} ({human_size(finished.bytes)})",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return finished
+            draw(event)
+    return draw.finished
 
 
 def _bar(console: Console, quiet: bool, *extra: TextColumn) -> Bar:

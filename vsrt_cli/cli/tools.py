@@ -16,10 +16,10 @@ err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval")(eval_command)
-    app.command("info")(info_command)
-    app.command("compare")(compare_command)
     app.command("preview")(preview_command)
+    app.command("compare")(compare_command)
+    app.command("info")(info_command)
+    app.command("eval")(eval_command)
 
 
 def eval_command(
@@ -180,6 +180,7 @@ def record_lines(record: dict[str, Any]) -> list[str]:
         ("device", f"{device.get('type')} ({device.get('name')}), torch {device.get('torch')}, {device.get('threads')} threads"),
         ("precision", record.get("precision")),
         ("frames", record.get("frames")),
+        ("size", _size_line(record.get("size"))),
         ("time", f"{timings.get('total_s')} s ({timings.get('fps')} fps; first frame after {timings.get('first_frame_s')} s)"),
         ("output bytes", record.get("bytes")),
         ("input fingerprint", f"{inp.get('sha256')} ({inp.get('bytes')} bytes; {inp.get('method')})"),
@@ -188,6 +189,16 @@ def record_lines(record: dict[str, Any]) -> list[str]:
     lines.append("options:")
     lines += [f"  {key}: {value}" for key, value in record.get("options", {}).items()]
     return lines
+
+
+def _size_line(size: dict[str, Any] | None) -> str | None:
+    """``asked --height 1080, made 1440x1080 (bicubic)``; None for records older than the field."""
+    if not size:
+        return None
+    made = size.get("made")
+    made_text = f"{made[0]}x{made[1]}" if made else "?"
+    filter = f" ({size['filter']})" if size.get("filter") else ""
+    return f"asked {size.get('asked')}, made {made_text}{filter}"
 
 
 def compare_command(
@@ -236,9 +247,9 @@ def _nothing():
 def preview_command(
     input: Annotated[Path, typer.Argument(help="The video to try settings on.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Side-by-side of bicubic and every candidate: a video, or .png for the middle frame.", show_default=False)],
-    try_: Annotated[Optional[list[str]], typer.Option("--try", help="Candidate settings, KEY=VALUE,... with keys model, weights, precision, device, tile, tile-overlap, window, window-stride, batch; repeat for more (default: one run with the defaults).")] = None,
-    start: Annotated[Optional[float], typer.Option(help="Seconds into the clip where the excerpt begins (default: centred).")] = None,
-    seconds: Annotated[float, typer.Option(help="Length of the excerpt in seconds.")] = 2.0,
+    try_: Annotated[Optional[list[str]], typer.Option("--try", help="Candidate settings, KEY=VALUE,... with keys model, weights, precision, device, tile, tile-overlap, window, window-stride, batch, scale, width, height, size, restore; repeat for more (default: one run with the defaults).")] = None,
+    start: Annotated[Optional[str], typer.Option(help="Where the excerpt begins: seconds or HH:MM:SS.mmm, as `vsrt upscale --start` (default: centred).")] = None,
+    seconds: Annotated[str, typer.Option(help="Length of the excerpt: seconds or HH:MM:SS.mmm.")] = "2",
     crop: Annotated[Optional[str], typer.Option(help="Only this region, WxH+X+Y in input pixels.")] = None,
     temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Measure flicker (warping error along the bicubic upscale's motion).")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
@@ -264,12 +275,17 @@ def preview_command(
             window_stride=_int(o, "window-stride"), batch=_int(o, "batch"), codec=None, crf=16, preset="medium",
             pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False, quiet=quiet,
             say=lambda notice: err.print(notice_line(notice), highlight=False, soft_wrap=True),
+            scale=_float(o, "scale"), width=_int(o, "width"), height=_int(o, "height"), size=o.get("size"),
+            restore=o.get("restore", "auto"),
         )
         short = ",".join(f"{k}={Path(v).name if k == 'weights' else v}" for k, v in o.items())
         candidates.append(Candidate(f"#{len(candidates) + 1} {short or 'defaults'}", net, job))
     done = None
     results: list[CandidateResult] = []
-    events = preview(input, output, candidates, start=start, seconds=seconds,
+    from vsrt_cli.io.span import parse_time  # one rule for every time on the command line
+
+    first = parse_time(start, "--start") if start is not None else None
+    events = preview(input, output, candidates, start=first, seconds=parse_time(seconds, "--seconds"),
                      crop=Crop.parse(crop) if crop else None, temporal=temporal, overwrite=overwrite)
     with err.status("cutting the excerpt", spinner="dots") if not quiet else _nothing() as status:
         for event in events:
@@ -308,6 +324,17 @@ def _int(options: dict[str, str], key: str) -> int | None:
         return int(options[key])
     except ValueError:
         raise ConfigError(f"--try {key}={options[key]}: must be a whole number") from None
+
+
+def _float(options: dict[str, str], key: str) -> float | None:
+    from vsrt_cli.errors import ConfigError
+
+    if key not in options:
+        return None
+    try:
+        return float(options[key])
+    except ValueError:
+        raise ConfigError(f"--try {key}={options[key]}: must be a number") from None
 
 
 def _duration(seconds: float) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,8 +24,11 @@ from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.quant import mean_qp
 from vsrt_cli.io.reader import Frame, VideoReader
+from vsrt_cli.io.span import Cut, Span, clip_frames
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
+from vsrt_cli.model.quant import describe_restore, restore_quant
 from vsrt_cli.model.vsrt import SCALE, VSRT
+from vsrt_cli.engine.resize import OutputSize, Target, resize, target
 from vsrt_cli.engine.runtime import Download, Precision, configure_device, upload_frame
 from vsrt_cli.engine.schedule import WindowPlanner, plan_tiles
 from vsrt_cli.engine.tiles import FlowCache, TileRunner
@@ -58,6 +61,9 @@ class UpscaleJob:
     frames_out: bool | None = None  # PNG frames into a folder; None: when the output has no extension
     metadata: dict[str, str] = field(default_factory=dict)  # container tags (the provenance comment)
     colour_on_device: bool | None = None  # 8-bit 4:2:0 YUV<->RGB on the model's device; None: on CUDA
+    size: OutputSize | None = None  # the output size asked for; None: x4 (vsrt_cli.engine.resize)
+    restore: float | None = None  # share of a quant_blend model's compression offset; None: from the quantiser
+    span: Span | None = None  # only this span of the source (vsrt_cli.io.span); None: all of it
 
     @property
     def device_colour(self) -> bool:
@@ -102,6 +108,8 @@ class Finished:
     bytes: int
     repaired: int = 0  # undecodable frames replaced by the previous good one
     chunk_starts: tuple[int, ...] = ()  # first frame of each chunk after the first (--chunks)
+    width: int = 0  # of the output frames (0: not said)
+    height: int = 0
 
 
 Event = Started | Progress | Notice | Finished
@@ -131,6 +139,49 @@ def check_schedule(model: VSRT, schedule: Schedule) -> None:
         raise ConfigError(f"--window {schedule.window} with --window-stride 1 needs an odd window (centred frames)")
     if schedule.batch < 1:
         raise ConfigError(f"--batch {schedule.batch}: must be at least 1")
+
+
+def check_restore(model: VSRT, restore: float | None) -> None:
+    """Refuse a ``--restore`` strength the model cannot apply (before any work)."""
+    if restore is None:
+        return
+    if not model.config.quant_blend:
+        raise ConfigError(
+            f"--restore {restore:g}: this model has no compression offset to blend; use a model that has one "
+            "(vsrt-cpu-small-real, vsrt-cpu-small-real-1f) or --restore auto"
+        )
+    if not 0 <= restore <= 1:
+        raise ConfigError(f"--restore {restore:g}: must be auto or a number from 0 (clean) to 1 (all of the offset)")
+
+
+def window_quant(job: UpscaleJob, quants: list[float | None]) -> float | None:
+    """What the model is told about a window's compression: the quantiser of ``--restore``'s
+    strength (:func:`~vsrt_cli.model.quant.restore_quant`), else the window's own (``auto``)."""
+    return restore_quant(job.restore) if job.restore is not None else mean_qp(quants)
+
+
+def prepare_runner(runner: TileRunner, model: VSRT, job: UpscaleJob) -> TileRunner:
+    """The runner's note on compression says, for a model with the blend, how much of its
+    offset it used and why."""
+    if model.config.quant_blend:
+        runner.describe = lambda quant: describe_restore(job.restore, quant)
+    return runner
+
+
+def output_frame(job: UpscaleJob, width: int, height: int, sample_aspect: Fraction | None) -> Target:
+    """The output frame for an input of ``width`` x ``height`` (refused here if the size asked
+    cannot be made); even sides for video (4:2:0)."""
+    return target(job.size, width, height, Fraction(sample_aspect or 1), even=not job.writes_frames)
+
+
+def finisher(job: UpscaleJob, frame: Target):
+    """``[K, 3, 4H, 4W]`` -> ``[K, 3, height, width]`` of ``frame`` on their device (unchanged for x4)."""
+    filter = job.size.filter if job.size is not None else "bicubic"
+
+    def finish(hr: torch.Tensor) -> torch.Tensor:
+        return resize(hr, frame.height, frame.width, filter)
+
+    return finish
 
 
 def check_paths(job: UpscaleJob) -> None:
@@ -171,26 +222,34 @@ def _open_source(job: UpscaleJob) -> _Source:
     if job.source.is_dir():
         files = list_frames(job.source)
         image, depth, alpha = read_image(files[0])
-        return _Source(image.shape[1], image.shape[0], len(files), depth, alpha, None, files)
+        total = len(files) if job.span is None else job.span.frames(job.fps, len(files))
+        return _Source(image.shape[1], image.shape[0], total, depth, alpha, None, files)
     info = probe(job.source)
-    return _Source(info.width, info.height, info.frames, info.bit_depth, info.has_alpha, info, None)
+    total = info.frames if job.span is None else job.span.frames(info.rate, info.frames)
+    return _Source(info.width, info.height, total, info.bit_depth, info.has_alpha, info, None)
 
 
 @contextlib.contextmanager
 def _frames(job: UpscaleJob, source: _Source) -> Iterator[tuple[Iterator[Frame], VideoReader | None]]:
+    span = job.span
     if source.info is None:
-        yield iter_folder(source.files or [], job.fps), None
+        frames = iter_folder(source.files or [], job.fps)
+        yield (frames if span is None else clip_frames(frames, span)), None
         return
     yuv = planes_in(job, source.bit_depth > 8)
-    with VideoReader(source.info, skip_bad_frames=job.skip_bad_frames, yuv=yuv) as reader:
-        yield iter(reader), reader
+    origin = source.info.start_time
+    seek = origin + span.start if span is not None and span.start > 0 else None
+    with VideoReader(source.info, skip_bad_frames=job.skip_bad_frames, yuv=yuv, seek=seek) as reader:
+        yield (iter(reader) if span is None else clip_frames(reader, span, origin)), reader
 
 
 def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     """Upscale ``job.source`` into ``job.output``; yields :data:`Event` s as it goes."""
     check_schedule(model, job.schedule)
+    check_restore(model, job.restore)
     check_paths(job)
     source = _open_source(job)
+    frame = output_frame(job, source.width, source.height, source.info.sample_aspect if source.info else None)
     if job.writes_frames and source.info is not None and source.info.colour.hdr:
         raise OutputError(
             f"{job.source} is {source.info.colour.describe()}; PNG frames would hold its PQ/HLG codes "
@@ -203,12 +262,16 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
         multiple=config.size_multiple, fixed=config.norm == "tile",
     )
     configure_device(job.device, job.precision)
-    runner = TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision)
+    runner = prepare_runner(TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision), model, job)
     deep = source.bit_depth > 8
     started = time.perf_counter()
     yield Started(job.source, job.output, source.width, source.height, source.total)
     if source.alpha:
         yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
+    if job.size is not None:
+        shape = "square pixels" if frame.sample_aspect == 1 else f"pixels {frame.sample_aspect.numerator}:{frame.sample_aspect.denominator}"
+        yield Notice(f"{job.size.describe()}: {frame.width}x{frame.height} ({shape}), the model's "
+                     f"{source.width * SCALE}x{source.height * SCALE} resized ({job.size.filter}, on {job.device})", note=True)
 
     if job.writes_frames:
         writer: FolderWriter | VideoWriter = FolderWriter(job.output, overwrite=job.overwrite)
@@ -216,8 +279,8 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
         info = source.info
         writer = VideoWriter(
             job.output,
-            width=source.width * SCALE,
-            height=source.height * SCALE,
+            width=frame.width,
+            height=frame.height,
             time_base=info.time_base if info else 1 / job.fps,
             rate=(info.rate if info else job.fps),
             bit_depth=source.bit_depth,
@@ -225,18 +288,22 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
             source=job.source if info else None,
             overwrite=job.overwrite,
             colour=info.colour if info else None,
-            sample_aspect=info.sample_aspect if info else None,
+            sample_aspect=frame.sample_aspect if info else None,
             metadata=job.metadata,
+            cut=Cut(None if job.span.end is None else info.start_time + job.span.end) if job.span and info else None,
         )
     with BackgroundWriter(writer) as sink, _frames(job, source) as (frames, reader):
         if isinstance(writer, VideoWriter):
             for dropped in writer.dropped:
                 yield Notice(f"not copied, the output container cannot hold it: {dropped}")
         done = 0
-        for event in _run(runner, frames, sink, sched, deep, source.total, out_planes(job, writer, deep)):
+        for event in _run(runner, frames, sink, sched, deep, source.total, out_planes(job, writer, deep),
+                          finish=finisher(job, frame), told=lambda quants: window_quant(job, quants)):
             if isinstance(event, Progress):
                 done = event.done
             yield event
+        if done == 0 and job.span is not None:
+            raise InputError(f"{job.source}: no frame in the span {job.span.describe()}; is the clip that long?")
         if done == 0:
             raise InputError(f"{job.source}: no frames could be decoded")
         repaired = reader.repaired if reader is not None else 0
@@ -244,7 +311,7 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     size = sum(p.stat().st_size for p in job.output.rglob("*")) if job.output.is_dir() else job.output.stat().st_size
     if repaired:
         yield Notice(f"{repaired} frame(s) of {job.source} could not be decoded and repeat the previous good frame")
-    yield Finished(job.output, done, seconds, size, repaired)
+    yield Finished(job.output, done, seconds, size, repaired, width=frame.width, height=frame.height)
 
 
 def planes_in(job: UpscaleJob, deep: bool) -> bool:
@@ -269,6 +336,9 @@ def _run(
     deep: bool,
     total: int | None,
     yuv: tuple[int, bool, bool] | None = None,
+    *,
+    finish: Callable[[torch.Tensor], torch.Tensor] = lambda hr: hr,
+    told: Callable[[list[float | None]], float | None] = mean_qp,
 ) -> Iterator[Progress | Notice]:
     """Frames are uploaded once each (kept on the device while a window needs them); a window's
     HR frames are quantised on the device (to ``yuv`` planes when given) and downloaded while
@@ -295,7 +365,7 @@ def _run(
     def run_windows(eof: bool) -> Iterator[Progress | Notice]:
         for win in planner.ready(available, eof):
             batch = torch.stack([buffer[i] for i in win.frames])
-            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, mean_qp([quants[i] for i in win.frames]))
+            hr = finish(runner(batch, [pos for pos, _ in win.outputs], win.frames, told([quants[i] for i in win.frames])))
             while runner.notices:
                 yield Notice(runner.notices.pop(0))
             while runner.notes:

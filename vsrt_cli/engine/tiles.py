@@ -89,6 +89,7 @@ class TileRunner:
         self._takes_keep = "keep" in accepts
         self._takes_quant = "quant" in accepts
         self._told: bool = getattr(model, "quant", None) is None  # said what a quant_film network is told
+        self.describe = describe_quant  # the note on what it is told (the pipeline may say more)
         if isinstance(model, torch.nn.Module) and channels_last_wins(device):
             model.to(memory_format=torch.channels_last)
         self.set_grid(grid)
@@ -175,7 +176,7 @@ class TileRunner:
         told = {"quant": quant} if self._takes_quant else {}
         if not self._told:
             self._told = True
-            self.notes.append(describe_quant(quant))
+            self.notes.append(self.describe(quant))
         if self._takes_keep:
             return self.model(tiles, flows, keep=positions, **told)
         return self.model(tiles, flows, **told)[:, positions]

@@ -37,6 +37,7 @@ class VideoInfo:
     sample_aspect: Fraction = Fraction(1)  # pixel width / height, as displayed (after rotation)
     timestamps: bool = True  # False: the container stores none; the reader counts at ``rate``
     duration: Fraction | None = None  # seconds of video the container announces, if it does
+    start_time: float = 0.0  # seconds: the first frame's time (where a span's times count from)
 
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
@@ -133,4 +134,5 @@ def probe(path: Path) -> VideoInfo:
             sample_aspect=_sample_aspect(stream, rotation),
             timestamps=stamped,
             duration=_video_duration(container, stream),
+            start_time=float(first.pts * first.time_base) if first.pts is not None and first.time_base else 0.0,
         )

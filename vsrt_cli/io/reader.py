@@ -62,12 +62,15 @@ class VideoReader:
     their own timestamps, so timing stays intact; :attr:`repaired` counts them.
 
     With ``yuv`` 8-bit 4:2:0 frames come out as planes (see
-    :class:`~vsrt_cli.io.convert.FrameConverter`), the rest as RGB.
+    :class:`~vsrt_cli.io.convert.FrameConverter`), the rest as RGB. With ``seek`` (seconds of
+    the source's timeline) decoding starts at the keyframe before it (:mod:`vsrt_cli.io.span`
+    drops the frames before the span); the end-of-clip count checks are then off.
     """
 
     def __init__(self, info: VideoInfo, *, buffer: int = 8, threads: int = 0, skip_bad_frames: bool = False,
-                 yuv: bool = False) -> None:
+                 yuv: bool = False, seek: float | None = None) -> None:
         self.info = info
+        self.seek = seek
         self.skip_bad_frames = skip_bad_frames
         self.yuv = yuv
         self.repaired = 0
@@ -82,6 +85,8 @@ class VideoReader:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self._threads
+        if self.seek:
+            self._container.seek(int(self.seek / stream.time_base), stream=stream, backward=True, any_frame=False)
         self._thread = threading.Thread(target=self._run, args=(stream,), name="vsrt-decode", daemon=True)
         self._thread.start()
         return self
@@ -238,6 +243,8 @@ class _Decode:
             if not self.bad(p):
                 return
         self.pending = []
+        if self.reader.seek:  # a span: the counts and durations are the whole clip's
+            return
         expected = self.stream.frames or 0
         if self.index and self.index < expected:  # the index promised more: a truncated file
             if not self.reader.skip_bad_frames:

@@ -28,6 +28,7 @@ from vsrt_cli.io.encoders import (
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.planes import Planes, converts
+from vsrt_cli.io.span import Cut
 
 __all__ = ["CODEC_ALIASES", "EncodeSettings", "VideoWriter", "default_pix_fmt", "write_failure"]
 
@@ -105,8 +106,10 @@ class VideoWriter:
         colour: Colour | None = None,
         sample_aspect: Fraction | None = None,
         metadata: dict[str, str] | None = None,
+        cut: Cut | None = None,
     ) -> None:
         self.path = path
+        self.cut = cut  # a span of the source: timestamps moved to 0, copies cut alike
         self.metadata = dict(metadata or {})
         self.tmp = partial_path(path)
         self.overwrite = overwrite
@@ -235,7 +238,7 @@ class VideoWriter:
             self._stream_map[stream.index] = out_stream
             wanted.append(stream)
         if wanted:
-            self._copy = iter(self._src.demux(*wanted))
+            self._copy = self.cut.packets(self._src, wanted) if self.cut else iter(self._src.demux(*wanted))
 
     # -- writing --------------------------------------------------------------------------
     @property
@@ -252,6 +255,8 @@ class VideoWriter:
             frame = self._planes_frame(image)
         else:
             frame = self._rgb_frame(image)
+        if self.cut is not None:
+            pts = self.cut.video(pts, self.time_base)
         if pts is None:  # no timestamp: the next frame at the stream's rate
             pts = round(self.frames_written / ((self.rate or Fraction(25)) * self.time_base))
         frame.pts = pts

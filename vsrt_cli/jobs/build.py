@@ -58,12 +58,21 @@ def build_job(
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
     overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
     one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None,
+    scale: float | None = None, width: int | None = None, height: int | None = None, size: str | None = None,
+    stretch: bool = False, restore: str | float | None = "auto", start: str | float | None = None,
+    duration: str | float | None = None, end: str | float | None = None,
 ) -> "tuple[VSRT, UpscaleJob]":
     """The network and the job the options describe (checked before any work). ``kind``: the
     input the default model is chosen for (default: what ``source`` is). ``one_clip``: ``source``
     is one clip or frame folder, whose frame size the default tiles may be sized for. ``say``
-    receives what the choices are worth telling the user (a shorter window, the tiling chosen)."""
+    receives what the choices are worth telling the user (a shorter window, the tiling chosen).
+    ``scale``/``width``/``height``/``size``/``stretch``: the output size
+    (:mod:`vsrt_cli.engine.resize`); ``restore``: ``auto`` or 0..1; ``start`` with ``duration``
+    or ``end``: a span (:mod:`vsrt_cli.io.span`)."""
     from fractions import Fraction
+
+    from vsrt_cli.engine.resize import OutputSize
+    from vsrt_cli.io.span import Span
 
     from vsrt_cli.io.writer import EncodeSettings
     from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
@@ -78,11 +87,17 @@ def build_job(
         raise ConfigError(f"--fps {fps}: give a number such as 25 or 30000/1001") from None
     if rate <= 0:
         raise ConfigError(f"--fps {fps}: must be positive")
+    wanted = OutputSize.parse(scale=scale, width=width, height=height, size=size, stretch=stretch)
+    strength = parse_restore(restore)
+    span = Span.parse(start, duration, end)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; check the path")
     from vsrt_cli.zoo.registry import input_kind
 
     net = load_model(model, weights, kind or input_kind(source)).to(dev)
+    from vsrt_cli.engine.pipeline import check_restore
+
+    check_restore(net, strength)
     cfg = net.config
     win = window if window is not None else cfg.num_frame
     if win > cfg.num_frame:  # the positional encoding has channels for more, never trained
@@ -107,8 +122,24 @@ def build_job(
         overwrite=overwrite,
         fps=rate,
         skip_bad_frames=skip_bad_frames,
+        size=wanted,
+        restore=strength,
+        span=span,
     )
     return net, job
+
+
+def parse_restore(restore: str | float | None) -> float | None:
+    """``--restore``: ``auto`` (or None) -> None; a number from 0 to 1 -> itself."""
+    if restore is None or (isinstance(restore, str) and restore.strip().lower() == "auto"):
+        return None
+    try:
+        value = float(restore)
+    except ValueError:
+        raise ConfigError(f"--restore {restore}: give auto or a number from 0 (clean) to 1 (all of the compression offset)") from None
+    if not 0 <= value <= 1:
+        raise ConfigError(f"--restore {restore}: must be from 0 (the clean model) to 1 (all of the compression offset), or auto")
+    return value
 
 
 def _tiling(

@@ -34,14 +34,14 @@ from vsrt_cli.errors import ConfigError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.io.probe import VideoInfo, probe
-from vsrt_cli.io.quant import mean_qp
 from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
-from vsrt_cli.model.vsrt import SCALE, VSRT
+from vsrt_cli.model.vsrt import VSRT
 from vsrt_cli.engine.pipeline import (
-    Event, Finished, Notice, Progress, Started, UpscaleJob, check_paths, check_schedule, out_planes, planes_in,
+    Event, Finished, Notice, Progress, Started, UpscaleJob, check_paths, check_restore, check_schedule, finisher,
+    out_planes, output_frame, planes_in, prepare_runner, window_quant,
 )
 from vsrt_cli.engine.runtime import Download, configure_device, upload_frame
 from vsrt_cli.engine.schedule import plan_tiles
@@ -70,6 +70,10 @@ def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
         "precision": job.precision, "device": job.device.type,
         "encode": dataclasses.asdict(replace(job.encode, copy_streams=False)),
     }
+    if job.size is not None:  # absent for x4 and auto: the keys of earlier chunks stay valid
+        facts["size"] = dataclasses.asdict(job.size)
+    if job.restore is not None:
+        facts["restore"] = job.restore
     if job.device_colour != (job.device.type == "cuda"):  # not the device's default: other pixels
         facts["colour_on_device"] = job.device_colour
     digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
@@ -146,26 +150,27 @@ def make_runner(model: VSRT, job: UpscaleJob, info: VideoInfo) -> TileRunner:
         multiple=config.size_multiple, fixed=config.norm == "tile",
     )
     configure_device(job.device, job.precision)
-    return TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision)
+    return prepare_runner(TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision), model, job)
 
 
 def run_chunk(runner: TileRunner, job: UpscaleJob, info: VideoInfo, frames: Scan, chunk: Chunk, path: Path) -> Iterator[int]:
     """Upscale ``chunk`` into ``path`` (video only, ``job``'s encoder settings); yields the
     frames written so far. The file appears only when complete."""
     codec = resolve_codec(job.encode.codec, job.output.suffix, info.colour)  # the output's, not NUT's
+    frame = output_frame(job, info.width, info.height, info.sample_aspect)
     writer = VideoWriter(
-        path, width=info.width * SCALE, height=info.height * SCALE, time_base=info.time_base, rate=info.rate,
+        path, width=frame.width, height=frame.height, time_base=info.time_base, rate=info.rate,
         bit_depth=info.bit_depth, settings=replace(job.encode, codec=codec, copy_streams=False), source=None,
-        overwrite=True, colour=info.colour, sample_aspect=info.sample_aspect,
+        overwrite=True, colour=info.colour, sample_aspect=frame.sample_aspect,
     )
     deep = info.bit_depth > 8
     decoded = read_range(info, frames, chunk.decode_from, chunk.decode_to, yuv=planes_in(job, deep))
     with BackgroundWriter(writer) as sink:
-        yield from _run_windows(runner, decoded, chunk, sink, deep, out_planes(job, writer, deep))
+        yield from _run_windows(runner, decoded, chunk, sink, deep, out_planes(job, writer, deep), job, finisher(job, frame))
 
 
 def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink: BackgroundWriter, deep: bool,
-                 yuv: tuple[int, bool, bool] | None) -> Iterator[int]:
+                 yuv: tuple[int, bool, bool] | None, job: UpscaleJob, finish) -> Iterator[int]:
     """The chunk's model calls, each run once its last frame is decoded; only the chunk's own
     output frames are written."""
     todo = list(chunk.windows)
@@ -180,7 +185,7 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
         while todo and max(todo[0].frames) <= frame.index:
             win = todo.pop(0)
             batch = torch.stack([buffer[i] for i in win.frames])
-            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, mean_qp([quants[i] for i in win.frames]))
+            hr = finish(runner(batch, [pos for pos, _ in win.outputs], win.frames, window_quant(job, [quants[i] for i in win.frames])))
             for image, (_, index) in zip(Download(hr, deep, yuv).images(), win.outputs):
                 if chunk.owns(index):
                     sink.write(image, stamps[index])
@@ -227,8 +232,11 @@ def plan_clip(model: VSRT, job: UpscaleJob, *, chunks: int | None = None, second
     """Probe and scan ``job``'s input (demux only) and cut it into ``chunks`` chunks, or into
     chunks of about ``seconds`` (one chunk for a clip that short). ``weights``: see :func:`job_key`."""
     check_schedule(model, job.schedule)
+    check_restore(model, job.restore)
     if job.source.is_dir() or job.writes_frames:
         raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
+    if job.span is not None:
+        raise ConfigError("--start/--duration/--end cannot be combined with chunks yet; upscale the span without --chunks")
     info = probe(job.source)
     frames = scan(info)
     if seconds is not None:
@@ -264,7 +272,9 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
     for path in plan.paths:
         path.unlink(missing_ok=True)
     starts = tuple(c.start for c in plan.chunks[1:])  # the record names them: `vsrt eval` scores the seams there
-    yield Finished(job.output, plan.frames.frames, time.perf_counter() - started, job.output.stat().st_size, chunk_starts=starts)
+    frame = output_frame(job, plan.info.width, plan.info.height, plan.info.sample_aspect)
+    yield Finished(job.output, plan.frames.frames, time.perf_counter() - started, job.output.stat().st_size,
+                   chunk_starts=starts, width=frame.width, height=frame.height)
 
 
 def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]:

@@ -15,7 +15,7 @@ import datetime
 import hashlib
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,7 +127,15 @@ def job_options(job: UpscaleJob) -> dict[str, Any]:
     }
     if job.source.is_dir():
         options["fps"] = str(job.fps)
+    options["restore"] = "auto" if job.restore is None else job.restore
+    if job.span is not None:
+        options["span"] = {"start_s": job.span.start, "end_s": job.span.end}
     return options
+
+
+def size_asked(job: UpscaleJob) -> str:
+    """The output size as the options asked for it (``x4``: the model's own)."""
+    return "x4" if job.size is None else job.size.describe()
 
 
 def build_record(
@@ -150,6 +158,8 @@ def build_record(
         "frames": finished.frames,
         "repaired_frames": finished.repaired,
         "bytes": finished.bytes,
+        "size": {"asked": size_asked(job), "made": [finished.width, finished.height] if finished.width else None,
+                 "filter": job.size.filter if job.size is not None else None},
         "timings": {
             "total_s": round(finished.seconds, 3),
             "first_frame_s": None if first_frame_s is None else round(first_frame_s, 3),
@@ -184,10 +194,12 @@ def tag_before_run(job: UpscaleJob, model: ModelId) -> str:
                           "precision": job.precision})
 
 
-def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None) -> Iterator[Event]:
-    """Pass the pipeline's events through and, once it has finished, write the output's record.
-    With ``model`` None (``--no-sidecar``) no record is written, and a record an earlier run left
-    beside a replaced output is removed, so no record ever describes another run.
+def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None, *, write: bool = True,
+              on_record: Callable[[dict[str, Any]], None] | None = None) -> Iterator[Event]:
+    """Pass the pipeline's events through and, once it has finished, write the output's record
+    (and hand it to ``on_record``). With ``model`` None or ``write`` False (``--no-sidecar``) no
+    record is written, and a record an earlier run left beside a replaced output is removed, so
+    no record ever describes another run.
 
     Closing this generator closes ``events`` (the partial output is removed as before)."""
     # before the run: the input must not change under us
@@ -199,9 +211,12 @@ def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None) -
             if isinstance(event, Progress) and first is None:
                 first = time.perf_counter() - started
             if isinstance(event, Finished):
-                if model is None:
+                record = None if model is None else build_record(job, model, event, first_frame_s=first,
+                                                                 input_fingerprint=input_fingerprint)
+                if record is None or not write:
                     sidecar_path(event.output).unlink(missing_ok=True)
                 else:
-                    write_sidecar(event.output, build_record(job, model, event, first_frame_s=first,
-                                                             input_fingerprint=input_fingerprint))
+                    write_sidecar(event.output, record)
+                if record is not None and on_record is not None:
+                    on_record(record)
             yield event

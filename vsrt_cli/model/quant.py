@@ -75,6 +75,33 @@ def blend_scale(quant: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(quant), torch.full_like(quant, UNKNOWN_BLEND), ramp)
 
 
+def restore_quant(strength: float) -> float:
+    """The quantiser a ``quant_blend`` network is told for ``--restore strength`` (0 to 1): the
+    QP at which :func:`blend_scale` gives that share of the compression offset, so the
+    modulation and the blend stay the pair it was trained with; 0 is a clean input (QP 0: the
+    clean network exactly, modulation and offset both off)."""
+    if not 0 <= strength <= 1:
+        raise ValueError(f"restore strength {strength} is not in [0, 1]")
+    return 0.0 if strength == 0 else ZERO_QP + strength * (FULL_QP - ZERO_QP)
+
+
+def describe_restore(strength: float | None, quant: float | None) -> str:
+    """The one-line note for a ``quant_blend`` network: how much of its compression offset it
+    used and why (``strength`` None: ``--restore auto``, from ``quant``, the input's quantiser)."""
+    if strength is not None:
+        why = "the clean model's output" if strength == 0 else "set by --restore; the input's quantiser is not consulted"
+        return f"--restore {strength:g}: {strength:.2f} of the compression offset ({why})"
+    share = float(blend_scale(torch.tensor([math.nan if quant is None else quant]))[0])
+    if quant is None or math.isnan(quant):
+        why = f"the input does not say how hard it was compressed: {UNKNOWN_BLEND:g} for unknown inputs"
+    elif quant == 0:
+        why = "the input is lossless"
+    else:
+        why = (f"the input was compressed at about H.264 QP {quant:.0f}, read from its bitstream; none up to QP "
+               f"{ZERO_QP:.0f}, all from QP {FULL_QP:.0f}")
+    return f"--restore auto: {share:.2f} of the compression offset ({why}; --restore 0..1 to choose)"
+
+
 def blend_groups(scale: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
     """The batch items sharing each blend ``scale`` value: ``[(value, indices)]``."""
     return [(float(v), (scale == v).nonzero().flatten()) for v in torch.unique(scale)]
