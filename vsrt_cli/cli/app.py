@@ -211,9 +211,12 @@ def batch_command(
         raise ConfigError(f"--chunk-seconds {chunk_seconds:g}: must be positive")
     executor = None
     if workers != 1 or devices is not None or ray is not None:
+        from vsrt_cli.jobs.build import DeviceChoice
         from vsrt_cli.jobs.executors.ray import RayExecutor, from_flags
 
-        spread, device = from_flags(workers=workers, devices=devices, address=ray, device=device)
+        # the driver runs no model: each worker resolves precision and tiling for its own card
+        choice = DeviceChoice(precision=precision, tile=tile, batch=batch)
+        spread, device = from_flags(workers=workers, devices=devices, address=ray, device=device, choice=choice)
         executor = RayExecutor(spread) if spread is not None else None
 
     if not input_dir.is_dir():

@@ -5,6 +5,7 @@ all checked before any work starts. The CLI only parses flags and calls :func:`b
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,28 @@ def pick_precision(precision: str, device: "torch.device") -> str:
     from vsrt_cli.engine.runtime import default_precision
 
     return default_precision(device)
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """What the flags ask of the device-dependent settings: ``auto`` precision and ``None``
+    tiles or batch are left to vsrt, which resolves them for one card (:func:`for_device`): the
+    driver for a run here, each Ray worker for its own card (the driver needs no GPU)."""
+
+    precision: str = "auto"
+    tile: int | None = None
+    batch: int | None = None
+
+
+def for_device(net: "VSRT", job: "UpscaleJob", device: "torch.device", choice: DeviceChoice) -> "UpscaleJob":
+    """``job`` on ``device`` (with its index), with the precision and tiling ``choice`` leaves to
+    vsrt resolved for that card: its compute capability, its free memory now (``net`` already
+    there), for clips of any size."""
+    schedule = job.schedule
+    precision = pick_precision(choice.precision, device)
+    tile, batch = _tiling(net, device, precision, window=schedule.window, stride=schedule.stride, tile=choice.tile,
+                          batch=choice.batch, overlap=schedule.overlap, source=None, say=None)
+    return replace(job, device=device, precision=precision, schedule=replace(schedule, tile=tile, batch=batch))
 
 
 def load_model(model_name: str | None, weights: Path | None, kind: "InputKind" = "frames") -> "VSRT":
