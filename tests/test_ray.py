@@ -178,6 +178,48 @@ def test_each_gpu_worker_resolves_device_precision_and_tiling_for_its_own_card(m
     assert (given.precision, given.schedule.tile, given.schedule.batch) == ("fp32", 32, 2)  # flags win
 
 
+PROBE = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+    print("connected to", len(ray.nodes()), "node(s)")  # and could submit any code
+except Exception as exc:
+    print("refused", type(exc).__name__, exc)
+"""
+
+
+def test_the_local_instance_vsrt_starts_requires_a_token(monkeypatch, tiny_model, clips, tmp_path):
+    """A driver on this machine without the run's token (and so anyone on the network) is
+    refused, even where Ray's own default would leave authentication off (RAY_AUTH_MODE=disabled,
+    as before Ray 2.59); the environment is given back when the batch ends."""
+    assert not ray.is_initialized()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    events = batch(tiny_model, clips, tmp_path, template(tmp_path), executor=RayExecutor(RayConfig(workers=1)))
+    try:
+        for event in events:
+            if isinstance(event, ClipProgress) or ray.is_initialized():
+                break
+        assert ray.is_initialized()
+        address = ray.get_runtime_context().gcs_address
+        stranger = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        stranger |= {"HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}  # no ~/.ray/auth_token either
+        probe = subprocess.run([sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=120, env=stranger)
+        assert probe.stdout.startswith("refused"), probe.stdout + probe.stderr[-2000:]
+        joined = subprocess.run(vsrt("batch", str(clips), "-o", str(tmp_path / "elsewhere"), "--device", "cpu", "--ray", address),
+                                capture_output=True, text=True, timeout=120, env=stranger)  # vsrt as that stranger
+        line = joined.stderr.strip().splitlines()[-1]  # after Ray's own log of its retries
+        assert joined.returncode == 2 and line.startswith("error: --ray") and "refused this driver" in line
+        assert "RAY_AUTH_MODE=token" in line
+        member = stranger | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.environ["RAY_AUTH_TOKEN"]}
+        probe = subprocess.run([sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=120, env=member)
+        assert probe.stdout.startswith("connected"), probe.stdout + probe.stderr[-2000:]  # refused for the token alone
+    finally:
+        events.close()
+    assert not ray.is_initialized()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_AUTH_TOKEN" not in os.environ  # given back
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

@@ -167,11 +167,27 @@ class RayExecutor:
         cfg = self.config
         if cfg.address is not None:
             check_address(cfg.address)
-            ray.init(address=cfg.address, log_to_driver=False, logging_level="ERROR")
+            try:
+                ray.init(address=cfg.address, log_to_driver=False, logging_level="ERROR")
+            except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+                from vsrt_cli.jobs.executors.ray_auth import refused
+
+                raise refused(cfg.address, exc) from None
         else:
             cpus = max(cfg.workers, cfg.gpus, 1)
+            from vsrt_cli.jobs.executors.ray_auth import require_token
+
+            self._auth = require_token(ray, EXTRA)  # given back when the instance is shut down
             ray.init(num_cpus=cpus, num_gpus=max(cfg.gpus, 0), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         check_versions(ray)
+
+    def _shutdown(self, ray: Any) -> None:
+        ray.shutdown()
+        saved, self._auth = getattr(self, "_auth", None), None
+        if saved is not None:
+            from vsrt_cli.jobs.executors.ray_auth import restore_auth
+
+            restore_auth(saved)
 
     def run(self, model: Any, units: list, template: Any, record: Any) -> Iterator[Any]:
         from vsrt_cli.jobs.executors.units import ChunkFinished, ChunkProgress, ChunkTask, ClipFinished, ClipProgress, ClipResult, ClipStarted
@@ -185,7 +201,7 @@ class RayExecutor:
             try:
                 self._start(ray)
             except BaseException:
-                ray.shutdown()
+                self._shutdown(ray)
                 raise
         gpus = int(ray.cluster_resources().get("GPU", 0)) if cfg.gpus < 0 else cfg.gpus
         gpu = gpus > 0 and not cfg.fake_gpus
@@ -264,7 +280,7 @@ class RayExecutor:
             for unit in units:  # what killed workers of this host left half-written
                 _remove_when_gone(target(unit))
             if started_here:
-                ray.shutdown()
+                self._shutdown(ray)
 
     @staticmethod
     def _kill(ray: Any, workers: list) -> None:
