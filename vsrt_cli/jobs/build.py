@@ -142,19 +142,16 @@ def _tiling(
     memory now (:func:`~vsrt_cli.engine.budget.default_tiling`, said once); on the CPU, 128 px (the
     model's own tile for fixed-tile models) and 4 tiles per call. The out-of-memory back-off in
     :mod:`vsrt_cli.engine.tiles` stays the safety net. ``source`` None: clips of several sizes."""
-    from vsrt_cli.engine.budget import default_tiling
+    from vsrt_cli.engine import runtime
+    from vsrt_cli.engine.budget import tiling_for
     from vsrt_cli.io.frames import frame_size
-    from vsrt_cli.engine.runtime import free_memory
 
     if tile is not None and batch is not None:
         return tile, batch
-    free = free_memory(dev)
-    chosen = default_tiling(
-        net.config, frames=window, kept=1 if stride == 1 else window,  # a clip's end keeps the whole window
-        size=frame_size(source) if free is not None and source is not None else None,
-        element_bytes=4 if precision == "fp32" else 2, free_bytes=free, overlap=overlap, tile=tile,
-    )
-    tile, batch = chosen.tile if tile is None else tile, chosen.batch if batch is None else batch
+    size = frame_size(source) if source is not None and runtime.free_memory(dev) is not None else None  # a probe: only where used
+    chosen, free = tiling_for(net.config, dev, precision, window=window, stride=stride, overlap=overlap,
+                              size=size, tile=tile, batch=batch)
+    tile, batch = chosen.tile, chosen.batch
     if free is not None and say is not None:
         side = "whole frames" if tile == 0 else f"{tile}x{tile} tiles"
         say(Notice(f"tiling: {side}, {batch} per call (sized for {free / 2**30:.1f} GiB free on {dev}; "
