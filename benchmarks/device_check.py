@@ -1,30 +1,39 @@
 """One prepared device report: correctness, precision, speed and memory of vsrt on a CUDA card.
 
-    python benchmarks/device_check.py --out DIR [--device cuda:N] [--tiny] [--budget-s 420]
+    python benchmarks/device_check.py --out DIR [--device cuda:N] [--tiny] [--budget-s 270] [--limit-s S]
 
-Writes DIR/device_check.json (rewritten after every section, so a timeout keeps what finished;
-a failing section records its error and the others still run). Needs only torch, numpy and
-einops: no video I/O (frames are synthetic, or the goldens from ../shared/reference when present).
-Sections:
+Writes DIR/device_check.json, rewritten after every section (a section stopped at its time limit
+or failing records what it has and its error; the others still run). Every section has its own
+time limit (:data:`LIMITS`, ``--limit-s`` to cap them all) and none starts after ``--budget-s``:
+the whole report takes under 5 minutes on one H100. Needs only torch, numpy, einops and
+opencv-python-headless (the video model's DIS flow): no PyAV, no platformdirs (frames are
+synthetic, or the goldens from ../shared/reference when present).
 
-env         torch, card, compute capability, memory.
+What users run is what is measured: the default model for video files (``vsrt-cpu-small-real``:
+DIS flow, one pass per output frame, the compression-aware blend told the window's QP) at the
+tiling ``vsrt upscale`` chooses on this device (:func:`vsrt_cli.engine.budget.tiling_for`: on
+CUDA from the card's free memory), through the tile runner and the window planner the pipeline
+uses. Sections:
+
+env         torch, card, compute capability, memory, the default precision.
 parity      the same network on the CPU and the device in fp32 with TF32 off (the goldens'
             network and tiles when ../shared/reference is there, else a seeded tiny one): max
             difference, and against the official output.
-precision   fp32, fp16 and bf16 autocast: time per call (synchronised) and PSNR-Y against a
-            synthetic truth (the bundled default model), and the official preset's time ratios.
+precision   the default video model over one window in fp32, fp16 and bf16 at its default
+            tiling: time per window (flows included) and PSNR-Y against a synthetic truth; and
+            the official preset's time ratios.
 flops       a dense 3x3 conv 64->64 on the card (fp32, bf16) against the official preset's
             achieved rate (FLOPs from FlopCounterMode, bf16, 64x64 tiles).
-throughput  LR frames/s of the default model and schedule through the tile runner (upload,
-            flows, tiles, blend, quantise, download; YUV planes converted on CUDA, as the
-            pipeline does) at 320x180, 640x360 and 1280x720.
-colour      8-bit 4:2:0 frames converted on the device (vsrt_cli/engine/yuv.py) against the same maths
-            on the CPU, and the time to upload + convert a 1280x720 frame and to quantise +
+throughput  LR frames/s of the default video model at its default tiling and schedule (upload,
+            DIS flows, tiles, blend, quantise, download; YUV planes converted on CUDA, as the
+            pipeline does) at 320x180, 640x360 and 1280x720, with the tiling chosen for each.
+colour      8-bit 4:2:0 frames converted on the device (vsrt_cli/engine/yuv.py) against the same
+            maths on the CPU, and the time to upload + convert a 1280x720 frame and to quantise +
             download its 4x output, as planes and as RGB (what the pipeline does on CUDA).
-memory      peak device memory of one call per tile size.
+memory      peak device memory of one call of the default video model per tile size.
 oom         a real out-of-memory: torch.cuda.set_per_process_memory_fraction below what a
-            whole-frame call needs; the runner backs off, and its output equals a clean run at
-            the settings it ended with. On the CPU the failure is simulated.
+            whole-frame window of the default video model needs; the runner backs off, and its
+            output equals a clean run at the settings it ended with. On the CPU it is simulated.
 
 On a machine without CUDA it runs the same sections on the CPU (``--tiny`` sizes, as CI does).
 """
@@ -32,10 +41,12 @@ On a machine without CUDA it runs the same sections on the CPU (``--tiny`` sizes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -59,13 +70,17 @@ from vsrt_cli.engine.runtime import (  # noqa: E402
     tune_allocator,
     upload_frame,
 )
-from vsrt_cli.engine.schedule import plan_tiles  # noqa: E402
+from vsrt_cli.engine.budget import tiling_for  # noqa: E402
+from vsrt_cli.engine.schedule import WindowPlanner, plan_tiles  # noqa: E402
 from vsrt_cli.engine.tiles import TileRunner  # noqa: E402
 from vsrt_cli.zoo.weights import load_weights  # noqa: E402
 from vsrt_cli.io.planes import Planes  # noqa: E402
 
 REFERENCE = REPO.parent / "shared" / "reference"
-DEFAULT_WEIGHTS = REPO / "weights" / "vsrt-cpu-small-1f.pth"
+DEFAULT_VIDEO = "vsrt-cpu-small-real"  # the default for video files (zoo/registry.py)
+DEFAULT_WEIGHTS = REPO / "weights" / f"{DEFAULT_VIDEO}.pth"
+QP = 26.0  # the quantiser the compression-aware blend is told (x264's CRF 23 gives about this)
+LIMITS = {"env": 15, "parity": 30, "precision": 45, "flops": 30, "throughput": 75, "colour": 20, "memory": 30, "oom": 40}
 TINY_OFFICIAL = VSRTConfig(num_feat=16, num_frame=5, depth=1, extract_blocks=1, reconstruct_blocks=1, ff_blocks=1, tile=32)
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -118,7 +133,54 @@ def degrade(truth: torch.Tensor) -> torch.Tensor:
 
 
 def default_model():
-    return load_weights(DEFAULT_WEIGHTS).eval() if DEFAULT_WEIGHTS.is_file() else build_model("vsrt-cpu-small-1f").eval()
+    """The default model for video files, with its shipped weights (a seeded one of its preset
+    if the file is missing, which the report says)."""
+    if DEFAULT_WEIGHTS.is_file():
+        return load_weights(DEFAULT_WEIGHTS).eval()
+    torch.manual_seed(0)
+    return build_model(DEFAULT_VIDEO).eval()
+
+
+def default_runner(model, device: torch.device, precision: str, size: tuple[int, int]) -> tuple[TileRunner, dict]:
+    """The tile runner ``vsrt upscale`` builds for one clip of ``size`` ``(H, W)`` on ``device``:
+    the model's window and default stride, and the default tiling there (for the card's free
+    memory now, on CUDA); with what was chosen."""
+    config = model.config
+    window = config.num_frame
+    stride = config.default_stride(window)
+    tiling, free = tiling_for(config, device, precision, window=window, stride=stride, overlap=16, size=size)
+    grid = plan_tiles(*size, tile=tiling.tile, overlap=16 if tiling.tile else 0, multiple=config.size_multiple,
+                      fixed=config.norm == "tile")
+    chosen = {"window": window, "stride": stride, "tile": tiling.tile, "batch": tiling.batch,
+              "tiles_per_frame": len(grid.origins), "free_gib": None if free is None else round(free / 2**30, 1)}
+    return TileRunner(model, grid, batch=tiling.batch, device=device, precision=precision), chosen
+
+
+def stream(runner: TileRunner, images: list, window: int, stride: int, yuv) -> int:
+    """The pipeline's loop without the files: frames uploaded once, windows planned as frames
+    arrive, the window's QP told, HR frames downloaded while the next window computes. Returns
+    the frames out."""
+    planner = WindowPlanner(window, stride)
+    buffer: dict[int, torch.Tensor] = {}
+    pending, out = None, 0
+
+    def run(available: int, eof: bool) -> None:
+        nonlocal pending, out
+        for win in planner.ready(available, eof):
+            batch = torch.stack([buffer[i] for i in win.frames])
+            hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, QP)
+            if pending is not None:
+                out += len(pending.images())
+            pending = Download(hr, deep=False, yuv=yuv)
+        for index in [i for i in buffer if i < planner.keep_from]:
+            del buffer[index]
+        runner.flow_cache.forget_before(planner.keep_from)
+
+    for i, image in enumerate(images):
+        buffer[i] = upload_frame(image, runner.device)
+        run(i + 1, False)
+    run(len(images), True)
+    return out + (len(pending.images()) if pending is not None else 0)
 
 
 def official_model(tiny: bool):
@@ -131,7 +193,8 @@ def official_model(tiny: bool):
 
 def env(device: torch.device, tiny: bool) -> dict:
     report = {"torch": torch.__version__, "device": str(device), "tiny": tiny, "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "default_model": DEFAULT_VIDEO, "weights_shipped": DEFAULT_WEIGHTS.is_file(),
+              "default_precision": default_precision(device)}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         report |= {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
@@ -169,24 +232,29 @@ def parity(device: torch.device, tiny: bool) -> dict:
 @torch.inference_mode()
 def precision(device: torch.device, tiny: bool) -> dict:
     report: dict = {}
-    size = (64, 96) if tiny else (360, 640)  # LR
-    truth = synthetic_truth(1, 4 * size[0], 4 * size[1])
+    h, w = (36, 64) if tiny else (180, 320)  # LR
+    model = default_model().to(device)
+    frames = model.config.num_frame
+    truth = synthetic_truth(frames, 4 * h, 4 * w)
     lr = degrade(truth).to(device)
-    model = default_model().to(device).to(memory_format=torch.channels_last)
-    rows = {}
+    centre = frames // 2
+    report = CURRENT
+    rows: dict = {"model": DEFAULT_VIDEO, "lr_size": f"{w}x{h}", "qp": QP}
+    report["default_video_model"] = rows
     for p in PRECISIONS:
         if p == "bf16" and device.type == "cuda" and default_precision(device) != "bf16":
             rows[p] = {"skipped": "no bf16 tensor cores"}
             continue
-        with autocast(device, p):
-            out = model(lr[None]).float()[0].cpu()
-            t = seconds(lambda: model(lr[None]), device, 2 if tiny else 5)
-        rows[p] = {"seconds": round(t, 4), "psnr_y": round(psnr_y(out, truth), 3)}
+        configure_device(device, p)  # TF32 as a run in this precision has it
+        runner, chosen = default_runner(model, device, p, (h, w))
+        out = runner(lr, [centre], None, QP)[0].cpu()  # no flow cache: each call computes its flows
+        t = seconds(lambda: runner(lr, [centre], None, QP), device, 1 if tiny else 3)
+        rows[p] = {"seconds_per_window": round(t, 4), "psnr_y": round(psnr_y(out, truth[centre]), 3), "tiling": chosen,
+                   "notices": runner.notices}
     for p in ("fp16", "bf16"):
-        if "seconds" in rows.get(p, {}):
-            rows[p]["speedup_vs_fp32"] = round(rows["fp32"]["seconds"] / rows[p]["seconds"], 2)
+        if "seconds_per_window" in rows.get(p, {}):
+            rows[p]["speedup_vs_fp32"] = round(rows["fp32"]["seconds_per_window"] / rows[p]["seconds_per_window"], 2)
             rows[p]["psnr_loss_db"] = round(rows["fp32"]["psnr_y"] - rows[p]["psnr_y"], 3)
-    report["default_model_whole_frame"] = {"lr_size": f"{size[1]}x{size[0]}", **rows}
     official = official_model(tiny).to(device).to(memory_format=torch.channels_last)
     tile = official.config.tile
     x = torch.rand(2 if tiny else 8, 5, 3, tile, tile, device=device)
@@ -203,7 +271,7 @@ def precision(device: torch.device, tiny: bool) -> dict:
         if p in rows:
             rows[p]["speedup_vs_fp32"] = round(rows["fp32"]["seconds"] / rows[p]["seconds"], 2)
     report["official_preset_tiles"] = {"preset": "tiny" if tiny else "vsrt-reds", "batch": x.shape[0], "tile": tile, **rows}
-    return report
+    return dict(report)
 
 
 @torch.inference_mode()
@@ -232,30 +300,28 @@ def flops(device: torch.device, tiny: bool) -> dict:
 def throughput(device: torch.device, tiny: bool) -> dict:
     model = default_model().to(device)
     p = default_precision(device)
+    configure_device(device, p)  # as `vsrt upscale` does (a lossy output: cuDNN autotunes)
     sizes = ((64, 36), (96, 54)) if tiny else ((320, 180), (640, 360), (1280, 720))
-    frames_per_size = 3 if tiny else 12
-    rows = {}
+    frames_per_size = 6 if tiny else 12
+    report = CURRENT
+    report |= {"model": DEFAULT_VIDEO, "precision": p, "qp": QP, "schedule": "vsrt upscale's default on this device"}
     for w, h in sizes:
-        grid = plan_tiles(h, w, tile=128, overlap=16, multiple=model.config.size_multiple)
-        runner = TileRunner(model, grid, batch=4, device=device, precision=p)
+        runner, chosen = default_runner(model, device, p, (h, w))
         images = [synthetic_planes(h, w, seed) for seed in range(frames_per_size)]
         if device.type != "cuda":  # the CPU pipeline converts on the host: RGB in and out
             images = [as_rgb(image) for image in images]
         yuv = (1, False, True) if device.type == "cuda" else None  # the pipeline's rule (pipeline.out_planes)
-
-        def run() -> None:
-            pending = None
-            for i, image in enumerate(images):
-                frame = upload_frame(image, device)
-                hr = runner(frame[None], [0], (i,))
-                if pending is not None:
-                    pending.images()
-                pending = Download(hr, deep=False, yuv=yuv)
-            pending.images()
-
-        t = seconds(run, device, 1 if tiny else 2)
-        rows[f"{w}x{h}"] = {"lr_fps": round(frames_per_size / t, 2), "tiles_per_frame": len(grid.origins)}
-    return {"model": "vsrt-cpu-small-1f", "precision": p, "schedule": "tile 128, overlap 16, 4 tiles per call", **rows}
+        window, stride = chosen["window"], chosen["stride"]
+        if device.type == "cuda":  # warm-up: cuDNN autotuning, the caching allocator
+            stream(runner, images[: window + 1], window, stride, yuv)
+            runner.flow_cache.flows.clear()
+        sync(device)
+        start = time.perf_counter()
+        done = stream(runner, images, window, stride, yuv)
+        sync(device)
+        took = time.perf_counter() - start
+        report[f"{w}x{h}"] = {"lr_fps": round(done / took, 3), "frames": done, **chosen, "notices": runner.notices}
+    return dict(report)
 
 
 def synthetic_planes(h: int, w: int, seed: int) -> Planes:
@@ -297,20 +363,24 @@ def colour(device: torch.device, tiny: bool) -> dict:
 def memory(device: torch.device, tiny: bool) -> dict:
     if device.type != "cuda":
         return {"skipped": "device memory is only counted on CUDA"}
-    model = default_model().to(device)
+    model = default_model().to(device).to(memory_format=torch.channels_last)
     p = default_precision(device)
-    rows = {}
+    frames = model.config.num_frame
+    report = CURRENT
+    report |= {"model": DEFAULT_VIDEO, "precision": p, "call": f"{frames} frames, 1 kept, QP told", "peak_mib": {}}
     for tile in (64, 128, 256, 512):
         for batch in (1, 4):
-            x = torch.rand(batch, 1, 3, tile, tile, device=device)
+            x = torch.rand(batch, frames, 3, tile, tile, device=device)
+            flows = tuple(torch.zeros(batch, frames, 2, tile, tile, device=device) for _ in range(2))
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
             with autocast(device, p):
-                model(x)
+                model(x, flows, keep=[frames // 2], quant=QP)
             sync(device)
-            rows[f"tile{tile}_batch{batch}"] = round((torch.cuda.max_memory_allocated(device) - base) / 2**20, 1)
-    return {"model": "vsrt-cpu-small-1f", "precision": p, "peak_mib": rows}
+            report["peak_mib"][f"tile{tile}_batch{batch}"] = round((torch.cuda.max_memory_allocated(device) - base) / 2**20, 1)
+            del x, flows
+    return dict(report)
 
 
 class _SimulatedLimit(torch.nn.Module):
@@ -325,25 +395,31 @@ class _SimulatedLimit(torch.nn.Module):
     def spynet(self):
         return self.model.spynet
 
-    def forward(self, tiles, flows=None, *, keep=None):
+    @property
+    def flow_net(self):
+        return self.model.flow_net
+
+    def forward(self, tiles, flows=None, *, keep=None, quant=None):
         if tiles.shape[0] * tiles.shape[-1] * tiles.shape[-2] > self.limit:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
-        return self.model(tiles, flows, keep=keep)
+        return self.model(tiles, flows, keep=keep, quant=quant)
 
 
 def oom(device: torch.device, tiny: bool) -> dict:
     model = default_model().to(device)
-    h, w = (72, 128) if tiny else (720, 1280)
-    frame = torch.rand(1, 3, h, w, device=device)
+    h, w = (72, 128) if tiny else (180, 320)
+    t = model.config.num_frame
+    frames = torch.rand(t, 3, h, w, device=device)
+    keep, indices = [t // 2], tuple(range(t))
     whole = plan_tiles(h, w, tile=0, overlap=0, multiple=model.config.size_multiple)
     p = "fp32"
     if device.type == "cuda":
         # the same algorithms in both runs, so that "identical" can mean bit for bit
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        configure_device(device, p, deterministic=True)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        TileRunner(model, whole, batch=1, device=device, precision=p)(frame, [0])
+        TileRunner(model, whole, batch=1, device=device, precision=p)(frames, keep, indices, QP)
         need = torch.cuda.max_memory_allocated(device) - base
         total = torch.cuda.get_device_properties(device).total_memory
         limit = base + need // 3
@@ -351,26 +427,50 @@ def oom(device: torch.device, tiny: bool) -> dict:
         torch.cuda.set_per_process_memory_fraction(limit / total, device)
         runner = TileRunner(model, whole, batch=1, device=device, precision=p)
         try:
-            out = runner(frame, [0])
+            out = runner(frames, keep, indices, QP)
         finally:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
-        how = {"whole_frame_call_mib": round(need / 2**20), "limit_mib": round(limit / 2**20)}
+        how = {"whole_frame_window_mib": round(need / 2**20), "limit_mib": round(limit / 2**20)}
     else:
         runner = TileRunner(_SimulatedLimit(model, h * w // 3), whole, batch=1, device=device, precision=p)
-        out = runner(frame, [0])
+        out = runner(frames, keep, indices, QP)
         how = {"simulated": "torch.OutOfMemoryError above a third of the frame's pixels (no CUDA)"}
     clean = TileRunner(model, runner.grid, batch=runner.batch, device=device, precision=p)
     clean.whole_frame_flows, clean.accumulate_on = runner.whole_frame_flows, runner.accumulate_on
-    clean.weights = [w.to(runner.accumulate_on) for w in clean.weights]
-    again = clean(frame, [0])
-    return {**how, "lr_size": f"{w}x{h}", "notices": runner.notices, "final_tile": list(runner.grid.tile),
-            "final_batch": runner.batch, "survived": True,
+    clean.set_grid(runner.grid)  # the blend weights made where the accumulator now is
+    again = clean(frames, keep, indices, QP)
+    return {**how, "model": DEFAULT_VIDEO, "lr_size": f"{w}x{h}", "notices": runner.notices,
+            "final_tile": list(runner.grid.tile), "final_batch": runner.batch,
+            "accumulator": runner.accumulate_on.type, "survived": True,
             "identical_to_clean_run_at_final_settings": bool(torch.equal(out.cpu(), again.cpu())),
             "max_abs_diff": (out.cpu() - again.cpu()).abs().max().item()}
 
 
 SECTIONS = {"env": env, "parity": parity, "precision": precision, "flops": flops, "throughput": throughput,
             "colour": colour, "memory": memory, "oom": oom}
+
+
+CURRENT: dict = {}  # what the running section has measured so far: kept if it is stopped
+
+
+class SectionTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Stop the section (an exception in the main thread, between two Python steps: a kernel
+    already queued finishes) once ``seconds`` have passed."""
+    def stop(signum, frame):
+        raise SectionTimeout(f"stopped at its time limit of {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -381,29 +481,42 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="small sizes (the default without CUDA)")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="folder holding golden_small.pt")
     parser.add_argument("--sections", default=",".join(SECTIONS))
-    parser.add_argument("--budget-s", type=float, default=420, help="sections not started by then are skipped")
+    parser.add_argument("--budget-s", type=float, default=270, help="sections not started by then are skipped, "
+                        "and none runs past it")
+    parser.add_argument("--limit-s", type=float, default=None, help="cap every section's own time limit (LIMITS) at this")
     args = parser.parse_args(argv)
     REFERENCE = args.reference
-    device = torch.device(args.device)
-    tiny = args.tiny or device.type != "cuda"
+    unknown = [name for name in args.sections.split(",") if name not in SECTIONS]
     tune_allocator()
-    configure_device(device, "fp32")
+    device = configure_device(torch.device(args.device), "fp32")  # cuda alone: the current card, with its index
+    tiny = args.tiny or device.type != "cuda"
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "device_check.json"
     report: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
     start = time.perf_counter()
     for name in args.sections.split(","):
-        if time.perf_counter() - start > args.budget_s:
-            report[name] = {"skipped": f"time budget of {args.budget_s:.0f} s spent"}
-            continue
-        if name not in SECTIONS:
+        if name in unknown:
             raise KeyError(f"unknown section {name!r}; sections: {', '.join(SECTIONS)}")
+        left = args.budget_s - (time.perf_counter() - start)
+        if left <= 0:
+            report[name] = {"skipped": f"time budget of {args.budget_s:.0f} s spent"}
+            path.write_text(json.dumps(report, indent=2) + "\n")
+            continue
+        limit = min(LIMITS.get(name, 60), args.limit_s or float("inf"), left)
         began = time.perf_counter()
+        CURRENT.clear()
         try:
-            report[name] = SECTIONS[name](device, tiny)
-        except Exception as exc:  # one failing section must not lose the others
-            report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6)}
+            with time_limit(limit):
+                report[name] = SECTIONS[name](device, tiny)
+        except Exception as exc:  # one failing or stopped section must not lose the others
+            report[name] = {**json.loads(json.dumps(CURRENT, default=str)), "error": f"{type(exc).__name__}: {exc}",
+                            "traceback": traceback.format_exc(limit=6)}
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_per_process_memory_fraction(1.0, device)
+                torch.cuda.empty_cache()
         report[name]["section_seconds"] = round(time.perf_counter() - began, 1)
+        report[name]["limit_s"] = round(limit, 1)
         print(f"{name}: {json.dumps(report[name])}", flush=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -91,3 +91,16 @@ def tiny_weights(tmp_path_factory, tiny_model):
     path = tmp_path_factory.mktemp("weights") / "tiny.pth"
     save_weights(tiny_model, path)
     return path
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """``fake_cuda(cards=[(8, 0), (7, 5)], free=None, current=0)``: installs the strict
+    ``torch.cuda`` stand-in of :mod:`tests.cuda_fake` (after setting CUDA_VISIBLE_DEVICES, if
+    wanted, with ``monkeypatch.setenv``) and returns it."""
+    from tests.cuda_fake import FakeCuda
+
+    def make(cards=((8, 0),), free=None, current: int = 0, names=None) -> FakeCuda:
+        return FakeCuda(list(cards), free=None if free is None else list(free), names=names, current=current).install(monkeypatch)
+
+    return make

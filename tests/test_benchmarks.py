@@ -40,32 +40,71 @@ sys.meta_path.insert(0, Block())
 """
 
 
-def test_device_check_needs_only_torch_numpy_einops_and_writes_its_report(tmp_path):
-    """The GPU machine has no PyAV and no platformdirs: the report must not import them, and a
-    section that fails records its error while the others still run."""
+def test_device_check_runs_end_to_end_on_the_cpu_without_video_io(tmp_path):
+    """Every section, as on the GPU machine (no PyAV, no platformdirs there: the report must not
+    import them), on the default video model at vsrt upscale's default tiling, each section
+    within its time limit, the report written as it goes."""
     import json
     import subprocess
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.py"
     code = BLOCK_VIDEO_IO + f"""
 import runpy
-sys.argv = ["device_check.py", "--out", {str(tmp_path)!r}, "--device", "cpu", "--tiny",
-            "--sections", "env,oom,memory,colour,throughput,nosuch"]
+sys.argv = ["device_check.py", "--out", {str(tmp_path)!r}, "--device", "cpu", "--tiny", "--limit-s", "120",
+            "--sections", "env,parity,precision,flops,throughput,colour,memory,oom,nosuch"]
 try:
     runpy.run_path({str(script)!r}, run_name="__main__")
 except KeyError:
     pass  # the unknown section
 """
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=900)
     report = json.loads((tmp_path / "device_check.json").read_text())
-    assert report["env"]["device"] == "cpu" and report["env"]["tiny"] is True
+    sections = ("env", "parity", "precision", "flops", "throughput", "colour", "memory", "oom")
+    assert [name for name in report if name in sections] == list(sections)  # written after each, the unknown one last
+    for name in sections:
+        assert "error" not in report[name], (name, report[name].get("error"))
+        assert report[name]["section_seconds"] <= report[name]["limit_s"] + 5
+    assert report["env"]["device"] == "cpu" and report["env"]["default_model"] == "vsrt-cpu-small-real"
     assert report["memory"]["skipped"]
+    from vsrt_cli.engine.budget import CPU_BATCH, CPU_TILE
+
+    throughput = report["throughput"]  # what `vsrt upscale` runs on a video file here
+    assert throughput["model"] == "vsrt-cpu-small-real" and throughput["qp"] > 0
+    for size in ("64x36", "96x54"):
+        row = throughput[size]
+        assert row["lr_fps"] > 0 and row["frames"] == 6 and (row["tile"], row["batch"]) == (CPU_TILE, CPU_BATCH)
+        assert row["stride"] == 1 and row["window"] == 5  # one pass per output frame, the 5-frame window
+    precision = report["precision"]["default_video_model"]
+    assert precision["model"] == "vsrt-cpu-small-real" and precision["fp32"]["psnr_y"] > 20
     oom = report["oom"]
-    assert oom["survived"] and oom["notices"] and min(oom["final_tile"]) >= 32
+    assert oom["model"] == "vsrt-cpu-small-real" and oom["survived"] and oom["notices"] and min(oom["final_tile"]) >= 32
     assert oom["identical_to_clean_run_at_final_settings"]  # bit for bit, as on CUDA
     colour = report["colour"]  # the device's YUV maths is the CPU's
     assert colour["input_max_abs_diff_vs_cpu"] == 0 and colour["output_max_code_diff_vs_cpu"] == 0
-    assert all(report["throughput"][size]["lr_fps"] > 0 for size in ("64x36", "96x54"))
+
+
+def test_a_section_past_its_time_limit_is_stopped_and_keeps_what_it_measured(tmp_path, monkeypatch):
+    import json
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import device_check
+
+    def endless(device, tiny):
+        for step in range(10**9):
+            device_check.CURRENT["steps"] = step
+            time.sleep(0.01)
+
+    monkeypatch.setitem(device_check.SECTIONS, "parity", endless)
+    began = time.perf_counter()
+    report = device_check.main(["--out", str(tmp_path), "--device", "cpu", "--sections", "parity,env", "--limit-s", "1"])
+    assert time.perf_counter() - began < 20
+    stopped = report["parity"]
+    assert stopped["error"].startswith("SectionTimeout: stopped at its time limit of 1 s") and stopped["steps"] > 0
+    assert report["env"]["device"] == "cpu"  # the next section ran
+    assert json.loads((tmp_path / "device_check.json").read_text())["parity"]["steps"] == stopped["steps"]
+    budget = device_check.main(["--out", str(tmp_path), "--device", "cpu", "--sections", "parity,env", "--budget-s", "1"])
+    assert budget["parity"]["limit_s"] <= 1 and budget["env"]["skipped"]  # no section runs past the budget
 
 
 def test_device_check_records_a_failing_section_and_goes_on(tmp_path, monkeypatch):

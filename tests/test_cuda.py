@@ -17,35 +17,89 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.mark.parametrize("capability,expected", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16"), ((6, 1), "fp16")])
-def test_precision_follows_the_chosen_cards_compute_capability(monkeypatch, capability, expected):
-    asked = []
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
+def test_precision_follows_the_chosen_cards_compute_capability(fake_cuda, capability, expected):
+    cuda = fake_cuda(cards=[(6, 0), capability])  # GPU 0 would say fp16 for every card
     assert runtime.default_precision(torch.device("cuda", 1)) == expected
-    assert asked == [torch.device("cuda", 1)]  # the chosen card, not GPU 0
+    assert cuda.calls == [("get_device_capability", torch.device("cuda", 1))]  # the chosen card, not GPU 0
 
 
-def test_bf16_on_a_card_that_only_emulates_it_is_refused(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+def test_bf16_on_a_card_that_only_emulates_it_is_refused(fake_cuda):
+    fake_cuda(cards=[(7, 5)], names=["Tesla T4"])
     with pytest.raises(ConfigError, match=r"Tesla T4, compute capability 7.5.*use --precision fp16"):
         with runtime.autocast(torch.device("cuda", 0), "bf16"):
             pass
 
 
-def test_configure_device_selects_the_card_autotunes_and_keeps_fp32_exact(monkeypatch):
-    chosen = []
-    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+@pytest.fixture
+def backends():
+    """torch.backends' process-wide switches, given back after the test."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
-    try:
-        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = False, True, True
-        runtime.configure_device(torch.device("cuda", 1), "fp32")
-        assert chosen == [torch.device("cuda", 1)]
-        assert cudnn.benchmark and not cudnn.allow_tf32 and not matmul.allow_tf32
-        runtime.configure_device(torch.device("cpu"), "fp32")
-        assert chosen == [torch.device("cuda", 1)]  # nothing for the CPU
-    finally:
-        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
+    before = (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32)
+    yield cudnn, matmul
+    cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+def test_configure_device_makes_the_card_current_and_keeps_fp32_exact(fake_cuda, backends):
+    cudnn, matmul = backends
+    cuda = fake_cuda(cards=[(8, 0), (8, 0)])
+    cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = False, True, True
+    assert runtime.configure_device(torch.device("cuda", 1), "fp32") == torch.device("cuda", 1)
+    assert cuda.current == 1 and cudnn.benchmark and not cudnn.deterministic
+    assert not cudnn.allow_tf32 and not matmul.allow_tf32  # fp32 is IEEE fp32
+    calls = len(cuda.calls)
+    assert runtime.configure_device(torch.device("cpu"), "fp32") == torch.device("cpu")
+    assert len(cuda.calls) == calls  # nothing for the CPU
+
+
+def test_an_index_less_cuda_device_becomes_the_current_card(fake_cuda, backends):
+    """Ray's GPU workers and device_check ask for plain ``cuda``; torch.cuda.set_device refuses it."""
+    cuda = fake_cuda(cards=[(8, 0), (8, 0)], current=1)
+    with pytest.raises(ValueError):
+        torch.cuda.set_device(torch.device("cuda"))  # the fake is as strict as torch
+    assert runtime.configure_device(torch.device("cuda"), "bf16") == torch.device("cuda", 1)
+    assert cuda.current == 1
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        runtime.configure_device(torch.device("cuda", 2), "bf16")  # past the last card
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_tf32_is_allowed_under_autocast(fake_cuda, backends, precision):
+    """Only --precision fp32 asks for IEEE fp32; the layers autocast keeps in fp32 may use TF32."""
+    cudnn, matmul = backends
+    fake_cuda(cards=[(8, 0)])
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    runtime.configure_device(torch.device("cuda", 0), precision)
+    assert cudnn.allow_tf32 and matmul.allow_tf32
+
+
+def test_runs_that_promise_identical_frames_use_deterministic_algorithms(fake_cuda, backends):
+    cudnn, _ = backends
+    fake_cuda(cards=[(8, 0)])
+    runtime.configure_device(torch.device("cuda", 0), "bf16", deterministic=True)
+    assert cudnn.deterministic and not cudnn.benchmark  # no per-process autotuning
+    runtime.configure_device(torch.device("cuda", 0), "bf16")
+    assert cudnn.benchmark and not cudnn.deterministic
+
+
+def test_lossless_outputs_are_the_runs_that_promise_identical_frames(tmp_path):
+    from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
+    from vsrt_cli.io.writer import EncodeSettings
+
+    def job(output: str, **encode) -> UpscaleJob:
+        return UpscaleJob(source=tmp_path / "in.mp4", output=tmp_path / output, schedule=Schedule(0, 0, 5, 3),
+                          device=torch.device("cpu"), precision="fp32", encode=EncodeSettings(**encode))
+
+    assert job("frames").lossless and job("o.mkv", crf=0).lossless and job("o.mkv", codec="ffv1").lossless
+    assert not job("o.mp4").lossless and not job("o.mkv", codec="libx265", crf=18).lossless
+
+
+def test_a_download_waits_on_the_stream_of_the_frames_card(fake_cuda):
+    """The copy of frames on cuda:1 is queued on cuda:1's stream, whatever the current card."""
+    cuda = fake_cuda(cards=[(8, 0), (8, 0)], current=0)
+    event = runtime.copied_event(torch.device("cuda", 1))
+    assert event.stream.device == torch.device("cuda", 1)
+    event.synchronize()
+    assert cuda.current == 0  # not switched
 
 
 def test_frames_up_and_down_match_the_cpu_conversion():

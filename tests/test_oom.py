@@ -148,3 +148,29 @@ def test_errors_that_are_not_out_of_memory_pass_through(no_flow):
     with pytest.raises(RuntimeError, match="BAD_PARAM"):
         runner(torch.rand(1, 3, 40, 72), [0])
     assert len(broken.calls) == 1 and runner.notices == []
+
+
+def test_on_a_device_tiles_shrink_before_the_accumulator_moves_to_the_host(no_flow):
+    """The host accumulator (every tile copied back synchronously, for the rest of the clip) is
+    the last resort, after the smallest tile; the blend weights are made where the blending
+    happens at each step, not copied over mid-window. ``meta`` stands for a device: no memory."""
+    device = torch.device("meta")
+    runner = TileRunner(no_flow, plan_tiles(72, 136, tile=128, overlap=16, multiple=8), batch=2, device=device, precision="fp32")
+    where = []
+    while runner.shrink("tiles"):
+        where.append((runner.accumulate_on.type, {w.device.type for w in runner.weights}))
+    assert runner.notices == [
+        "out of memory: retrying with 1 tile(s) per call (was 2)",
+        "out of memory: retrying with 32x40 tiles, overlap 10 (was 72x80)",
+        "out of memory: retrying with 32x32 tiles, overlap 8 (was 32x40)",
+        "out of memory: retrying with the tiles blended in host memory (was on the device)",
+    ]
+    assert where == [("meta", {"meta"})] * 3 + [("cpu", {"cpu"})]
+    assert len(runner.weights) == len(runner.grid.origins)
+
+
+def test_an_accumulator_that_does_not_fit_moves_to_the_host_at_once(no_flow):
+    runner = TileRunner(no_flow, plan_tiles(72, 136, tile=64, overlap=16, multiple=8), batch=4,
+                        device=torch.device("meta"), precision="fp32")
+    assert runner.shrink("accumulator") and runner.accumulate_on.type == "cpu" and runner.batch == 4
+    assert runner.grid.tile == (48, 56) and not runner.shrink("accumulator")  # the tiles unchanged

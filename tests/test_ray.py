@@ -80,6 +80,146 @@ def test_without_ray_one_line_names_the_extra(monkeypatch):
 ray = pytest.importorskip("ray")
 
 
+# --- devices: the driver needs none, each worker resolves its own card ---------------------------
+
+from vsrt_cli.jobs.build import DeviceChoice  # noqa: E402
+from vsrt_cli.jobs.executors import ray as ray_executor  # noqa: E402
+
+
+def set_mask(monkeypatch, mask: str | None) -> None:
+    """CUDA_VISIBLE_DEVICES as given (None: unset), restored after the test even where the code
+    under test sets it (monkeypatch forgets a variable that was not there)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    if mask is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", mask)
+    monkeypatch.delenv(ray_executor.FAKE_GPUS, raising=False)
+
+
+@pytest.mark.parametrize("mask,flag,want", [
+    (None, "cuda:1", "1"),
+    (None, "cuda:0,cuda:3", "0,3"),
+    ("2,3", "cuda:1", "3"),  # a scheduler gave this job cards 2 and 3: its cuda:1 is card 3
+    ("2,3", "cuda:0,cuda:1", "2,3"),
+    ("GPU-3,GPU-1", "cuda:0", "GPU-3"),  # UUIDs stay UUIDs
+    ("1,3", "cuda", "1"),  # cuda alone: the first visible card
+])
+def test_devices_are_mapped_through_an_existing_cuda_mask(monkeypatch, fake_cuda, mask, flag, want):
+    set_mask(monkeypatch, mask)
+    fake_cuda(cards=[(8, 0)] * 4)
+    spread, driver = ray_executor.from_flags(workers=1, devices=flag, address=None, device="auto")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == want
+    assert spread.gpus == len(want.split(",")) and driver == "cpu"
+
+
+@pytest.mark.parametrize("mask,flag,message", [
+    ("2,3", "cuda:2", r"--devices cuda:2: cuda:2 does not exist; this process sees 2 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES=2,3\): cuda:0..cuda:1"),
+    (None, "cuda:0,cuda:4", r"cuda:4 does not exist; this process sees 4 CUDA device\(s\): cuda:0..cuda:3"),
+    (None, "cuda:1,cuda:1", r"a device is named twice"),
+])
+def test_a_device_past_the_visible_count_is_one_line(monkeypatch, fake_cuda, mask, flag, message):
+    set_mask(monkeypatch, mask)
+    fake_cuda(cards=[(8, 0)] * 4)
+    with pytest.raises(ConfigError, match=message) as info:
+        ray_executor.from_flags(workers=1, devices=flag, address=None, device="auto")
+    assert "\n" not in str(info.value)
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == mask  # left as it was
+
+
+@pytest.mark.parametrize("cards", [[], [(8, 0), (8, 0)]], ids=["head-without-gpu", "head-with-gpus"])
+def test_the_ray_driver_builds_its_job_without_a_gpu(monkeypatch, fake_cuda, tiny_weights, tmp_path, cards):
+    """`--ray ADDRESS --devices all` on a head node: no GPU needed, none touched."""
+    from vsrt_cli.jobs.build import build_job
+
+    cuda = fake_cuda(cards=cards)
+    monkeypatch.setattr(ray_executor, "check_address", lambda address: None)
+    monkeypatch.delenv(ray_executor.FAKE_GPUS, raising=False)
+    choice = DeviceChoice(precision="auto")
+    spread, driver = ray_executor.from_flags(workers=1, devices="all", address="10.0.0.5:6379", device="auto", choice=choice)
+    assert driver == "cpu" and spread.gpus == -1 and spread.choice == choice
+    net, job = build_job(
+        source=tmp_path, output=tmp_path / "out", model=None, weights=tiny_weights, device=driver, precision="auto",
+        tile=None, tile_overlap=16, window=None, window_stride=None, batch=None, codec=None, crf=16, preset="medium",
+        pix_fmt=None, fps="25", no_audio=True, overwrite=False, skip_bad_frames=False, quiet=True, kind="video", one_clip=False,
+    )
+    assert job.device == torch.device("cpu") and next(net.parameters()).device.type == "cpu"
+    assert cuda.touched() == []  # no card asked for its capability or memory, none made current
+
+
+class _Stub:
+    """A network that stays on the CPU whatever ``.to`` says (torch here has no CUDA)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    def to(self, *args, **kwargs):
+        return self
+
+    def eval(self):
+        return self
+
+
+def test_each_gpu_worker_resolves_device_precision_and_tiling_for_its_own_card(monkeypatch, fake_cuda, tmp_path):
+    from tests.conftest import TINY
+    from vsrt_cli.engine.budget import default_tiling
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # as Ray sets it for the actor
+    cuda = fake_cuda(cards=[(8, 0), (8, 0), (8, 0), (7, 5)], free=[0, 0, 0, 6 << 30])
+    worker = ray_executor._Worker(_Stub(TINY), 1, "cuda", DeviceChoice())
+    assert worker.device == torch.device("cuda", 0)  # with its index: configure_device can make it current
+    driver = template(tmp_path)  # what the driver built (the CPU's precision and tiles)
+    job = worker.job_for(driver)
+    assert job.device == torch.device("cuda", 0) and job.precision == "fp16"  # a T4-class card: no bf16
+    want = default_tiling(TINY, frames=5, kept=5, size=None, element_bytes=2, free_bytes=6 << 30, overlap=0)
+    assert (job.schedule.tile, job.schedule.batch) == (want.tile, want.batch)
+    assert ("mem_get_info", torch.device("cuda", 0)) in cuda.calls
+    given = ray_executor._Worker(_Stub(TINY), 1, "cuda", DeviceChoice(precision="fp32", tile=32, batch=2)).job_for(driver)
+    assert (given.precision, given.schedule.tile, given.schedule.batch) == ("fp32", 32, 2)  # flags win
+
+
+PROBE = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+    print("connected to", len(ray.nodes()), "node(s)")  # and could submit any code
+except Exception as exc:
+    print("refused", type(exc).__name__, exc)
+"""
+
+
+def test_the_local_instance_vsrt_starts_requires_a_token(monkeypatch, tiny_model, clips, tmp_path):
+    """A driver on this machine without the run's token (and so anyone on the network) is
+    refused, even where Ray's own default would leave authentication off (RAY_AUTH_MODE=disabled,
+    as before Ray 2.59); the environment is given back when the batch ends."""
+    assert not ray.is_initialized()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    events = batch(tiny_model, clips, tmp_path, template(tmp_path), executor=RayExecutor(RayConfig(workers=1)))
+    try:
+        for event in events:
+            if isinstance(event, ClipProgress) or ray.is_initialized():
+                break
+        assert ray.is_initialized()
+        address = ray.get_runtime_context().gcs_address
+        stranger = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        stranger |= {"HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}  # no ~/.ray/auth_token either
+        probe = subprocess.run([sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=120, env=stranger)
+        assert probe.stdout.startswith("refused"), probe.stdout + probe.stderr[-2000:]
+        joined = subprocess.run(vsrt("batch", str(clips), "-o", str(tmp_path / "elsewhere"), "--device", "cpu", "--ray", address),
+                                capture_output=True, text=True, timeout=120, env=stranger)  # vsrt as that stranger
+        line = joined.stderr.strip().splitlines()[-1]  # after Ray's own log of its retries
+        assert joined.returncode == 2 and line.startswith("error: --ray") and "refused this driver" in line
+        assert "RAY_AUTH_MODE=token" in line
+        member = stranger | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.environ["RAY_AUTH_TOKEN"]}
+        probe = subprocess.run([sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=120, env=member)
+        assert probe.stdout.startswith("connected"), probe.stdout + probe.stderr[-2000:]  # refused for the token alone
+    finally:
+        events.close()
+    assert not ray.is_initialized()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_AUTH_TOKEN" not in os.environ  # given back
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

@@ -43,11 +43,9 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
 
 
 @pytest.fixture
-def two_gpus(monkeypatch):
-    """A machine that says it has CUDA devices 0 and 1 (nothing runs on them)."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+def two_gpus(fake_cuda):
+    """A machine with CUDA devices 0 and 1, the current one 1 (the strict fake of torch.cuda)."""
+    return fake_cuda(cards=[(8, 0), (8, 0)], current=1)
 
 
 @pytest.mark.parametrize("spec,want", [("cuda", torch.device("cuda", 1)), ("cuda:0", torch.device("cuda", 0)),
@@ -71,8 +69,8 @@ def test_bad_devices_are_one_line_errors(two_gpus, spec, message):
     assert "\n" not in str(caught.value)
 
 
-def test_a_malformed_cuda_device_is_named_even_without_a_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+def test_a_malformed_cuda_device_is_named_even_without_a_gpu(fake_cuda):
+    fake_cuda(cards=[])
     with pytest.raises(ConfigError, match=r"unknown device 'cuda:x'"):
         runtime.resolve_device("cuda:x")
     with pytest.raises(ConfigError, match=r"device 'cuda:1' asked for, but no CUDA GPU is available; use --device cpu"):

@@ -227,9 +227,12 @@ def batch_command(
         raise ConfigError("--start/--duration/--end cannot be combined with --chunk-seconds yet; leave one out")
     executor = None
     if workers != 1 or devices is not None or ray is not None:
+        from vsrt_cli.jobs.build import DeviceChoice
         from vsrt_cli.jobs.executors.ray import RayExecutor, from_flags
 
-        spread, device = from_flags(workers=workers, devices=devices, address=ray, device=device)
+        # the driver runs no model: each worker resolves precision and tiling for its own card
+        choice = DeviceChoice(precision=precision, tile=tile, batch=batch)
+        spread, device = from_flags(workers=workers, devices=devices, address=ray, device=device, choice=choice)
         executor = RayExecutor(spread) if spread is not None else None
 
     if not input_dir.is_dir():

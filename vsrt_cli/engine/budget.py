@@ -118,6 +118,28 @@ def default_tiling(
     return Tiling(floor, 1)
 
 
+def tiling_for(
+    config: VSRTConfig, device: torch.device, precision: str, *, window: int, stride: int, overlap: int,
+    size: tuple[int, int] | None = None, tile: int | None = None, batch: int | None = None,
+) -> tuple[Tiling, int | None]:
+    """The tiling ``vsrt upscale`` runs with on ``device`` (``tile``/``batch`` where given; the
+    rest by :func:`default_tiling`, on CUDA for the card's free memory now, with the model
+    already there) and that free memory (None on the CPU). ``size`` ``(H, W)``: the one clip's
+    frame size, None for clips of several sizes. The one place the rule is applied: the job
+    builder, the Ray workers and ``benchmarks/device_check.py`` call it."""
+    from vsrt_cli.engine import runtime
+
+    if tile is not None and batch is not None:
+        return Tiling(tile, batch), None
+    free = runtime.free_memory(device)
+    chosen = default_tiling(
+        config, frames=window, kept=1 if stride == 1 else window,  # a clip's end keeps the whole window
+        size=size if free is not None else None, element_bytes=4 if precision == "fp32" else 2,
+        free_bytes=free, overlap=overlap, tile=tile,
+    )
+    return Tiling(chosen.tile if tile is None else tile, chosen.batch if batch is None else batch), free
+
+
 class LiveTensorBytes(TorchDispatchMode):
     """Counts the bytes of the tensors created while it is active and still alive, and their
     peak: what a caching device allocator must hold for the same ops (less kernels' own

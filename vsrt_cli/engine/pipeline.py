@@ -22,7 +22,7 @@ from vsrt_cli.io.colour import chroma_left
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
-from vsrt_cli.io.quant import mean_qp
+from vsrt_cli.io.quant import LOSSLESS_CODECS, mean_qp
 from vsrt_cli.io.reader import Frame, VideoReader
 from vsrt_cli.io.span import Cut, Span, clip_frames
 from vsrt_cli.io.writer import EncodeSettings, VideoWriter
@@ -74,6 +74,13 @@ class UpscaleJob:
     @property
     def writes_frames(self) -> bool:
         return self.output.suffix == "" if self.frames_out is None else self.frames_out
+
+    @property
+    def lossless(self) -> bool:
+        """Whether the output keeps the model's frames exactly (PNG frames, a lossless codec, CRF
+        0), where vsrt promises the frames of any other run with the same settings (chunked,
+        resumed, on another process): the device must then compute deterministically."""
+        return self.writes_frames or self.encode.crf == 0 or (self.encode.codec or "") in LOSSLESS_CODECS
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -261,8 +268,8 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
         source.height, source.width, tile=sched.tile, overlap=sched.overlap if sched.tile else 0,
         multiple=config.size_multiple, fixed=config.norm == "tile",
     )
-    configure_device(job.device, job.precision)
-    runner = prepare_runner(TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision), model, job)
+    device = configure_device(job.device, job.precision, deterministic=job.lossless)
+    runner = prepare_runner(TileRunner(model, grid, batch=sched.batch, device=device, precision=job.precision), model, job)
     deep = source.bit_depth > 8
     started = time.perf_counter()
     yield Started(job.source, job.output, source.width, source.height, source.total)

@@ -96,21 +96,30 @@ def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
         yield
 
 
-def configure_device(device: torch.device, precision: Precision) -> None:
-    """Process-wide settings for running on ``device``, applied once before the work.
+def configure_device(device: torch.device, precision: Precision, *, deterministic: bool = False) -> torch.device:
+    """Process-wide settings for running on ``device``, applied once before the work; returns
+    the device with its index (``cuda`` alone means the current card).
 
-    CUDA: ``device`` becomes the current device (kernels, cuDNN handles and the caching allocator
-    go to the chosen card, not GPU 0); cuDNN autotunes its algorithms, since tiles have a fixed
-    shape; and the TF32 policy is: ``fp32`` means IEEE fp32, TF32 off for matmuls and
-    convolutions (comparable with the goldens and the CPU), while ``fp16``/``bf16`` autocast
-    already computes in reduced precision. The CPU needs nothing here (see :func:`tune_allocator`).
+    CUDA: the card becomes the current device (kernels, cuDNN handles and the caching allocator
+    go to the chosen card, not GPU 0). TF32: ``fp32`` means IEEE fp32, TF32 off for matmuls and
+    convolutions (comparable with the goldens and the CPU); under ``fp16``/``bf16`` autocast the
+    layers kept in fp32 (stem, flow branches) may use TF32 tensor cores. cuDNN autotunes its
+    algorithms per process (tiles have a fixed shape), except with ``deterministic``: where the
+    output is promised to equal another run's (``--chunks``, Ray chunks, lossless output), each
+    process must pick the same algorithms, so autotuning is off and cuDNN is deterministic.
+    The CPU needs nothing here (see :func:`tune_allocator`).
     """
     if device.type != "cuda":
-        return
+        return device
+    if device.index is None:  # set_device refuses an index-less device (ValueError)
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.set_device(device)
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    return device
 
 
 def channels_last_wins(device: torch.device) -> bool:
@@ -220,6 +229,15 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else host
 
 
+def copied_event(device: torch.device):
+    """An event recorded on the current stream of ``device``, the stream its device-to-host
+    copies were queued on; an event recorded without a stream would mark the *current device's*
+    stream, and waiting on it would not wait for frames on another card."""
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(device))
+    return event
+
+
 class Download:
     """HR frames ``[K, 3, H, W]`` in [0, 1] quantised on their device and copied to the host
     without blocking it: the copy runs behind whatever the device does next (the next window).
@@ -244,8 +262,7 @@ class Download:
             self.host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in on_device)
             for host, device_tensor in zip(self.host, on_device):
                 host.copy_(device_tensor.contiguous(), non_blocking=True)
-            self.event = torch.cuda.Event()
-            self.event.record()
+            self.event = copied_event(frames.device)
         else:
             self.host = on_device
 

@@ -69,9 +69,10 @@ class TileRunner:
     Out of memory (torch's ``OutOfMemoryError``, or cuDNN/cuBLAS allocation failures), it frees
     the failed call's memory and retries the same window using less, one step at a time: fewer
     tiles per call; fewer frame pairs per flow call, then flows per tile instead of on whole
-    frames; the blend accumulator on the host instead of the device; then tiles of about half
-    the side, never below :data:`~vsrt_cli.engine.runtime.MIN_TILE`. Each change is said once in
-    :attr:`notices`; no frame is ever dropped.
+    frames; then tiles of about half the side, never below
+    :data:`~vsrt_cli.engine.runtime.MIN_TILE`; only then (or when the accumulator itself does not
+    fit) the blend accumulator on the host, where every tile comes back synchronously. Each
+    change is said once in :attr:`notices`; no frame is ever dropped.
     """
 
     def __init__(self, model: VSRT, grid: TileGrid, *, batch: int, device: torch.device, precision: Precision) -> None:
@@ -96,8 +97,13 @@ class TileRunner:
 
     def set_grid(self, grid: TileGrid) -> None:
         self.grid = grid
-        self.weights = [torch.from_numpy(w).to(self.device) for w in normalised_weights(grid, SCALE)]
+        self._blend_weights()
         self.flow_cache.flows.clear()  # computed on frames padded for the old grid
+
+    def _blend_weights(self) -> None:
+        """The grid's blend weights, made once where the tiles are blended (the accumulator's
+        memory), never copied between host and device in the middle of a window."""
+        self.weights = [torch.from_numpy(w).to(self.accumulate_on) for w in normalised_weights(self.grid, SCALE)]
 
     def shrink(self, stage: str) -> bool:
         """Use less memory where ``stage`` (``flows``, ``tiles`` or ``accumulator``) failed.
@@ -118,23 +124,20 @@ class TileRunner:
         if stage == "tiles" and self.batch > 1:
             old, self.batch = self.batch, max(1, self.batch // 2)
             return say(f"{self.batch} tile(s) per call (was {old})")
-        if self.accumulate_on.type != "cpu":
+        if stage == "tiles":
+            config, grid = self.model.config, self.grid
+            smaller = smaller_tile(max(grid.tile), grid.height, grid.width, multiple=config.size_multiple,
+                                   fixed=config.norm == "tile", minimum=MIN_TILE)
+            if smaller is not None:
+                overlap = min(grid.overlap or 16, smaller // 4)  # a whole-frame grid had none: seams need some
+                self.set_grid(plan_tiles(grid.height, grid.width, tile=smaller, overlap=overlap, multiple=config.size_multiple))
+                (h, w), (was_h, was_w) = self.grid.tile, grid.tile
+                return say(f"{h}x{w} tiles, overlap {overlap} (was {was_h}x{was_w})")
+        if self.accumulate_on.type != "cpu":  # the last resort: every tile then comes back synchronously
             self.accumulate_on = torch.device("cpu")
-            self.weights = [w.cpu() for w in self.weights]
+            self._blend_weights()
             return say("the tiles blended in host memory (was on the device)")
-        if stage != "tiles":
-            return False
-        config, grid = self.model.config, self.grid
-        smaller = smaller_tile(max(grid.tile), grid.height, grid.width, multiple=config.size_multiple,
-                               fixed=config.norm == "tile", minimum=MIN_TILE)
-        if smaller is None:
-            return False
-        overlap = min(grid.overlap or 16, smaller // 4)  # a whole-frame grid had none: seams need some
-        self.set_grid(plan_tiles(grid.height, grid.width, tile=smaller, overlap=overlap, multiple=config.size_multiple))
-        if self.accumulate_on.type == "cpu":
-            self.weights = [w.cpu() for w in self.weights]
-        (h, w), (was_h, was_w) = self.grid.tile, grid.tile
-        return say(f"{h}x{w} tiles, overlap {overlap} (was {was_h}x{was_w})")
+        return False
 
     def __call__(
         self, frames: torch.Tensor, positions: list[int], indices: tuple[int, ...] | None = None,

@@ -5,6 +5,7 @@ all checked before any work starts. The CLI only parses flags and calls :func:`b
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,28 @@ def pick_precision(precision: str, device: "torch.device") -> str:
     from vsrt_cli.engine.runtime import default_precision
 
     return default_precision(device)
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """What the flags ask of the device-dependent settings: ``auto`` precision and ``None``
+    tiles or batch are left to vsrt, which resolves them for one card (:func:`for_device`): the
+    driver for a run here, each Ray worker for its own card (the driver needs no GPU)."""
+
+    precision: str = "auto"
+    tile: int | None = None
+    batch: int | None = None
+
+
+def for_device(net: "VSRT", job: "UpscaleJob", device: "torch.device", choice: DeviceChoice) -> "UpscaleJob":
+    """``job`` on ``device`` (with its index), with the precision and tiling ``choice`` leaves to
+    vsrt resolved for that card: its compute capability, its free memory now (``net`` already
+    there), for clips of any size."""
+    schedule = job.schedule
+    precision = pick_precision(choice.precision, device)
+    tile, batch = _tiling(net, device, precision, window=schedule.window, stride=schedule.stride, tile=choice.tile,
+                          batch=choice.batch, overlap=schedule.overlap, source=None, say=None)
+    return replace(job, device=device, precision=precision, schedule=replace(schedule, tile=tile, batch=batch))
 
 
 def load_model(model_name: str | None, weights: Path | None, kind: "InputKind" = "frames") -> "VSRT":
@@ -150,19 +173,16 @@ def _tiling(
     memory now (:func:`~vsrt_cli.engine.budget.default_tiling`, said once); on the CPU, 128 px (the
     model's own tile for fixed-tile models) and 4 tiles per call. The out-of-memory back-off in
     :mod:`vsrt_cli.engine.tiles` stays the safety net. ``source`` None: clips of several sizes."""
-    from vsrt_cli.engine.budget import default_tiling
+    from vsrt_cli.engine import runtime
+    from vsrt_cli.engine.budget import tiling_for
     from vsrt_cli.io.frames import frame_size
-    from vsrt_cli.engine.runtime import free_memory
 
     if tile is not None and batch is not None:
         return tile, batch
-    free = free_memory(dev)
-    chosen = default_tiling(
-        net.config, frames=window, kept=1 if stride == 1 else window,  # a clip's end keeps the whole window
-        size=frame_size(source) if free is not None and source is not None else None,
-        element_bytes=4 if precision == "fp32" else 2, free_bytes=free, overlap=overlap, tile=tile,
-    )
-    tile, batch = chosen.tile if tile is None else tile, chosen.batch if batch is None else batch
+    size = frame_size(source) if source is not None and runtime.free_memory(dev) is not None else None  # a probe: only where used
+    chosen, free = tiling_for(net.config, dev, precision, window=window, stride=stride, overlap=overlap,
+                              size=size, tile=tile, batch=batch)
+    tile, batch = chosen.tile, chosen.batch
     if free is not None and say is not None:
         side = "whole frames" if tile == 0 else f"{tile}x{tile} tiles"
         say(Notice(f"tiling: {side}, {batch} per call (sized for {free / 2**30:.1f} GiB free on {dev}; "

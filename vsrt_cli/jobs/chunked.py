@@ -149,8 +149,10 @@ def make_runner(model: VSRT, job: UpscaleJob, info: VideoInfo) -> TileRunner:
         info.height, info.width, tile=sched.tile, overlap=sched.overlap if sched.tile else 0,
         multiple=config.size_multiple, fixed=config.norm == "tile",
     )
-    configure_device(job.device, job.precision)
-    return prepare_runner(TileRunner(model, grid, batch=sched.batch, device=job.device, precision=job.precision), model, job)
+    # chunks come from several processes (reruns, Ray workers) and are promised to be the frames
+    # of one run: the same cuDNN algorithms in each
+    device = configure_device(job.device, job.precision, deterministic=True)
+    return prepare_runner(TileRunner(model, grid, batch=sched.batch, device=device, precision=job.precision), model, job)
 
 
 def run_chunk(runner: TileRunner, job: UpscaleJob, info: VideoInfo, frames: Scan, chunk: Chunk, path: Path) -> Iterator[int]:

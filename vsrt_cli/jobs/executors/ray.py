@@ -62,6 +62,7 @@ class RayConfig:
     gpus: int = 0
     threads: int = 1
     fake_gpus: bool = False  # tests: GPU resources on a machine without any (the work runs on the CPU)
+    choice: Any = None  # a jobs.build.DeviceChoice each worker resolves for its own card (None: the template's)
 
 
 def _versions() -> tuple[str, str]:
@@ -92,14 +93,36 @@ def check_versions(ray: Any) -> None:
 
 
 class _Worker:
-    """One Ray actor: the model loaded once, clips run one after another."""
+    """One Ray actor: the model loaded once, clips run one after another. ``device`` ``cuda``
+    is the card Ray gave it (it sets ``CUDA_VISIBLE_DEVICES``), resolved here with its index;
+    with a ``choice``, the precision and tiling left to vsrt are resolved for that card too."""
 
-    def __init__(self, model: Any, threads: int, device: str) -> None:
+    def __init__(self, model: Any, threads: int, device: str, choice: Any = None) -> None:
         import torch
 
+        from vsrt_cli.engine.runtime import resolve_device
+
         torch.set_num_threads(max(1, threads))
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.choice = choice
+        self._resolved: dict = {}
+
+    def job_for(self, job: Any) -> Any:
+        """``job`` on this worker's card, as :func:`~vsrt_cli.jobs.build.for_device` resolves it
+        (once per schedule and precision: every clip gets the same tiling)."""
+        from dataclasses import replace
+
+        from vsrt_cli.jobs.build import for_device
+
+        if self.choice is None:
+            return replace(job, device=self.device)
+        key = (job.schedule, job.precision)
+        if key not in self._resolved:
+            mine = for_device(self.model, job, self.device, self.choice)
+            self._resolved[key] = (mine.precision, mine.schedule)
+        precision, schedule = self._resolved[key]
+        return replace(job, device=self.device, precision=precision, schedule=schedule)
 
     def pid(self) -> tuple[str, int]:
         from vsrt_cli.io.outputs import host
@@ -113,7 +136,13 @@ class _Worker:
         from vsrt_cli.jobs.executors.units import ChunkProgress
         from vsrt_cli.engine.pipeline import Notice, Progress
 
-        work = run_unit(self.model, unit, template, record, self.device)
+        from dataclasses import replace
+
+        from vsrt_cli.jobs.executors.units import ChunkTask
+
+        if isinstance(unit, ChunkTask):
+            unit = replace(unit, plan=replace(unit.plan, job=self.job_for(unit.plan.job)))
+        work = run_unit(self.model, unit, self.job_for(template), record)
         try:
             while True:
                 event = next(work)
@@ -138,11 +167,27 @@ class RayExecutor:
         cfg = self.config
         if cfg.address is not None:
             check_address(cfg.address)
-            ray.init(address=cfg.address, log_to_driver=False, logging_level="ERROR")
+            try:
+                ray.init(address=cfg.address, log_to_driver=False, logging_level="ERROR")
+            except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+                from vsrt_cli.jobs.executors.ray_auth import refused
+
+                raise refused(cfg.address, exc) from None
         else:
             cpus = max(cfg.workers, cfg.gpus, 1)
+            from vsrt_cli.jobs.executors.ray_auth import require_token
+
+            self._auth = require_token(ray, EXTRA)  # given back when the instance is shut down
             ray.init(num_cpus=cpus, num_gpus=max(cfg.gpus, 0), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         check_versions(ray)
+
+    def _shutdown(self, ray: Any) -> None:
+        ray.shutdown()
+        saved, self._auth = getattr(self, "_auth", None), None
+        if saved is not None:
+            from vsrt_cli.jobs.executors.ray_auth import restore_auth
+
+            restore_auth(saved)
 
     def run(self, model: Any, units: list, template: Any, record: Any) -> Iterator[Any]:
         from vsrt_cli.jobs.executors.units import ChunkFinished, ChunkProgress, ChunkTask, ClipFinished, ClipProgress, ClipResult, ClipStarted
@@ -156,7 +201,7 @@ class RayExecutor:
             try:
                 self._start(ray)
             except BaseException:
-                ray.shutdown()
+                self._shutdown(ray)
                 raise
         gpus = int(ray.cluster_resources().get("GPU", 0)) if cfg.gpus < 0 else cfg.gpus
         gpu = gpus > 0 and not cfg.fake_gpus
@@ -166,7 +211,7 @@ class RayExecutor:
         shared = ray.put(model.to("cpu"))
 
         def new_worker() -> Any:
-            return actor.remote(shared, cfg.threads, "cuda" if gpu else "cpu")
+            return actor.remote(shared, cfg.threads, "cuda" if gpu else "cpu", cfg.choice)
 
         def target(unit: Any) -> Any:  # the file the unit writes
             return unit.path if isinstance(unit, ChunkTask) else unit.output
@@ -235,7 +280,7 @@ class RayExecutor:
             for unit in units:  # what killed workers of this host left half-written
                 _remove_when_gone(target(unit))
             if started_here:
-                ray.shutdown()
+                self._shutdown(ray)
 
     @staticmethod
     def _kill(ray: Any, workers: list) -> None:
@@ -265,9 +310,12 @@ def _remove_when_gone(output: Any, wait: float = 3.0) -> None:
 FAKE_GPUS = "VSRT_RAY_FAKE_GPUS"  # tests: a local instance declares this many GPUs; the work runs on the CPU
 
 
-def from_flags(*, workers: int, devices: str | None, address: str | None, device: str) -> tuple[RayConfig | None, str]:
+def from_flags(*, workers: int, devices: str | None, address: str | None, device: str,
+               choice: Any = None) -> tuple[RayConfig | None, str]:
     """The Ray setup ``--workers``/``--devices``/``--ray`` ask for (None: run here, one clip
-    after another), and the device the driver resolves the job for. Unreachable addresses are
+    after another), and the device the driver builds the job on: with Ray, ``cpu`` (the driver
+    runs no model and needs no GPU; each worker resolves ``choice``, a
+    :class:`~vsrt_cli.jobs.build.DeviceChoice`, for its own card). Unreachable addresses are
     refused here, before the model loads."""
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
@@ -281,7 +329,7 @@ def from_flags(*, workers: int, devices: str | None, address: str | None, device
     if devices is None:
         if device not in ("cpu", "auto") and address is None:
             raise ConfigError(f"--workers {workers} runs CPU workers; use --device cpu, or --devices for GPUs")
-        return RayConfig(address=address, workers=workers, threads=max(1, cpus // workers)), "cpu"
+        return RayConfig(address=address, workers=workers, threads=max(1, cpus // workers), choice=choice), "cpu"
     if devices == "all":
         gpus = fake or (-1 if address is not None else _local_gpus())
     else:
@@ -290,11 +338,27 @@ def from_flags(*, workers: int, devices: str | None, address: str | None, device
         if bad or not names:
             raise ConfigError(f"--devices {devices}: give all, or a list such as cuda:0,cuda:1")
         if address is None and not fake:  # a local instance sees only these GPUs
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(d[5:] or "0" for d in names)
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible_mask(devices, [int(d[5:] or 0) for d in names])
         gpus = len(names)
     if gpus == 0:
         raise ConfigError("--devices all: no CUDA GPU here; use --device cpu --workers N for CPU workers")
-    return RayConfig(address=address, gpus=gpus, fake_gpus=bool(fake)), "cpu" if fake else "cuda"
+    return RayConfig(address=address, gpus=gpus, fake_gpus=bool(fake), choice=None if fake else choice), "cpu"
+
+
+def visible_mask(flag: str, indices: list[int]) -> str:
+    """``CUDA_VISIBLE_DEVICES`` showing only the cards ``indices`` as this process numbers them:
+    through the mask already set (a scheduler's ``2,3``, or GPU UUIDs), never over it."""
+    count = _local_gpus()
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    shown = [e.strip() for e in mask.split(",")][:count] if mask is not None else [str(i) for i in range(count)]
+    through = f" (CUDA_VISIBLE_DEVICES={mask})" if mask is not None else ""
+    past = [i for i in indices if i >= count]
+    if past:
+        have = f"cuda:0..cuda:{count - 1}" if count else "none"
+        raise ConfigError(f"--devices {flag}: cuda:{past[0]} does not exist; this process sees {count} CUDA device(s){through}: {have}")
+    if len(set(indices)) < len(indices):
+        raise ConfigError(f"--devices {flag}: a device is named twice; name each GPU once")
+    return ",".join(shown[i] for i in indices)
 
 
 def _local_gpus() -> int:
