@@ -9,9 +9,10 @@ from pathlib import Path
 import av
 
 from vsrt_cli.errors import InputError
+from vsrt_cli.io.carry import main_video
 from vsrt_cli.io.colour import BT709, RANGE_FULL, SDR_BT709, Colour, guess_matrix, read_colour
 
-__all__ = ["BT709", "RANGE_FULL", "Colour", "VideoInfo", "colour_matrix", "has_alpha", "open_input", "probe"]
+__all__ = ["BT709", "RANGE_FULL", "Colour", "VideoInfo", "colour_matrix", "has_alpha", "open_input", "probe", "shown_frames"]
 
 _NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams (.h264, .hevc, ...)
 
@@ -81,6 +82,16 @@ def _sample_aspect(stream: av.VideoStream, rotation: int) -> Fraction:
     return 1 / sar if rotation in (90, 270) else Fraction(sar)
 
 
+def shown_frames(stream: av.VideoStream) -> int | None:
+    """The frames of ``stream`` a player shows: the container's count less those its edit list
+    hides (a phone MP4 trimmed at the start keeps the GOP before its first shown frame, marked
+    discarded in the index, as FFmpeg honours it). None when the container does not say."""
+    if not stream.frames:
+        return None
+    hidden = sum(1 for entry in stream.index_entries if entry.is_discard)
+    return stream.frames - hidden if stream.frames > hidden else None
+
+
 def open_input(path: Path) -> av.container.InputContainer:
     """Open a media file, turning every failure into one actionable :class:`InputError`."""
     if not path.exists():
@@ -101,7 +112,7 @@ def probe(path: Path) -> VideoInfo:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["nothing"]
             raise InputError(f"{path} has no video stream (it holds {', '.join(kinds)}); give a video file")
-        stream = container.streams.video[0]
+        stream = main_video(container)
         try:
             first = next(container.decode(stream))
         except StopIteration:
@@ -121,7 +132,7 @@ def probe(path: Path) -> VideoInfo:
             width=w,
             height=h,
             rotation=rotation,
-            frames=stream.frames or None,
+            frames=shown_frames(stream),
             rate=rate,
             time_base=stream.time_base or Fraction(1, 90000),
             codec=stream.codec_context.name,

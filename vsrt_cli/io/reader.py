@@ -18,8 +18,9 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import DecodeError
+from vsrt_cli.io.carry import main_video
 from vsrt_cli.io.convert import FrameConverter, to_rgb
-from vsrt_cli.io.probe import VideoInfo, open_input
+from vsrt_cli.io.probe import VideoInfo, open_input, shown_frames
 from vsrt_cli.io.quant import quant_reader
 from vsrt_cli.io.planes import Planes
 
@@ -79,7 +80,7 @@ class VideoReader:
 
     def __enter__(self) -> VideoReader:
         self._container = open_input(self.info.path)
-        stream = self._container.streams.video[0]
+        stream = main_video(self._container)
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self._threads
         self._thread = threading.Thread(target=self._run, args=(stream,), name="vsrt-decode", daemon=True)
@@ -238,7 +239,7 @@ class _Decode:
             if not self.bad(p):
                 return
         self.pending = []
-        expected = self.stream.frames or 0
+        expected = shown_frames(self.stream) or 0  # what the edit list shows, as FFmpeg decodes it
         if self.index and self.index < expected:  # the index promised more: a truncated file
             if not self.reader.skip_bad_frames:
                 assert self.last is not None

@@ -36,6 +36,7 @@ from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.quant import mean_qp
 from vsrt_cli.io.reader import Frame
+from vsrt_cli.io.metadata import own_line
 from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
@@ -112,7 +113,7 @@ def spent_chunks(job: UpscaleJob, key: str) -> list[Path]:
     if not output.is_file() or output.is_symlink():
         return []
     try:
-        if container_comment(output) != job.metadata.get("comment"):
+        if own_line(container_comment(output)) != own_line(job.metadata.get("comment")):
             return []
         made = output.stat().st_mtime_ns
         name = _finished_chunk(output, key)
@@ -252,8 +253,8 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
     when the clip's work began."""
     job = plan.job
     starts = [plan.frames.times[c.start] * plan.info.time_base for c in plan.chunks]
-    dropped = stitch(list(plan.paths), job.output, source=job.source if job.encode.copy_streams else None,
-                     overwrite=job.overwrite, metadata=job.metadata, starts=starts)
+    dropped = stitch(list(plan.paths), job.output, source=job.source, overwrite=job.overwrite, metadata=job.metadata,
+                     starts=starts, copy_streams=job.encode.copy_streams)
     for line in dropped:
         yield Notice(f"not copied, the output container cannot hold it: {line}")
     # The chunks go only once the output is in place. Removed before the rename, a run killed in
