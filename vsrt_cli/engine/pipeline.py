@@ -19,6 +19,7 @@ import torch
 from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.colour import chroma_left
+from vsrt_cli.io.interlace import plan as deinterlace_plan
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
@@ -58,6 +59,7 @@ class UpscaleJob:
     frames_out: bool | None = None  # PNG frames into a folder; None: when the output has no extension
     metadata: dict[str, str] = field(default_factory=dict)  # container tags (the provenance comment)
     colour_on_device: bool | None = None  # 8-bit 4:2:0 YUV<->RGB on the model's device; None: on CUDA
+    deinterlace: str = "frame"  # interlaced input: frame, double (one per field) or off (vsrt_cli.io.interlace)
 
     @property
     def device_colour(self) -> bool:
@@ -163,8 +165,9 @@ class _Source:
     total: int | None
     bit_depth: int
     alpha: bool
-    info: VideoInfo | None  # None for image folders
+    info: VideoInfo | None  # None for image folders; as the reader hands frames over (deinterlaced)
     files: list[Path] | None
+    said: str | None = None  # what is done about interlacing
 
 
 def _open_source(job: UpscaleJob) -> _Source:
@@ -172,8 +175,8 @@ def _open_source(job: UpscaleJob) -> _Source:
         files = list_frames(job.source)
         image, depth, alpha = read_image(files[0])
         return _Source(image.shape[1], image.shape[0], len(files), depth, alpha, None, files)
-    info = probe(job.source)
-    return _Source(info.width, info.height, info.frames, info.bit_depth, info.has_alpha, info, None)
+    info, said = deinterlace_plan(probe(job.source), job.deinterlace)
+    return _Source(info.width, info.height, info.frames, info.bit_depth, info.has_alpha, info, None, said)
 
 
 @contextlib.contextmanager
@@ -207,6 +210,8 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     deep = source.bit_depth > 8
     started = time.perf_counter()
     yield Started(job.source, job.output, source.width, source.height, source.total)
+    if source.said:
+        yield Notice(source.said, note=source.info is not None and source.info.deinterlace != "off")
     if source.alpha:
         yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
 

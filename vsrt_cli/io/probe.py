@@ -38,6 +38,8 @@ class VideoInfo:
     sample_aspect: Fraction = Fraction(1)  # pixel width / height, as displayed (after rotation)
     timestamps: bool = True  # False: the container stores none; the reader counts at ``rate``
     duration: Fraction | None = None  # seconds of video the container announces, if it does
+    interlaced: str | None = None  # "top field first", ... (vsrt_cli.io.interlace.field_order); None: progressive
+    deinterlace: str = "off"  # what the reader does about it: off, frame or double (interlace.plan)
 
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
@@ -92,6 +94,20 @@ def shown_frames(stream: av.VideoStream) -> int | None:
     return stream.frames - hidden if stream.frames > hidden else None
 
 
+# AVFieldOrder: 0 unknown, 1 progressive, TT, BB, TB, BT (named by the field coded first, as ffprobe's
+# "top coded first (swapped)"); only said to the user: the deinterlacer follows each frame's own flag
+_ORDERS = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
+
+
+def field_order(stream: av.VideoStream, first: av.VideoFrame) -> str | None:
+    """How ``stream`` is interlaced (``top field first``, ``bottom field first``, or just
+    ``interlaced`` from the frame's flag), None if progressive."""
+    order = _ORDERS.get(int(stream.codec_context.field_order or 0))
+    if order is not None:
+        return order
+    return "interlaced" if first.interlaced_frame else None
+
+
 def open_input(path: Path) -> av.container.InputContainer:
     """Open a media file, turning every failure into one actionable :class:`InputError`."""
     if not path.exists():
@@ -144,4 +160,5 @@ def probe(path: Path) -> VideoInfo:
             sample_aspect=_sample_aspect(stream, rotation),
             timestamps=stamped,
             duration=_video_duration(container, stream),
+            interlaced=field_order(stream, first),
         )

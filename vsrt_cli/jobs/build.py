@@ -57,7 +57,7 @@ def build_job(
     tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int | None,
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
     overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
-    one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None,
+    one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None, deinterlace: str = "frame",
 ) -> "tuple[VSRT, UpscaleJob]":
     """The network and the job the options describe (checked before any work). ``kind``: the
     input the default model is chosen for (default: what ``source`` is). ``one_clip``: ``source``
@@ -69,6 +69,10 @@ def build_job(
     from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
     from vsrt_cli.engine.runtime import resolve_device, tune_allocator
 
+    from vsrt_cli.io.interlace import MODES
+
+    if deinterlace not in MODES:
+        raise ConfigError(f"--deinterlace {deinterlace}: use one of {', '.join(MODES)}")
     tune_allocator()  # freed model memory stays in the process (a fifth of the CPU time was page faults)
     dev = resolve_device(device)
     prec = pick_precision(precision, dev)
@@ -107,6 +111,7 @@ def build_job(
         overwrite=overwrite,
         fps=rate,
         skip_bad_frames=skip_bad_frames,
+        deinterlace=deinterlace,
     )
     return net, job
 

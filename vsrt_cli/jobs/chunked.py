@@ -231,6 +231,9 @@ def plan_clip(model: VSRT, job: UpscaleJob, *, chunks: int | None = None, second
     if job.source.is_dir() or job.writes_frames:
         raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
     info = probe(job.source)
+    if info.interlaced is not None and job.deinterlace != "off":
+        raise ConfigError(f"{job.source.name} is interlaced ({info.interlaced}) and chunks are not deinterlaced; "
+                          "run it without --chunks (it is deinterlaced then), or with --deinterlace off")
     frames = scan(info)
     if seconds is not None:
         chunks = chunks_for_seconds(frames.frames, frame_rate(info, frames), seconds)
