@@ -145,7 +145,14 @@ def decoded_quant(codec: str, header: bytes | None) -> Callable[..., float | Non
 
 def quant_reader(stream) -> Callable[..., float | None]:
     """Ask a video ``stream``'s decoder (not yet opened) to export quantisers, and return what
-    reads a decoded frame's (:func:`decoded_quant`)."""
+    reads a decoded frame's (:func:`decoded_quant`).
+
+    The decoder then runs slice threads, not frame threads: FFmpeg's frame-threaded H.264
+    decoder sometimes exports a frame's QP map before it is filled (all zeros, "lossless"), as
+    the threads happen to run; a quant_blend model then blends that window as clean, up to 23
+    code values off. The same clip gave other frames by other routes (a Ray worker's second
+    clip, another thread count) until this."""
+    stream.thread_type = "SLICE"
     stream.codec_context.options = {**stream.codec_context.options, **EXPORT_OPTIONS}
     return decoded_quant(stream.codec_context.name, stream.codec_context.extradata)
 
