@@ -201,3 +201,26 @@ def test_vsrts_own_tags_go_beside_the_users():
     assert container_tags({}, {"comment": TAG}) == {"comment": TAG}
     assert container_tags({"comment": TAG}, {"comment": TAG}) == {"comment": TAG}  # not twice
     assert own_line(f"mine\n{TAG}") == TAG and own_line("mine") is None and own_line(None) is None
+
+
+@pytest.mark.parametrize("chunks", [None, 2])
+def test_the_pipeline_and_the_chunk_stitch_carry_the_same(tiny_model, movie, tmp_path, chunks):
+    """Through `vsrt upscale` (and `--chunks 2`, whose stitch carries the source's streams)."""
+    import torch
+
+    from vsrt_cli.engine.pipeline import Notice, Schedule, UpscaleJob, upscale
+    from vsrt_cli.jobs.chunked import upscale_chunks
+
+    out = tmp_path / "out.mp4"
+    job = UpscaleJob(source=movie, output=out, schedule=Schedule(tile=0, overlap=0, window=5, stride=5),
+                     device=torch.device("cpu"), precision="fp32", encode=EncodeSettings(preset="ultrafast"),
+                     metadata={"comment": TAG})
+    events = list(upscale(tiny_model, job) if chunks is None else upscale_chunks(tiny_model, job, chunks))
+    said = [e.message for e in events if isinstance(e, Notice)]
+    assert any("attachment tiny.ttf" in line and "mp4 holds no attachments" in line for line in said)
+    assert sum("subtitle stream" in line for line in said) == 2  # ASS and SRT: no .mp4 codec for them
+    assert streams(out) == [("video", "jpn", None, D.default), ("audio", "eng", "English", D.default),
+                            ("audio", "fre", "Commentary", D.comment),
+                            ("data", "eng", None, 0)]  # the last: the MP4 muxer's chapter track
+    assert chapters(out) == [(0.0, 0.3, "Opening"), (0.3, 0.6, "Middle"), (0.6, 1.0, "End")]
+    assert tags(out)["comment"].splitlines() == ["my own words", TAG] and tags(out)["title"] == "My Film"
