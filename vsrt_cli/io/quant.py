@@ -42,6 +42,7 @@ import numpy as np
 EXPORT_OPTIONS = {"export_side_data": "venc_params"}  # decoder option that makes FFmpeg export it
 LOSSLESS_CODECS = frozenset({"ffv1", "ffvhuff", "huffyuv", "png", "apng", "rawvideo", "utvideo", "magicyuv", "qtrle", "bmp", "tiff"})
 _VP9, _H264, _MPEG2 = 0, 1, 2  # AV_VIDEO_ENC_PARAMS_*
+QP_MAP_CODECS = frozenset({"h264", "mpeg1video", "mpeg2video", "mpeg4"})  # decoders exporting per-block QP maps
 X265_CRF_QP = (0.0, 1.0)  # the H.264 QP told = a + b * x265 CRF (benchmarks/blend.py; module docstring)
 
 
@@ -147,12 +148,14 @@ def quant_reader(stream) -> Callable[..., float | None]:
     """Ask a video ``stream``'s decoder (not yet opened) to export quantisers, and return what
     reads a decoded frame's (:func:`decoded_quant`).
 
-    The decoder then runs slice threads, not frame threads: FFmpeg's frame-threaded H.264
-    decoder sometimes exports a frame's QP map before it is filled (all zeros, "lossless"), as
-    the threads happen to run; a quant_blend model then blends that window as clean, up to 23
-    code values off. The same clip gave other frames by other routes (a Ray worker's second
-    clip, another thread count) until this."""
-    stream.thread_type = "SLICE"
+    Decoders that export a QP map (:data:`QP_MAP_CODECS`) then run slice threads, not frame
+    threads (the others keep theirs: their quantiser is one number per stream or frame header).
+    FFmpeg's frame-threaded H.264 decoder sometimes exports a frame's QP map before it is filled
+    (all zeros, "lossless"), as the threads happen to run; a quant_blend model then blends that
+    window as clean, up to 23 code values off. The same clip gave other frames by other routes
+    (a Ray worker's second clip) until this."""
+    if stream.codec_context.name in QP_MAP_CODECS:
+        stream.thread_type = "SLICE"
     stream.codec_context.options = {**stream.codec_context.options, **EXPORT_OPTIONS}
     return decoded_quant(stream.codec_context.name, stream.codec_context.extradata)
 
