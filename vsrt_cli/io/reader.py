@@ -252,7 +252,8 @@ class _Decode:
             if not self.bad(p):
                 return
         self.pending = []
-        expected = shown_frames(self.stream) or 0  # what the edit list shows, as FFmpeg decodes it
+        # what the edit list shows, as FFmpeg decodes it (twice that, one frame per field)
+        expected = (shown_frames(self.stream) or 0) * self.scale
         if self.index and self.index < expected:  # the index promised more: a truncated file
             if not self.reader.skip_bad_frames:
                 assert self.last is not None
