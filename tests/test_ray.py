@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -239,6 +240,45 @@ def test_workers_write_what_a_local_run_writes(ray_instance, tiny_model, clips, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial
     again = list(batch(tiny_model, clips, tmp_path, template(tmp_path), executor=RayExecutor(config)))
     assert [e.result.status for e in again if isinstance(e, ClipFinished)] == ["skipped"] * 3  # the driver decides
+
+
+def test_a_workers_later_clips_equal_fresh_runs_of_them(ray_instance, tmp_path):
+    """Issue #29: one worker takes every clip, one after another; each output equals a fresh run
+    of that clip alone (lossless, one thread on both sides). A compression-aware model is told
+    each window's quantiser, which a frame-threaded decode sometimes read as 0."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from tests.conftest import NO_FLOW
+    from vsrt_cli.model import VSRTConfig, build_model
+    from vsrt_cli.io.writer import EncodeSettings
+
+    torch.manual_seed(0)
+    model = build_model(VSRTConfig(**{**NO_FLOW.__dict__, "quant_film": True, "quant_blend": True})).eval()
+    with torch.no_grad():
+        for delta in model.delta.values():
+            delta.normal_(0, 0.05)  # an offset that matters: the told quantiser shows in the frames
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):  # H.264 whose frames carry different quantisers
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"mandelbrot=s={40 + 8 * i}x32:r=24",
+                        "-t", "0.3", "-c:v", "libx264", "-crf", "10", str(src / f"m{i}.mp4")], check=True, capture_output=True)
+    lossless = replace(template(tmp_path), encode=EncodeSettings(codec="ffv1", crf=0))
+    torch.set_num_threads(1)  # as the worker (restored after the test)
+    fresh = {}
+    for clip in sorted(src.iterdir()):  # each alone, in a folder of its own: nothing ran before it
+        alone = tmp_path / "alone" / clip.stem
+        alone.mkdir(parents=True)
+        (alone / clip.name).symlink_to(clip)
+        list(batch(model, alone, tmp_path / "fresh" / clip.stem, lossless))
+        fresh[clip.name] = decoded(tmp_path / "fresh" / clip.stem / clip.name)
+    out = tmp_path / "ray"
+    events = list(batch(model, src, out, lossless, executor=RayExecutor(RayConfig(workers=1, threads=1))))
+    assert isinstance(events[-1], BatchFinished) and events[-1].failed == 0
+    for name, frames in fresh.items():
+        theirs = decoded(out / name)
+        assert len(theirs) == len(frames) and all(np.array_equal(a, b) for a, b in zip(theirs, frames)), name
 
 
 def test_chunks_of_long_clips_spread_over_workers_match_an_unchunked_run(ray_instance, tiny_model, tmp_path):

@@ -75,6 +75,9 @@ PresetOpt = Annotated[str, typer.Option(help="Encoder speed preset: x264 names u
 PixFmtOpt = Annotated[Optional[str], typer.Option(help="Output pixel format (default: 4:2:0 at the input's bit depth).")]
 FpsOpt = Annotated[str, typer.Option(help="Frame rate for image-folder inputs.")]
 NoAudioOpt = Annotated[bool, typer.Option("--no-audio", help="Do not copy audio and subtitle streams.")]
+DeinterlaceOpt = Annotated[str, typer.Option(
+    "--deinterlace", help="Interlaced input: frame (deinterlace with bwdif, one frame per frame), double (one per field, "
+    "twice the frame rate) or off (upscale the fields as progressive frames).")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad-frames", help="Where a frame cannot be decoded, repeat the last good one (timing stays intact) instead of failing.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
@@ -145,6 +148,7 @@ def upscale(
     fps: FpsOpt = "25",
     no_audio: NoAudioOpt = False,
     skip_bad_frames: SkipBadOpt = False,
+    deinterlace: DeinterlaceOpt = "frame",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     no_sidecar: NoSidecarOpt = False,
     chunks: Annotated[int, typer.Option("--chunks", help="Upscale the clip as N chunks encoded apart and stitched (the same frames as one run); a rerun after a crash redoes only the missing chunks.")] = 1,
@@ -171,7 +175,7 @@ def upscale(
             codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
             overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, chunks=chunks, sidecar=not no_sidecar,
             scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
-            start=start, duration=duration, end=end, on_event=draw,
+            start=start, duration=duration, end=end, deinterlace=deinterlace, on_event=draw,
         )
 
 
@@ -199,6 +203,7 @@ def batch_command(
     fps: FpsOpt = "25",
     no_audio: NoAudioOpt = False,
     skip_bad_frames: SkipBadOpt = False,
+    deinterlace: DeinterlaceOpt = "frame",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo clips whose output already exists (default: skip them).")] = False,
     no_sidecar: NoSidecarOpt = False,
     quiet: QuietOpt = False,
@@ -248,7 +253,7 @@ def batch_command(
         source=input_dir, output=output_dir, model=model, weights=weights, device=device, precision=precision,
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, kind=kind, one_clip=False,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, deinterlace=deinterlace, kind=kind, one_clip=False,
         scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
         start=start, duration=duration, end=end,
     )

@@ -19,6 +19,7 @@ import torch
 from vsrt_cli.errors import ConfigError, InputError, OutputError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.colour import chroma_left
+from vsrt_cli.io.interlace import plan as deinterlace_plan
 from vsrt_cli.io.frames import FolderWriter, iter_folder, list_frames, read_image
 from vsrt_cli.io.outputs import check_output
 from vsrt_cli.io.probe import VideoInfo, probe
@@ -64,6 +65,7 @@ class UpscaleJob:
     size: OutputSize | None = None  # the output size asked for; None: x4 (vsrt_cli.engine.resize)
     restore: float | None = None  # share of a quant_blend model's compression offset; None: from the quantiser
     span: Span | None = None  # only this span of the source (vsrt_cli.io.span); None: all of it
+    deinterlace: str = "frame"  # interlaced input: frame, double (one per field) or off (vsrt_cli.io.interlace)
 
     @property
     def device_colour(self) -> bool:
@@ -221,8 +223,9 @@ class _Source:
     total: int | None
     bit_depth: int
     alpha: bool
-    info: VideoInfo | None  # None for image folders
+    info: VideoInfo | None  # None for image folders; as the reader hands frames over (deinterlaced)
     files: list[Path] | None
+    said: str | None = None  # what is done about interlacing
 
 
 def _open_source(job: UpscaleJob) -> _Source:
@@ -231,9 +234,9 @@ def _open_source(job: UpscaleJob) -> _Source:
         image, depth, alpha = read_image(files[0])
         total = len(files) if job.span is None else job.span.frames(job.fps, len(files))
         return _Source(image.shape[1], image.shape[0], total, depth, alpha, None, files)
-    info = probe(job.source)
+    info, said = deinterlace_plan(probe(job.source), job.deinterlace)  # frames and rate as handed over
     total = info.frames if job.span is None else job.span.frames(info.rate, info.frames)
-    return _Source(info.width, info.height, total, info.bit_depth, info.has_alpha, info, None)
+    return _Source(info.width, info.height, total, info.bit_depth, info.has_alpha, info, None, said)
 
 
 @contextlib.contextmanager
@@ -273,6 +276,8 @@ def upscale(model: VSRT, job: UpscaleJob) -> Iterator[Event]:
     deep = source.bit_depth > 8
     started = time.perf_counter()
     yield Started(job.source, job.output, source.width, source.height, source.total)
+    if source.said:
+        yield Notice(source.said, note=source.info is not None and source.info.deinterlace != "off")
     if source.alpha:
         yield Notice("the input has an alpha channel; it is dropped (the output is opaque RGB)")
     if job.size is not None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import av
 
 from vsrt_cli.errors import InputError
+from vsrt_cli.io.carry import main_video
 from vsrt_cli.io.colour import BT709, RANGE_FULL, SDR_BT709, Colour, guess_matrix, read_colour
 
-__all__ = ["BT709", "RANGE_FULL", "Colour", "VideoInfo", "colour_matrix", "has_alpha", "open_input", "probe"]
+__all__ = ["BT709", "RANGE_FULL", "Colour", "VideoInfo", "colour_matrix", "has_alpha", "open_input", "probe", "shown_frames"]
 
 _NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams (.h264, .hevc, ...)
 
@@ -38,6 +39,8 @@ class VideoInfo:
     timestamps: bool = True  # False: the container stores none; the reader counts at ``rate``
     duration: Fraction | None = None  # seconds of video the container announces, if it does
     start_time: float = 0.0  # seconds: the first frame's time (where a span's times count from)
+    interlaced: str | None = None  # "top field first", ... (vsrt_cli.io.interlace.field_order); None: progressive
+    deinterlace: str = "off"  # what the reader does about it: off, frame or double (interlace.plan)
 
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
@@ -82,6 +85,30 @@ def _sample_aspect(stream: av.VideoStream, rotation: int) -> Fraction:
     return 1 / sar if rotation in (90, 270) else Fraction(sar)
 
 
+def shown_frames(stream: av.VideoStream) -> int | None:
+    """The frames of ``stream`` a player shows: the container's count less those its edit list
+    hides (a phone MP4 trimmed at the start keeps the GOP before its first shown frame, marked
+    discarded in the index, as FFmpeg honours it). None when the container does not say."""
+    if not stream.frames:
+        return None
+    hidden = sum(1 for entry in stream.index_entries if entry.is_discard)
+    return stream.frames - hidden if stream.frames > hidden else None
+
+
+# AVFieldOrder: 0 unknown, 1 progressive, TT, BB, TB, BT (named by the field coded first, as ffprobe's
+# "top coded first (swapped)"); only said to the user: the deinterlacer follows each frame's own flag
+_ORDERS = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
+
+
+def field_order(stream: av.VideoStream, first: av.VideoFrame) -> str | None:
+    """How ``stream`` is interlaced (``top field first``, ``bottom field first``, or just
+    ``interlaced`` from the frame's flag), None if progressive."""
+    order = _ORDERS.get(int(stream.codec_context.field_order or 0))
+    if order is not None:
+        return order
+    return "interlaced" if first.interlaced_frame else None
+
+
 def open_input(path: Path) -> av.container.InputContainer:
     """Open a media file, turning every failure into one actionable :class:`InputError`."""
     if not path.exists():
@@ -102,7 +129,7 @@ def probe(path: Path) -> VideoInfo:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["nothing"]
             raise InputError(f"{path} has no video stream (it holds {', '.join(kinds)}); give a video file")
-        stream = container.streams.video[0]
+        stream = main_video(container)
         try:
             first = next(container.decode(stream))
         except StopIteration:
@@ -122,7 +149,7 @@ def probe(path: Path) -> VideoInfo:
             width=w,
             height=h,
             rotation=rotation,
-            frames=stream.frames or None,
+            frames=shown_frames(stream),
             rate=rate,
             time_base=stream.time_base or Fraction(1, 90000),
             codec=stream.codec_context.name,
@@ -135,4 +162,5 @@ def probe(path: Path) -> VideoInfo:
             timestamps=stamped,
             duration=_video_duration(container, stream),
             start_time=float(first.pts * first.time_base) if first.pts is not None and first.time_base else 0.0,
+            interlaced=field_order(stream, first),
         )

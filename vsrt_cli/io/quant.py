@@ -26,7 +26,9 @@ reads the training windows' codec round trips and a user's video, so both mean t
   1 / 1, 0.02-0.04 dB worse; unknown, 0.75, is 0.32 dB worse at CRF 18). Other HEVC encoders
   (phones, hardware) and x265 at a bitrate: unknown.
 - every other codec (AV1, ...): unknown (None).
-Frames of a lossless codec (:data:`LOSSLESS_CODECS`) are known clean: 0.
+Frames of a lossless codec (:data:`LOSSLESS_CODECS`) are known clean: 0. A QP map PyAV refuses
+(an interlaced MPEG-2 picture holds more blocks than its frame size) is read block by block, and
+what cannot be read at all is unknown for that frame, never an error.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 EXPORT_OPTIONS = {"export_side_data": "venc_params"}  # decoder option that makes FFmpeg export it
 LOSSLESS_CODECS = frozenset({"ffv1", "ffvhuff", "huffyuv", "png", "apng", "rawvideo", "utvideo", "magicyuv", "qtrle", "bmp", "tiff"})
 _VP9, _H264, _MPEG2 = 0, 1, 2  # AV_VIDEO_ENC_PARAMS_*
+QP_MAP_CODECS = frozenset({"h264", "mpeg1video", "mpeg2video", "mpeg4"})  # decoders exporting per-block QP maps
 X265_CRF_QP = (0.0, 1.0)  # the H.264 QP told = a + b * x265 CRF (benchmarks/blend.py; module docstring)
 
 
@@ -70,14 +73,34 @@ def frame_qp(frame, size: tuple[int, int] | None = None) -> float | None:
             return vp9_to_qp(float(data.qp))
         if kind not in (_H264, _MPEG2) or not data.nb_blocks:
             continue
-        qp = np.asarray(data.qp_map(), dtype=np.float64)
-        if size is not None:  # blocks of frame.height / rows px
-            rows = max(1, math.ceil(size[0] * qp.shape[0] / frame.height))
-            cols = max(1, math.ceil(size[1] * qp.shape[1] / frame.width))
-            qp = qp[:rows, :cols]
-        mean = float(qp.mean())
+        try:
+            qp = np.asarray(data.qp_map(), dtype=np.float64)
+        except (RuntimeError, ValueError):
+            # PyAV wants as many blocks as the frame's size holds; an interlaced MPEG-2 picture
+            # has more (its height rounded up to two macroblock rows, one per field)
+            mean = _block_mean(data, frame, size)
+            if mean is None:
+                return None
+        else:
+            if size is not None:  # blocks of frame.height / rows px
+                rows = max(1, math.ceil(size[0] * qp.shape[0] / frame.height))
+                cols = max(1, math.ceil(size[1] * qp.shape[1] / frame.width))
+                qp = qp[:rows, :cols]
+            mean = float(qp.mean())
         return mean if int(data.codec_type) == _H264 else mpeg_to_qp(mean)
     return None
+
+
+def _block_mean(data, frame, size: tuple[int, int] | None) -> float | None:
+    """The mean quantiser of the blocks starting inside the frame (its top-left ``size``), read
+    block by block; None if the side data cannot be read at all (unknown, never an error)."""
+    height, width = size if size is not None else (frame.height, frame.width)
+    try:
+        values = [data.qp + block.delta_qp for block in map(data.block_params, range(data.nb_blocks))
+                  if block.src_y < height and block.src_x < width]
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    return float(np.mean(values)) if values else None
 
 
 def x265_qp(data: bytes) -> float | None:
@@ -123,7 +146,16 @@ def decoded_quant(codec: str, header: bytes | None) -> Callable[..., float | Non
 
 def quant_reader(stream) -> Callable[..., float | None]:
     """Ask a video ``stream``'s decoder (not yet opened) to export quantisers, and return what
-    reads a decoded frame's (:func:`decoded_quant`)."""
+    reads a decoded frame's (:func:`decoded_quant`).
+
+    Decoders that export a QP map (:data:`QP_MAP_CODECS`) then run slice threads, not frame
+    threads (the others keep theirs: their quantiser is one number per stream or frame header).
+    FFmpeg's frame-threaded H.264 decoder sometimes exports a frame's QP map before it is filled
+    (all zeros, "lossless"), as the threads happen to run; a quant_blend model then blends that
+    window as clean, up to 23 code values off. The same clip gave other frames by other routes
+    (a Ray worker's second clip) until this."""
+    if stream.codec_context.name in QP_MAP_CODECS:
+        stream.thread_type = "SLICE"
     stream.codec_context.options = {**stream.codec_context.options, **EXPORT_OPTIONS}
     return decoded_quant(stream.codec_context.name, stream.codec_context.extradata)
 

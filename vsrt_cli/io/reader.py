@@ -18,8 +18,10 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import DecodeError
+from vsrt_cli.io.carry import main_video
 from vsrt_cli.io.convert import FrameConverter, to_rgb
-from vsrt_cli.io.probe import VideoInfo, open_input
+from vsrt_cli.io.interlace import Deinterlacer
+from vsrt_cli.io.probe import VideoInfo, open_input, shown_frames
 from vsrt_cli.io.quant import quant_reader
 from vsrt_cli.io.planes import Planes
 
@@ -82,7 +84,7 @@ class VideoReader:
 
     def __enter__(self) -> VideoReader:
         self._container = open_input(self.info.path)
-        stream = self._container.streams.video[0]
+        stream = main_video(self._container)
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self._threads
         if self.seek:
@@ -139,7 +141,12 @@ class _Decode:
     def __init__(self, reader: VideoReader, stream: av.VideoStream) -> None:
         self.reader = reader
         self.stream = stream
-        self.time_base = stream.time_base
+        info = reader.info
+        # Deinterlacing one frame per field: frames in half the stream's time base, and every
+        # timestamp here (packets' included) counted in it
+        self.deint = None if info.deinterlace == "off" else Deinterlacer(stream, double=info.deinterlace == "double")
+        self.scale = 2 if info.deinterlace == "double" else 1
+        self.time_base = stream.time_base / self.scale if stream.time_base else stream.time_base
         self.index = 0
         self.last: Frame | None = None
         self.pending: list[int] = []  # pts of demuxed packets whose frame has not come out yet
@@ -147,7 +154,6 @@ class _Decode:
         self.failure: Exception | None = None  # a decoder error not yet tied to its frame
         self.first_pts: int | None = None
         self.keyed = False  # a keyframe was demuxed: what comes before it is not a loss
-        info = reader.info
         rotated = info.rotation in (90, 270)
         self.size = (info.height, info.width) if rotated else (info.width, info.height)  # coded
         self.convert = FrameConverter(info, self.size, reader.yuv)
@@ -215,6 +221,11 @@ class _Decode:
                     return False
         return self.put(Frame(self.index, pts, frame.time_base or self.time_base, image, quant))
 
+    def deinterlaced(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+        if self.deint is None:
+            return frames
+        return [done for frame in frames for done in self.deint.push(frame)]
+
     def run(self) -> None:
         container = self.reader._container
         assert container is not None
@@ -223,7 +234,7 @@ class _Decode:
                 return
             self.keyed = self.keyed or packet.is_keyframe
             if self.keyed and packet.size and packet.pts is not None and not packet.is_discard:
-                self.pending.append(packet.pts)
+                self.pending.append(packet.pts * self.scale)
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
@@ -231,9 +242,12 @@ class _Decode:
                 # timestamp, found when a later frame comes out, names the frame (see emit).
                 self.failure = exc
                 continue
-            for frame in frames:
+            for frame in self.deinterlaced(frames):
                 if not self.emit(frame):
                     return
+        for frame in self.deint.flush() if self.deint is not None else ():
+            if not self.emit(frame):
+                return
         if self.failure is not None and not self.pending and not self.reader.skip_bad_frames:
             raise DecodeError(
                 f"{self.reader.info.path}: decoding failed near {self.where(self.last.pts if self.last else None)} "
@@ -245,7 +259,8 @@ class _Decode:
         self.pending = []
         if self.reader.seek:  # a span: the counts and durations are the whole clip's
             return
-        expected = self.stream.frames or 0
+        # what the edit list shows, as FFmpeg decodes it (twice that, one frame per field)
+        expected = (shown_frames(self.stream) or 0) * self.scale
         if self.index and self.index < expected:  # the index promised more: a truncated file
             if not self.reader.skip_bad_frames:
                 assert self.last is not None
@@ -269,7 +284,7 @@ class _Decode:
             return
         step = self.step or max(1, round(self.tick or 1))
         # From the stream's start, not the first frame: a capture cut mid-GOP starts later
-        origin = self.stream.start_time if self.stream.start_time is not None else self.first_pts
+        origin = self.stream.start_time * self.scale if self.stream.start_time is not None else self.first_pts
         end = (last.pts + step - origin) * self.time_base  # seconds of video decoded
         if info.duration - end <= 1:
             return

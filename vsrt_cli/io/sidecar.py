@@ -2,7 +2,7 @@
 
 ``OUT.vsrt.json`` sits next to the output (beside a frame folder, never inside it, so the folder
 still holds nothing but vsrt's frames). The container tag is one line under the ``comment`` key,
-which MP4, MOV and Matroska all keep. This module only reads and writes; what goes into the
+which MP4, MOV and Matroska all keep (after the input's own comment, if it had one). This module only reads and writes; what goes into the
 record is :mod:`vsrt_cli.jobs.provenance`'s job.
 """
 
@@ -16,10 +16,11 @@ from typing import Any
 import av
 
 from vsrt_cli.errors import InputError, OutputError
+from vsrt_cli.io.metadata import OWN_LINE, own_line
 
 SUFFIX = ".vsrt.json"
 TAG_KEY = "comment"
-TAG_PREFIX = "vsrt "
+TAG_PREFIX = OWN_LINE
 
 
 def sidecar_path(output: Path) -> Path:
@@ -68,7 +69,8 @@ def read_container_tag(path: Path) -> str | None:
             values = [v for t in tables for k, v in t.items() if k.lower() == TAG_KEY]
     except av.FFmpegError:
         return None
-    return next((v for v in values if v.startswith(TAG_PREFIX)), None)
+    # the input's own comment may come first (vsrt_cli.io.metadata.container_tags)
+    return next((line for line in map(own_line, values) if line is not None), None)
 
 
 def parse_tag(tag: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 
 from vsrt_cli.errors import DecodeError, InputError
+from vsrt_cli.io.carry import Carry, main_video
 from vsrt_cli.io.outputs import partial_path, refuse_replace
 from vsrt_cli.io.probe import VideoInfo, open_input
 from vsrt_cli.io.quant import quant_reader
@@ -45,7 +46,7 @@ def scan(info: VideoInfo) -> Scan:
         raise InputError(f"{info.path}: a raw stream without timestamps cannot be cut into chunks; run it without --chunks")
     times, keys = [], set()
     with open_input(info.path) as container:
-        for packet in container.demux(container.streams.video[0]):
+        for packet in container.demux(main_video(container)):
             if packet.size and packet.pts is not None and not packet.is_discard:
                 times.append(packet.pts)
                 if packet.is_keyframe:
@@ -68,7 +69,7 @@ def read_range(info: VideoInfo, frames: Scan, start: int, end: int, *, yuv: bool
     expected = start
     convert = FrameConverter(info, size, yuv)
     with open_input(info.path) as container:
-        stream = container.streams.video[0]
+        stream = main_video(container)
         stream.thread_type = "AUTO"
         quant = quant_reader(stream)
         if start > 0:
@@ -137,13 +138,15 @@ def _video_packets(parts: list[Path], out_stream: av.stream.Stream, starts: list
 
 def stitch(
     parts: list[Path], output: Path, *, source: Path | None, overwrite: bool, metadata: dict[str, str] | None = None,
-    starts: list[Fraction] | None = None,
+    starts: list[Fraction] | None = None, copy_streams: bool = True,
 ) -> list[str]:
-    """Remux the video of ``parts`` (chunk files, in order) into ``output`` with the audio and
-    subtitle streams of ``source`` (None: none) copied once; returns the streams that the
-    container could not hold (dropped, as the video writer does). ``metadata``: container tags.
+    """Remux the video of ``parts`` (chunk files, in order) into ``output`` with everything else
+    of ``source`` (None: nothing) carried once (:class:`~vsrt_cli.io.carry.Carry`); returns what
+    the container could not hold (left out, as the video writer does). ``metadata``: vsrt's
+    container tags, beside the source's.
     ``starts``: each part's first frame's time in seconds (the source's), restored wherever a
-    muxer moved it; None keeps the parts' own."""
+    muxer moved it; None keeps the parts' own. ``copy_streams`` False (``--no-audio``): the
+    source's tags and chapters only."""
     tmp = partial_path(output)
     dropped: list[str] = []
     try:
@@ -151,31 +154,26 @@ def stitch(
             template = first.streams.video[0]
             video = out.add_stream_from_template(template)
             video.time_base = template.time_base
-            out.metadata.update(metadata or {})
-            copies, wanted = {}, []
             src = av.open(str(source), metadata_errors="ignore") if source is not None else None
             try:
                 if src is not None:
-                    for stream in src.streams:
-                        if stream.type not in ("audio", "subtitle"):
-                            continue
-                        try:
-                            copies[stream.index] = out.add_stream_from_template(stream)
-                        except (av.FFmpegError, ValueError) as exc:
-                            dropped.append(f"{stream.type} stream {stream.index} ({stream.codec_context.name}): {exc}")
-                            continue
-                        wanted.append(stream)
-                extra = iter(src.demux(*wanted)) if wanted else iter(())
+                    carry = Carry(src, out, main_video(src), video, copy_streams=copy_streams)
+                    carry.finish_header(metadata or {})
+                    dropped += carry.dropped
+                    extra = carry.packets()
+                else:
+                    out.metadata.update(metadata or {})
+                    extra = iter(())
                 pending = next(extra, None)
                 for packet in _video_packets(parts, video, starts):
                     stamp = packet.dts if packet.dts is not None else packet.pts
                     until = float(stamp * packet.time_base) if stamp is not None else None
                     while pending is not None and (until is None or _time(pending) <= until):
-                        _copy(out, pending, copies)
+                        _copy(out, pending, carry)
                         pending = next(extra, None)
                     out.mux(packet)
                 while pending is not None:
-                    _copy(out, pending, copies)
+                    _copy(out, pending, carry)
                     pending = next(extra, None)
             finally:
                 if src is not None:
@@ -203,8 +201,6 @@ def _time(packet: av.Packet) -> float:
     return float(stamp * packet.time_base) if stamp is not None else float("-inf")
 
 
-def _copy(out: av.container.OutputContainer, packet: av.Packet, copies: dict[int, av.stream.Stream]) -> None:
-    if packet.dts is None and packet.pts is None:
-        return
-    packet.stream = copies[packet.stream.index]
-    out.mux(packet)
+def _copy(out: av.container.OutputContainer, packet: av.Packet, carry: Carry) -> None:
+    if carry.route(packet):
+        out.mux(packet)

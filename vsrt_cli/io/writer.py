@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from vsrt_cli.errors import OutputError
+from vsrt_cli.io.carry import Carry, main_video
 from vsrt_cli.io.colour import RANGE_FULL, RANGE_LIMITED, SDR_BT709, Colour
 from vsrt_cli.io.encoders import (
     CODEC_ALIASES,
@@ -80,14 +81,15 @@ def default_pix_fmt(codec: str, bit_depth: int) -> str:
 class VideoWriter:
     """``with VideoWriter(path, ...) as w: w.write(image, pts)``; renamed into place on success.
 
-    ``source`` is the input container whose audio and subtitle streams are copied. Streams the
-    output container cannot hold are dropped and listed in :attr:`dropped`. An existing file is
+    ``source`` is the input whose other streams, attachments, chapters and tags are carried
+    (:class:`~vsrt_cli.io.carry.Carry`). What the output container cannot hold is left out and
+    listed in :attr:`dropped`, for the caller to say. An existing file is
     replaced only with ``overwrite`` (:func:`~vsrt_cli.io.outputs.refuse_replace`).
 
     ``colour`` (primaries, transfer, matrix, range, HDR10 metadata) and ``sample_aspect`` are
     the input's, carried to the output; when not given they are read from ``source`` (BT.709,
     square pixels without one). ``metadata`` goes into the container's header (e.g. the
-    ``comment`` tag of :mod:`vsrt_cli.io.sidecar`). HDR comes out as HDR at 10 bits, or is refused before any work
+    ``comment`` tag of :mod:`vsrt_cli.io.sidecar`), beside the input's own tags, never over them. HDR comes out as HDR at 10 bits, or is refused before any work
     (:func:`~vsrt_cli.io.encoders.check_keeps`), as is a pixel shape the output cannot record.
     """
 
@@ -140,10 +142,10 @@ class VideoWriter:
         self.frames_written = 0
         self._out: av.container.OutputContainer | None = None
         self._src: av.container.InputContainer | None = None
+        self._carry: Carry | None = None
         self._copy: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._held: list[av.Packet] = []  # libx265's first packets (see _mux_video)
-        self._stream_map: dict[int, av.stream.Stream] = {}
 
     # -- opening --------------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
@@ -157,7 +159,7 @@ class VideoWriter:
             raise OutputError(f"cannot create {self.path}: {exc}; check the folder exists, is writable, and the extension is a video container (.mp4, .mkv, .mov, .webm)") from exc
         try:
             self._add_video()
-            if self.settings.copy_streams and self.source is not None:
+            if self.source is not None:
                 self._add_copies()
             self._start()
         except BaseException:
@@ -208,7 +210,11 @@ class VideoWriter:
                 raise open_failure(self.codec, self.path.name, exc, list(logs)) from exc
             finally:
                 av.logging.set_level(level)
-            self._out.metadata.update(self.metadata)
+            if self._carry is not None:
+                self._carry.finish_header(self.metadata)
+                self.dropped += self._carry.dropped
+            else:
+                self._out.metadata.update(self.metadata)
             self._out.start_encoding()  # opens the file itself
         except OSError as exc:
             if exc.errno in _FULL | _DENIED:
@@ -226,19 +232,9 @@ class VideoWriter:
     def _add_copies(self) -> None:
         assert self._out is not None and self.source is not None
         self._src = av.open(str(self.source), metadata_errors="ignore")
-        wanted = []
-        for stream in self._src.streams:
-            if stream.type not in ("audio", "subtitle"):
-                continue
-            try:
-                out_stream = self._out.add_stream_from_template(stream)
-            except (av.FFmpegError, ValueError) as exc:
-                self.dropped.append(f"{stream.type} stream {stream.index} ({stream.codec_context.name}): {exc}")
-                continue
-            self._stream_map[stream.index] = out_stream
-            wanted.append(stream)
-        if wanted:
-            self._copy = self.cut.packets(self._src, wanted) if self.cut else iter(self._src.demux(*wanted))
+        self._carry = Carry(self._src, self._out, main_video(self._src), self._video,
+                            copy_streams=self.settings.copy_streams)
+        self._copy = self._carry.packets(self.cut.packets if self.cut else None)  # a span: cut to it
 
     # -- writing --------------------------------------------------------------------------
     @property
@@ -312,7 +308,7 @@ class VideoWriter:
             raise write_failure(self.path, exc) from exc
 
     def _mux_copies(self, until: float | None) -> None:
-        """Copy audio/subtitle packets up to ``until`` seconds (all of them if None)."""
+        """Copy the other streams' packets up to ``until`` seconds (all of them if None)."""
         if self._copy is None:
             return
         while True:
@@ -323,14 +319,13 @@ class VideoWriter:
                 if packet is None:
                     self._copy = None
                     return
-            if packet.dts is None and packet.pts is None:
-                continue
             stamp = packet.dts if packet.dts is not None else packet.pts
-            if until is not None and float(stamp * packet.time_base) > until:
+            if until is not None and stamp is not None and float(stamp * packet.time_base) > until:
                 self._pending = packet
                 return
-            packet.stream = self._stream_map[packet.stream.index]
-            self._mux([packet])
+            assert self._carry is not None
+            if self._carry.route(packet):
+                self._mux([packet])
 
     # -- closing --------------------------------------------------------------------------
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

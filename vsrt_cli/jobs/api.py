@@ -35,7 +35,7 @@ def upscale(
     precision: str = "auto", tile: int | None = None, tile_overlap: int = 16, window: int | None = None,
     window_stride: int | None = None, batch: int | None = None, codec: str | None = None, crf: int = 16,
     preset: str = "medium", pix_fmt: str | None = None, fps: str | float = "25", no_audio: bool = False,
-    skip_bad_frames: bool = False, overwrite: bool = False,
+    skip_bad_frames: bool = False, overwrite: bool = False, deinterlace: str = "frame",
     scale: float | None = None, width: int | None = None, height: int | None = None, size: str | None = None,
     stretch: bool = False, restore: str | float = "auto",
     start: str | float | None = None, duration: str | float | None = None, end: str | float | None = None,
@@ -59,7 +59,7 @@ def upscale(
         source=source, output=target, model=model, weights=chosen, device=device, precision=precision,
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=str(fps), no_audio=no_audio,
-        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, say=tell,
+        overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, say=tell, deinterlace=deinterlace,
         scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
         start=start, duration=duration, end=end,
     )

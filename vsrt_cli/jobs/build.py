@@ -80,7 +80,7 @@ def build_job(
     tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int | None,
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
     overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
-    one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None,
+    one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None, deinterlace: str = "frame",
     scale: float | None = None, width: int | None = None, height: int | None = None, size: str | None = None,
     stretch: bool = False, restore: str | float | None = "auto", start: str | float | None = None,
     duration: str | float | None = None, end: str | float | None = None,
@@ -101,6 +101,10 @@ def build_job(
     from vsrt_cli.engine.pipeline import Schedule, UpscaleJob
     from vsrt_cli.engine.runtime import resolve_device, tune_allocator
 
+    from vsrt_cli.io.interlace import MODES
+
+    if deinterlace not in MODES:
+        raise ConfigError(f"--deinterlace {deinterlace}: use one of {', '.join(MODES)}")
     tune_allocator()  # freed model memory stays in the process (a fifth of the CPU time was page faults)
     dev = resolve_device(device)
     prec = pick_precision(precision, dev)
@@ -148,6 +152,7 @@ def build_job(
         size=wanted,
         restore=strength,
         span=span,
+        deinterlace=deinterlace,
     )
     return net, job
 

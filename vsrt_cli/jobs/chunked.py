@@ -35,6 +35,7 @@ from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame
+from vsrt_cli.io.metadata import own_line
 from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
@@ -116,7 +117,7 @@ def spent_chunks(job: UpscaleJob, key: str) -> list[Path]:
     if not output.is_file() or output.is_symlink():
         return []
     try:
-        if container_comment(output) != job.metadata.get("comment"):
+        if own_line(container_comment(output)) != own_line(job.metadata.get("comment")):
             return []
         made = output.stat().st_mtime_ns
         name = _finished_chunk(output, key)
@@ -240,6 +241,9 @@ def plan_clip(model: VSRT, job: UpscaleJob, *, chunks: int | None = None, second
     if job.span is not None:
         raise ConfigError("--start/--duration/--end cannot be combined with chunks yet; upscale the span without --chunks")
     info = probe(job.source)
+    if info.interlaced is not None and job.deinterlace != "off":
+        raise ConfigError(f"{job.source.name} is interlaced ({info.interlaced}) and chunks are not deinterlaced; "
+                          "run it without --chunks (it is deinterlaced then), or with --deinterlace off")
     frames = scan(info)
     if seconds is not None:
         chunks = chunks_for_seconds(frames.frames, frame_rate(info, frames), seconds)
@@ -262,8 +266,8 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
     when the clip's work began."""
     job = plan.job
     starts = [plan.frames.times[c.start] * plan.info.time_base for c in plan.chunks]
-    dropped = stitch(list(plan.paths), job.output, source=job.source if job.encode.copy_streams else None,
-                     overwrite=job.overwrite, metadata=job.metadata, starts=starts)
+    dropped = stitch(list(plan.paths), job.output, source=job.source, overwrite=job.overwrite, metadata=job.metadata,
+                     starts=starts, copy_streams=job.encode.copy_streams)
     for line in dropped:
         yield Notice(f"not copied, the output container cannot hold it: {line}")
     # The chunks go only once the output is in place. Removed before the rename, a run killed in

@@ -122,6 +122,7 @@ def job_options(job: UpscaleJob) -> dict[str, Any]:
         "precision": job.precision,
         "device": str(job.device),
         "skip_bad_frames": job.skip_bad_frames,
+        "deinterlace": job.deinterlace,
         "overwrite": job.overwrite,
         "frames_out": job.writes_frames,
     }
