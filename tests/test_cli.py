@@ -39,8 +39,9 @@ def test_models_list_shows_official_counts(capsys):
         main(["models", "list"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "vsrt-reds" in text and "32,564,335" in text
-    assert "vsrt-vimeo" in text and "43,845,615" in text
+    assert "vsrt-reds" in text and "32.6M" in text  # 32,564,335 (`vsrt models info` has the count)
+    assert "vsrt-vimeo" in text and "43.8M" in text
+    assert "…" not in text  # at 80 columns nothing is cut short
 
 
 def test_unknown_command_is_a_usage_error():
@@ -94,7 +95,9 @@ def test_an_interrupt_before_the_work_starts_still_exits_130(monkeypatch, capsys
     def interrupted(**_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_job", interrupted)
+    from vsrt_cli.jobs import build
+
+    monkeypatch.setattr(build, "build_job", interrupted)  # upscale (through the API) and batch build here
     with pytest.raises(SystemExit) as exit_info:
         main([command, str(tmp_path), "-o", str(tmp_path / "out")])
     assert exit_info.value.code == 130

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich import box
 from rich.table import Column, Table
 
 from vsrt_cli.errors import ConfigError
@@ -28,6 +29,11 @@ def _n_params(config: "VSRTConfig") -> int:
         return sum(p.numel() for p in build_model(config).parameters())
 
 
+def _short(count: int) -> str:
+    """A parameter count in three figures: 588k, 32.6M."""
+    return f"{count / 1e6:.3g}M" if count >= 1e6 else f"{count / 1e3:.3g}k"
+
+
 def _weights_status(entry: "ModelEntry") -> str:
     from vsrt_cli.zoo.registry import local_path
 
@@ -42,16 +48,19 @@ def models_list() -> None:
     """List the named models and whether their weights are here."""
     from vsrt_cli.zoo.registry import default_name, entries
 
-    table = Table(Column("name", no_wrap=True), "frames", "LR size", Column("parameters", no_wrap=True, min_width=10), "weights",
-                  Column("gain (dB)", justify="right"), Column("cost", justify="right"))
+    # fits 80 columns: nothing a user chooses by is cut short
+    table = Table(Column("name", no_wrap=True), Column("frames", no_wrap=True), Column("LR size", no_wrap=True),
+                  Column("params", no_wrap=True, justify="right"), Column("weights", no_wrap=True),
+                  Column("gain", justify="right", no_wrap=True), Column("cost", justify="right", no_wrap=True),
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     defaults = {"video": default_name("video"), "frames": default_name("frames")}
     for name, entry in entries().items():
         config = entry.config
         size = f"{config.tile}x{config.tile}" if config.norm == "tile" else "any"
         gain, cost = _choice(entry)
-        table.add_row(name, str(config.num_frame), size, f"{_n_params(config):,}", _weights_status(entry), gain, cost)
+        table.add_row(name, str(config.num_frame), size, _short(_n_params(config)), _weights_status(entry), gain, cost)
     out.print(table)
-    out.print("gain: held-out PSNR-Y over bicubic (the manifest's quality); cost: time per frame against "
+    out.print("gain: held-out PSNR-Y over bicubic in dB (the manifest's quality); cost: time per frame against "
               "the default for video files (the manifest's cost; `vsrt models info NAME` says how measured)",
               highlight=False)
     for kind, label in (("video", "a video file"), ("frames", "a folder of image frames")):
