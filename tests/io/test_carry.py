@@ -42,7 +42,7 @@ def upscale_like(source: Path, out: Path, **settings) -> VideoWriter:
 def streams(path: Path) -> list[tuple[str, str | None, str | None, int]]:
     """``(type, language, title, disposition)`` of each stream (an MP4 track's title reads back as ``name``)."""
     with av.open(str(path)) as c:
-        return [(s.type, s.metadata.get("language"), s.metadata.get("title") or s.metadata.get("name"), int(s.disposition))
+        return [(s.type, s.metadata.get("language"), s.metadata.get("title") or s.metadata.get("name"), s.disposition.value)
                 for s in c.streams]
 
 

@@ -64,7 +64,7 @@ def copy_stream_tags(src: av.stream.Stream, dst: av.stream.Stream, *, reencoded:
     disposition = src.disposition
     if reencoded:
         disposition &= ~av.stream.Disposition.attached_pic
-    dst.disposition = disposition
+    dst.disposition = disposition.value  # an int: PyAV 17's Disposition is a Flag its setter cannot int()
 
 
 def copy_chapters(src: av.container.InputContainer, out: av.container.OutputContainer) -> str | None:

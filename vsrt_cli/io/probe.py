@@ -101,12 +101,16 @@ _ORDERS = {2: "top field first", 3: "bottom field first", 4: "top field first", 
 
 
 def field_order(stream: av.VideoStream, first: av.VideoFrame) -> str | None:
-    """How ``stream`` is interlaced (``top field first``, ``bottom field first``, or just
-    ``interlaced`` from the frame's flag), None if progressive."""
-    order = _ORDERS.get(int(stream.codec_context.field_order or 0))
+    """How ``stream`` is interlaced (``top field first``, ``bottom field first``, or ``field
+    order unknown`` from the frame's flag alone, as with PyAV 17), None if progressive."""
+    coded = getattr(stream.codec_context, "field_order", None)  # PyAV 18 and newer
+    order = _ORDERS.get(int(coded or 0))
     if order is not None:
         return order
-    return "interlaced" if first.interlaced_frame else None
+    if not first.interlaced_frame:
+        return None
+    top = getattr(first, "top_field_first", None)  # not in PyAV 17 either
+    return "field order unknown" if top is None else ("top field first" if top else "bottom field first")
 
 
 def open_input(path: Path) -> av.container.InputContainer:
