@@ -30,6 +30,10 @@ throughput  LR frames/s of the default video model at its default tiling and sch
 colour      8-bit 4:2:0 frames converted on the device (vsrt_cli/engine/yuv.py) against the same
             maths on the CPU, and the time to upload + convert a 1280x720 frame and to quantise +
             download its 4x output, as planes and as RGB (what the pipeline does on CUDA).
+tiles       the cost column of the tile table (docs/PERFORMANCE.md): seconds per LR frame of the
+            default video model at 1280x720 for tile sides 64 to 512 and the whole frame, each
+            with as many tiles per call as fit (its quality column is the CPU's: the same
+            network and tiles give the same numbers on any device).
 memory      peak device memory of one call of the default video model per tile size.
 oom         a real out-of-memory: torch.cuda.set_per_process_memory_fraction below what a
             whole-frame window of the default video model needs; the runner backs off, and its
@@ -80,7 +84,7 @@ REFERENCE = REPO.parent / "shared" / "reference"
 DEFAULT_VIDEO = "vsrt-cpu-small-real"  # the default for video files (zoo/registry.py)
 DEFAULT_WEIGHTS = REPO / "weights" / f"{DEFAULT_VIDEO}.pth"
 QP = 26.0  # the quantiser the compression-aware blend is told (x264's CRF 23 gives about this)
-LIMITS = {"env": 15, "parity": 30, "precision": 45, "flops": 30, "throughput": 75, "colour": 20, "memory": 30, "oom": 40}
+LIMITS = {"env": 15, "parity": 30, "precision": 45, "flops": 30, "throughput": 75, "tiles": 45, "colour": 20, "memory": 30, "oom": 40}
 TINY_OFFICIAL = VSRTConfig(num_feat=16, num_frame=5, depth=1, extract_blocks=1, reconstruct_blocks=1, ff_blocks=1, tile=32)
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -324,6 +328,43 @@ def throughput(device: torch.device, tiny: bool) -> dict:
     return dict(report)
 
 
+def tiles(device: torch.device, tiny: bool) -> dict:
+    model = default_model().to(device)
+    p = default_precision(device)
+    configure_device(device, p)
+    w, h = (96, 54) if tiny else (1280, 720)
+    sides = (32, 0) if tiny else (64, 96, 128, 192, 256, 384, 512, 0)
+    config = model.config
+    window, stride = config.num_frame, config.default_stride(config.num_frame)
+    images = [synthetic_planes(h, w, seed) for seed in range(4 if tiny else 8)]
+    if device.type != "cuda":
+        images = [as_rgb(image) for image in images]
+    yuv = (1, False, True) if device.type == "cuda" else None
+    report = CURRENT
+    report |= {"model": DEFAULT_VIDEO, "precision": p, "lr_size": f"{w}x{h}", "s_per_frame": {}}
+    for side in sides:
+        tiling, _ = tiling_for(config, device, p, window=window, stride=stride, overlap=16, size=(h, w), tile=side)
+        grid = plan_tiles(h, w, tile=side, overlap=16 if side else 0, multiple=config.size_multiple)
+        runner = TileRunner(model, grid, batch=tiling.batch, device=device, precision=p)
+        try:
+            if device.type == "cuda":  # warm-up: cuDNN autotuning, the caching allocator
+                stream(runner, images[: window + 1], window, stride, yuv)
+                runner.flow_cache.flows.clear()
+            sync(device)
+            start = time.perf_counter()
+            done = stream(runner, images, window, stride, yuv)
+            sync(device)
+            row = {"s": round((time.perf_counter() - start) / done, 4), "tiles": len(grid.origins),
+                   "tile": list(grid.tile), "batch": runner.batch, "notices": runner.notices}
+        except Exception as exc:  # e.g. the whole frame not fitting: the row says so, the others run
+            row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        report["s_per_frame"][str(side or "whole")] = row
+        del runner
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return dict(report)
+
+
 def synthetic_planes(h: int, w: int, seed: int) -> Planes:
     """A BT.709 limited-range 4:2:0 frame of random code values, chroma left-sited (H.264's)."""
     rng = np.random.default_rng(seed)
@@ -447,7 +488,7 @@ def oom(device: torch.device, tiny: bool) -> dict:
 
 
 SECTIONS = {"env": env, "parity": parity, "precision": precision, "flops": flops, "throughput": throughput,
-            "colour": colour, "memory": memory, "oom": oom}
+            "tiles": tiles, "colour": colour, "memory": memory, "oom": oom}
 
 
 CURRENT: dict = {}  # what the running section has measured so far: kept if it is stopped

@@ -51,7 +51,7 @@ def test_device_check_runs_end_to_end_on_the_cpu_without_video_io(tmp_path):
     code = BLOCK_VIDEO_IO + f"""
 import runpy
 sys.argv = ["device_check.py", "--out", {str(tmp_path)!r}, "--device", "cpu", "--tiny", "--limit-s", "120",
-            "--sections", "env,parity,precision,flops,throughput,colour,memory,oom,nosuch"]
+            "--sections", "env,parity,precision,flops,throughput,tiles,colour,memory,oom,nosuch"]
 try:
     runpy.run_path({str(script)!r}, run_name="__main__")
 except KeyError:
@@ -59,7 +59,7 @@ except KeyError:
 """
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=900)
     report = json.loads((tmp_path / "device_check.json").read_text())
-    sections = ("env", "parity", "precision", "flops", "throughput", "colour", "memory", "oom")
+    sections = ("env", "parity", "precision", "flops", "throughput", "tiles", "colour", "memory", "oom")
     assert [name for name in report if name in sections] == list(sections)  # written after each, the unknown one last
     for name in sections:
         assert "error" not in report[name], (name, report[name].get("error"))
@@ -74,6 +74,9 @@ except KeyError:
         row = throughput[size]
         assert row["lr_fps"] > 0 and row["frames"] == 6 and (row["tile"], row["batch"]) == (CPU_TILE, CPU_BATCH)
         assert row["stride"] == 1 and row["window"] == 5  # one pass per output frame, the 5-frame window
+    tile_rows = report["tiles"]["s_per_frame"]  # the tile table's cost column, the whole frame included
+    assert set(tile_rows) == {"32", "whole"} and all(row["s"] > 0 for row in tile_rows.values())
+    assert tile_rows["whole"]["tiles"] == 1 and tile_rows["32"]["tiles"] > 1
     precision = report["precision"]["default_video_model"]
     assert precision["model"] == "vsrt-cpu-small-real" and precision["fp32"]["psnr_y"] > 20
     oom = report["oom"]

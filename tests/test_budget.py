@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vsrt_cli.engine.budget import CPU_BATCH, CPU_TILE, LiveTensorBytes, Tiling, call_bytes, default_tiling, resident_bytes
+from vsrt_cli.engine.budget import CPU_BATCH, CPU_TILE, TILE, LiveTensorBytes, Tiling, call_bytes, default_tiling, resident_bytes
 from vsrt_cli.model import build_model
 from vsrt_cli.model.vsrt import PRESETS
 from vsrt_cli.engine.runtime import MIN_TILE
@@ -73,13 +73,21 @@ def test_device_tiling_is_the_largest_that_fits(name):
     size = (720, 1280)
     small = default_tiling(config, frames=frames, size=size, element_bytes=2, free_bytes=8 << 30)
     big = default_tiling(config, frames=frames, size=size, element_bytes=2, free_bytes=80 << 30)
-    assert big == Tiling(0, 1)  # the whole frame: no overlap work
-    assert small.tile == 0 or (small.tile % config.size_multiple == 0 and small.tile >= MIN_TILE)
+    # never the whole frame, however much memory: the bounded tile, a frame's tiles in one call
+    assert big == Tiling(TILE, len(plan_tiles(*size, tile=TILE, overlap=16, multiple=8).origins))
+    assert small.tile % config.size_multiple == 0 and MIN_TILE <= small.tile <= TILE
     assert fits(config, small, size, frames, 8 << 30)
-    if small.tile:  # one step larger, or one more tile per call, would not fit
+    if small.tile < TILE:  # one step larger would not fit
         assert not fits(config, Tiling(small.tile + config.size_multiple, 1), size, frames, 8 << 30)
-        tiles = len(plan_tiles(*size, tile=small.tile, overlap=16, multiple=8).origins)
-        assert small.batch == tiles or not fits(config, Tiling(small.tile, small.batch + 1), size, frames, 8 << 30)
+    tiles = len(plan_tiles(*size, tile=small.tile, overlap=16, multiple=8).origins)
+    assert small.batch == tiles or not fits(config, Tiling(small.tile, small.batch + 1), size, frames, 8 << 30)
+
+
+def test_a_frame_smaller_than_the_tile_is_one_tile_just_covering_it():
+    config = PRESETS["vsrt-cpu-small-5f"]
+    tiling = default_tiling(config, frames=5, size=(90, 100), element_bytes=2, free_bytes=80 << 30)
+    grid = plan_tiles(90, 100, tile=tiling.tile, overlap=16, multiple=8)
+    assert tiling.tile == TILE and grid.tile == (96, 104) and len(grid.origins) == 1
 
 
 def test_little_memory_gives_the_smallest_tile_and_fixed_models_keep_theirs():

@@ -139,13 +139,36 @@ def test_flow_cache_gives_the_per_window_flows(flow_model):
         frames = clip[list(window.frames)]
         cached = cache.window(frames, window.frames)
         direct = window_flows(flow_model.spynet, frames[None])
-        for a, b in zip(cached, direct):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        for a, b in zip(cached, direct):  # batched differently: oneDNN's sums differ by ~1e-5
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
     # 7 frames: 6 forward + 6 backward neighbour pairs and the 2 end self-pairs, plus the pairs
     # the reflected end windows form (e.g. frame 0's window [4, 3, 0, 1, 2] pairs 4 with 3)
     assert len(cache.flows) < 2 * 5 * 7  # far fewer than computing every window afresh
     cache.forget_before(3)
     assert all(ref >= 3 for ref, _ in cache.flows)
+
+
+@torch.no_grad()
+def test_flow_cache_computes_only_the_flows_the_model_reads(flow_model):
+    """Given the positions read (a per-frame-query pass's centre), the cache computes only those
+    pairs: with centred windows each real neighbour pair once, no end self-pair, half the work
+    of computing every flow of every window; the unread ones are NaN, never a plausible zero."""
+    clip = torch.rand(9, 3, 16, 24)
+    every, some = FlowCache(flow_model), FlowCache(flow_model)
+    read = ({1, 2}, {2, 3})  # to_prev at the centre and the one before, to_next at the centre and after
+    for window in plan_windows(9, 5, 1):
+        frames = clip[list(window.frames)]
+        full = every.window(frames, window.frames)
+        part = some.window(frames, window.frames, read)
+        for a, b, wanted in zip(full, part, read):
+            for j in range(5):
+                if j in wanted:
+                    torch.testing.assert_close(b[:, j], a[:, j], atol=1e-4, rtol=0)
+                else:
+                    assert torch.isnan(b[:, j]).all()
+    assert all(ref != supp for ref, supp in some.flows)  # no end self-pair
+    assert {(j, j + 1) for j in range(8)} | {(j + 1, j) for j in range(8)} <= set(some.flows)
+    assert len(some.flows) < len(every.flows) * 2 / 3  # 20 of 33 here; 2 of 4 per window mid-clip
 
 
 # --- refused before any work, nothing left behind ------------------------------------------------

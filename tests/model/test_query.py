@@ -119,3 +119,47 @@ def test_early_fusion_aligns_neighbours_one_and_two_frames_away():
     assert torch.equal(EarlyFusion._aligned(x, to_prev, to_next, 0, -1), x[:, 0])  # outside: the frame itself
     out = EarlyFusion(8)(x, (to_prev, to_next), [2, 0])
     assert out.shape == (2, 8, 32, 48) and float(out.detach().abs().max()) == 0.0  # zero-initialised
+
+
+def test_merged_attention_equals_two_softmaxes_over_own_and_joined_keys():
+    """The query pass scores the own tokens once and merges the two softmaxes through their
+    sums; it must equal attention over the own keys blended with attention over own + context."""
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    from vsrt_cli.model.query import _attention
+
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(3, 1, 6, 32, generator=g, dtype=torch.float64) for _ in range(3))
+    kc, vc = (torch.randn(3, 1, 24, 32, generator=g, dtype=torch.float64) for _ in range(2))
+    kc[0] += 40.0  # one item whose context outscores its own tokens by far: no underflow
+    gate = torch.tensor(0.3, dtype=torch.float64)
+    own = sdpa(q, k, v)
+    every = sdpa(q, torch.cat([k, kc], 2), torch.cat([v, vc], 2))
+    got = _attention(q, k, v, (kc, vc), gate)
+    torch.testing.assert_close(got, own + gate * (every - own), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(_attention(q, k, v, None, None), own, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("t, keep", [(5, [2]), (5, [0]), (5, [4]), (5, [1, 3]), (3, [1]), (2, [0]), (1, [0])])
+def test_the_pass_reads_only_the_flows_it_names(t, keep):
+    """Flows a pass does not read (``flows_read``) are left uncomputed by the pipeline, as NaN:
+    with NaN there the output must be the same, finite frames."""
+    torch.manual_seed(0)
+    net = open_gates(small())
+    x, flows = window(t=t)
+    read_prev, read_next = net.flows_read(t, keep)
+    assert len(read_prev) < t or len(read_next) < t or t <= 2
+    holed = tuple(f.clone() for f in flows)
+    for f, read in zip(holed, (read_prev, read_next)):
+        for j in set(range(t)) - read:
+            f[:, j] = float("nan")
+    with torch.no_grad():
+        want = net(x, flows, keep=keep)
+        got = net(x, holed, keep=keep)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_a_joint_network_reads_every_flow():
+    net = build_model(replace(get_config("vsrt-cpu-small"), flow="spynet")).eval()
+    assert net.flows_read(5, [2]) == (set(range(5)), set(range(5)))

@@ -35,7 +35,14 @@ from vsrt_cli.engine.runtime import MIN_TILE
 from vsrt_cli.engine.schedule import TileGrid, plan_tiles, round_up
 
 SHARE = 0.65  # of free device memory planned for; the rest: cuDNN workspaces, allocator rounding
-CPU_TILE, CPU_BATCH = 128, 4  # the CPU's defaults: bigger tiles do not make a CPU faster
+# Every device's largest default tile side. Attention is global over a tile's patches, so its
+# cost per pixel grows with the tile, and quality falls with it (the models were trained on
+# 32-64 px patches): at 320x180, 64..512 px tiles and the whole frame on the held-out clips,
+# PSNR-Y fell monotonically from 64 px (+0.03 dB over 128) to the whole frame (-0.02..-0.04 dB),
+# and the CPU's time per frame was flat from 128 up while 64 cost 1.6x (docs/PERFORMANCE.md,
+# "The tile table"; `python benchmarks/tiles.py`).
+TILE = 128
+CPU_TILE, CPU_BATCH = TILE, 4  # the CPU's defaults
 FP32 = 4
 
 
@@ -76,12 +83,13 @@ def default_tiling(
     """The default tile and tiles per call for ``frames``-frame windows (``kept`` of them
     reconstructed per call: at most all, at a clip's end) of ``size`` = (height, width) LR frames.
 
-    ``free_bytes`` None (the CPU): today's :data:`CPU_TILE`, :data:`CPU_BATCH`. On a device: the
-    largest tile whose call and :func:`resident_bytes` fit in ``share`` of ``free_bytes``: the
-    whole frame (``tile`` 0) when it fits, since tiles cost overlap work, else a square tile (a
-    multiple of the model's ``size_multiple``, at least :data:`MIN_TILE`); then as many tiles per
-    call as fit, at most a frame's tiles. Fixed-tile models (``norm="tile"``) keep their tile.
-    ``size`` None (clips of several sizes): a square tile up to 2048, never the whole frame.
+    ``free_bytes`` None (the CPU): :data:`CPU_TILE`, :data:`CPU_BATCH`. On a device: the largest
+    tile up to :data:`TILE` whose call and :func:`resident_bytes` fit in ``share`` of
+    ``free_bytes`` (a multiple of the model's ``size_multiple``, at least :data:`MIN_TILE`; a
+    frame smaller than the tile gets one tile just covering it), then as many tiles per call as
+    fit, at most a frame's tiles. Never the whole of a larger frame: attention over all its
+    patches costs more per pixel and scores lower. Fixed-tile models (``norm="tile"``) keep
+    their tile. ``size`` None: clips of several sizes, the same rule.
     ``tile`` given (``--tile``): only the tiles per call are chosen, for that tile.
     At worst the smallest tile, one per call: the out-of-memory back-off takes over from there.
     """
@@ -108,10 +116,8 @@ def default_tiling(
         if tile == 0 and size is None:
             return Tiling(0, 1)
         return Tiling(tile, max(1, most_tiles(grid(tile))))
-    if size is not None and most_tiles(grid(0)) >= 1:
-        return Tiling(0, 1)
     floor = max(round_up(MIN_TILE, m), m)
-    top = max(round_up(max(size), m) - m, floor) if size is not None else 2048 // m * m
+    top = max(round_up(TILE, m), floor)
     for side in range(top, floor - 1, -m):
         if (fit := most_tiles(grid(side))) >= 1:
             return Tiling(side, fit)

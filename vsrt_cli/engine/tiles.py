@@ -33,25 +33,35 @@ class FlowCache:
         self.chunk = chunk
         self.flows: dict[tuple[int, int], torch.Tensor] = {}
 
-    def window(self, frames: torch.Tensor, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def window(
+        self, frames: torch.Tensor, indices: tuple[int, ...], read: tuple[set[int], set[int]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``frames`` ``[T, 3, H, W]`` holding source frames ``indices`` -> ``(to_prev, to_next)``
-        ``[1, T, 2, H, W]``, as :func:`~vsrt_cli.model.spynet.window_flows` computes them."""
+        ``[1, T, 2, H, W]``, as :func:`~vsrt_cli.model.spynet.window_flows` computes them.
+        ``read``: the positions whose ``(to_prev, to_next)`` flows the model will read (the
+        model's ``flows_read``); the others are not computed and hold NaN, so a model that read
+        one after all would make a non-finite frame, refused, never a silently wrong one."""
         t, _, h, w = frames.shape
         if not self.model.config.use_flow:
             zeros = frames.new_zeros(1, t, 2, h, w)
             return zeros, zeros
         prev, nxt = neighbours(t)
+        read_prev, read_next = read if read is not None else (set(range(t)), set(range(t)))
         position = {index: j for j, index in enumerate(indices)}
-        wanted = [(indices[j], indices[k]) for j, k in zip(range(t), prev)]
-        wanted += [(indices[j], indices[k]) for j, k in zip(range(t), nxt)]
-        missing = [pair for pair in dict.fromkeys(wanted) if pair not in self.flows]
+        wanted = [(indices[j], indices[k]) if j in read_prev else None for j, k in zip(range(t), prev)]
+        wanted += [(indices[j], indices[k]) if j in read_next else None for j, k in zip(range(t), nxt)]
+        missing = [pair for pair in dict.fromkeys(wanted) if pair is not None and pair not in self.flows]
         for start in range(0, len(missing), self.chunk):
             pairs = missing[start : start + self.chunk]
             ref = torch.stack([frames[position[a]] for a, _ in pairs])
             supp = torch.stack([frames[position[b]] for _, b in pairs])
             for pair, flow in zip(pairs, self.model.flow_net(ref, supp)):
                 self.flows[pair] = flow
-        stacked = torch.stack([self.flows[pair] for pair in wanted]).unsqueeze(0)
+        unread = None
+        if None in wanted:
+            some = next(self.flows[pair] for pair in wanted if pair is not None)
+            unread = torch.full_like(some, float("nan"))
+        stacked = torch.stack([self.flows[pair] if pair is not None else unread for pair in wanted]).unsqueeze(0)
         return stacked[:, :t], stacked[:, t:]
 
     def forget_before(self, first: int) -> None:
@@ -203,7 +213,8 @@ class TileRunner:
             with autocast(self.device, self.precision):
                 # Flows on the whole (padded) frames, then cropped per tile: more context for SPyNet
                 # and no repeated work in tile overlaps or overlapping windows.
-                flows = self.flow_cache.window(padded, indices)
+                read = self.model.flows_read(len(frames), positions) if hasattr(self.model, "flows_read") else None
+                flows = self.flow_cache.window(padded, indices, read)
         self._stage = "tiles"
         for start in range(0, len(origins), self.batch):
             chunk = origins[start : start + self.batch]

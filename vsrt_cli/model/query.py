@@ -81,17 +81,35 @@ class EarlyFusion(nn.Module):
         return flow_warp(x[:, p + d].float(), flow, mode="bicubic")
 
 
+def flows_read(t: int, keep: Sequence[int]) -> tuple[set[int], set[int]]:
+    """The window positions whose ``to_prev`` and ``to_next`` flows the pass for queries ``keep``
+    of a ``t``-frame window reads: each query's own pair of flows (a window end's is its self
+    pair), and the adjacent one that composes the path to a neighbour two frames away
+    (:class:`EarlyFusion`). The other flows of the window are never read."""
+    prev, nxt = set(), set()
+    for p in (j % t for j in keep):
+        prev.add(p)
+        nxt.add(p)
+        if p - 2 >= 0:
+            prev.add(p - 1)
+        if p + 2 < t:
+            nxt.add(p + 1)
+    return prev, nxt
+
+
 def _tokens(feat: torch.Tensor, heads: int, patch: int) -> torch.Tensor:
     """``[N, T, C, H, W]`` -> ``[N, heads, T * patches, C / heads * patch * patch]`` (the layout
     of :class:`~vsrt_cli.model.blocks.STCSA`'s tokens)."""
     return rearrange(feat, "n t (g c) (y p1) (x p2) -> n g (t y x) (c p1 p2)", g=heads, p1=patch, p2=patch)
 
 
-def _context_of(ctx: torch.Tensor, keep: list[int]) -> torch.Tensor:
-    """``[B, T, ...]`` -> ``[B * len(keep), T - 1, ...]``: for each query, the other frames."""
-    t = ctx.shape[1]
-    picked = [ctx[:, [j for j in range(t) if j != p]] for p in keep]
-    return rearrange(torch.stack(picked, dim=1), "b q t ... -> (b q) t ...")
+def _others(t: int, keep: list[int]) -> tuple[list[int], list[list[int]] | None]:
+    """The frames that are some query's context (``used``), and for each query the positions of
+    its own context frames within ``used`` (None when that is every query's ``used`` in order)."""
+    rows = [[j for j in range(t) if j != p] for p in keep]
+    used = sorted({j for row in rows for j in row})
+    pick = [[used.index(j) for j in row] for row in rows]
+    return used, None if all(row == list(range(len(used))) for row in pick) else pick
 
 
 def _fold(x: torch.Tensor, keep: list[int]) -> torch.Tensor:
@@ -99,24 +117,58 @@ def _fold(x: torch.Tensor, keep: list[int]) -> torch.Tensor:
     return rearrange(x[:, keep], "b q ... -> (b q) ...")
 
 
+def _softmax_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Attention of ``q [..., L, D]`` over ``k, v [..., M, D]`` left unnormalised: ``(a, z, m)``,
+    ``softmax(qk^T / sqrt(D)) v = a / z`` with ``m`` the scores' row maximum (fp32)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    m = scores.detach().amax(dim=-1, keepdim=True)  # for range only: its gradient cancels
+    e = (scores - m).exp()
+    return torch.matmul(e.to(v.dtype), v).float(), e.sum(dim=-1, keepdim=True), m
+
+
+def _attention(
+    qt: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor,
+    context: tuple[torch.Tensor, torch.Tensor] | None, gate: torch.Tensor | None,
+) -> torch.Tensor:
+    """``own + gate * (every - own)``: ``own`` the queries' tokens attending to their own frame's
+    tokens ``kt, vt``, ``every`` to those and the ``context`` frames' tokens together. Each part
+    is one score matrix and the two softmaxes are merged through their sums, so the own tokens
+    are scored once and nothing is concatenated: on this CPU 2.3x faster than two fused-kernel
+    calls on the joined keys (its tiles fit small heads; these tokens hold 2048 numbers)."""
+    a, z, m = _softmax_parts(qt, kt, vt)
+    own = a / z
+    if context is None:
+        return own.to(vt.dtype)
+    ac, zc, mc = _softmax_parts(qt, *context)
+    top = torch.maximum(m, mc)
+    w, wc = (m - top).exp(), (mc - top).exp()
+    every = (a * w + ac * wc) / (z * w + zc * wc)
+    return (own + gate.float() * (every - own)).to(vt.dtype)
+
+
 def _attend(block: TransformerBlock, xq: torch.Tensor, ctx: torch.Tensor, keep: list[int]) -> torch.Tensor:
     """The attention sub-layer for queries ``xq [N, C, H, W]`` and the window's context
-    ``ctx [B, T, C, H, W]``: each query attends to its own tokens and the other frames'."""
+    ``ctx [B, T, C, H, W]``: each query attends to its own tokens and the other frames'. Only
+    frames some query reads as context get keys and values (not the centre, for one centred
+    query)."""
     attn = block.attn
     y = block.attn_norm(xq)
     q, k, v = attn.q(y), attn.k(y), attn.v(y)
     heads, p = attn.heads, attn.patch
     qt, kt, vt = (_tokens(f[:, None], heads, p) for f in (q, k, v))
-    out = F.scaled_dot_product_attention(qt, kt, vt)
     b, t = ctx.shape[:2]
+    context = None
     if t > 1 and attn.cross_gate is not None:
-        yc = block.attn_norm(ctx.flatten(0, 1))
-        kc = _context_of(rearrange(attn.k(yc), "(b t) c h w -> b t c h w", b=b), keep)
-        vc = _context_of(rearrange(attn.v(yc), "(b t) c h w -> b t c h w", b=b), keep)
-        every = F.scaled_dot_product_attention(
-            qt, torch.cat([kt, _tokens(kc, heads, p)], dim=2), torch.cat([vt, _tokens(vc, heads, p)], dim=2)
-        )
-        out = out + attn.cross_gate.to(out.dtype) * (every - out)
+        used, pick = _others(t, keep)
+        yc = rearrange(block.attn_norm(ctx.flatten(0, 1)), "(b t) c h w -> b t c h w", b=b)[:, used].flatten(0, 1)
+        context = []
+        for conv in (attn.k, attn.v):
+            kv = rearrange(conv(yc), "(b t) c h w -> b t c h w", b=b)
+            if pick is not None:  # several queries: each its own others
+                kv = rearrange(torch.stack([kv[:, row] for row in pick], dim=1), "b q t ... -> (b q) t ...")
+            context.append(_tokens(kv, heads, p))
+        context = tuple(context)
+    out = _attention(qt, kt, vt, context, attn.cross_gate)
     h = xq.shape[-2]
     out = rearrange(out, "n g (y x) (c p1 p2) -> n (g c) (y p1) (x p2)", y=h // p, p1=p, p2=p)
     return xq + block.gated(y + attn.proj(out))

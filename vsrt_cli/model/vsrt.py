@@ -25,7 +25,7 @@ from vsrt_cli.model.blocks import TransformerBlock, full_precision
 from vsrt_cli.model.layers import ResidualBlock, add_positional_encoding, lrelu, residual_stack
 from vsrt_cli.model.dis import DISFlow
 from vsrt_cli.model.quant import QuantFiLM, blend_groups, blend_scale, delta_key, modulate, quant_tensor
-from vsrt_cli.model.query import EarlyFusion, query_forward
+from vsrt_cli.model.query import EarlyFusion, flows_read, query_forward
 from vsrt_cli.model.spynet import SPyNet, window_flows
 
 SCALE = 4
@@ -99,6 +99,14 @@ class VSRT(nn.Module):
             zeros = x.new_zeros(x.shape[0], x.shape[1], 2, *x.shape[3:])
             return zeros, zeros
         return window_flows(self.flow_net, x)
+
+    def flows_read(self, t: int, keep: Sequence[int] | None) -> tuple[set[int], set[int]]:
+        """The positions of a ``t``-frame window whose ``(to_prev, to_next)`` flows a call with
+        ``keep`` reads: all of them, but for a per-frame-query network only those around the
+        kept frames (:func:`vsrt_cli.model.query.flows_read`)."""
+        if keep is None or not self.config.per_frame_queries:
+            return set(range(t)), set(range(t))
+        return flows_read(t, keep)
 
     @property
     def flow_net(self) -> nn.Module:
