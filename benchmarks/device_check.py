@@ -152,8 +152,9 @@ def default_runner(model, device: torch.device, precision: str, size: tuple[int,
     config = model.config
     window = config.num_frame
     stride = config.default_stride(window)
-    tiling, free = tiling_for(config, device, precision, window=window, stride=stride, overlap=16, size=size)
-    grid = plan_tiles(*size, tile=tiling.tile, overlap=16 if tiling.tile else 0, multiple=config.size_multiple,
+    overlap = config.default_overlap
+    tiling, free = tiling_for(config, device, precision, window=window, stride=stride, overlap=overlap, size=size)
+    grid = plan_tiles(*size, tile=tiling.tile, overlap=overlap if tiling.tile else 0, multiple=config.size_multiple,
                       fixed=config.norm == "tile")
     chosen = {"window": window, "stride": stride, "tile": tiling.tile, "batch": tiling.batch,
               "tiles_per_frame": len(grid.origins), "free_gib": None if free is None else round(free / 2**30, 1)}
@@ -175,7 +176,7 @@ def stream(runner: TileRunner, images: list, window: int, stride: int, yuv) -> i
             hr = runner(batch, [pos for pos, _ in win.outputs], win.frames, QP)
             if pending is not None:
                 out += len(pending.images())
-            pending = Download(hr, deep=False, yuv=yuv)
+            pending = Download(hr, deep=False, yuv=yuv, finite=runner.take_check())
         for index in [i for i in buffer if i < planner.keep_from]:
             del buffer[index]
         runner.flow_cache.forget_before(planner.keep_from)
@@ -318,7 +319,7 @@ def throughput(device: torch.device, tiny: bool) -> dict:
         window, stride = chosen["window"], chosen["stride"]
         if device.type == "cuda":  # warm-up: cuDNN autotuning, the caching allocator
             stream(runner, images[: window + 1], window, stride, yuv)
-            runner.flow_cache.flows.clear()
+            runner.flow_cache.clear()
         sync(device)
         start = time.perf_counter()
         done = stream(runner, images, window, stride, yuv)
@@ -343,13 +344,14 @@ def tiles(device: torch.device, tiny: bool) -> dict:
     report = CURRENT
     report |= {"model": DEFAULT_VIDEO, "precision": p, "lr_size": f"{w}x{h}", "s_per_frame": {}}
     for side in sides:
-        tiling, _ = tiling_for(config, device, p, window=window, stride=stride, overlap=16, size=(h, w), tile=side)
-        grid = plan_tiles(h, w, tile=side, overlap=16 if side else 0, multiple=config.size_multiple)
+        overlap = config.default_overlap
+        tiling, _ = tiling_for(config, device, p, window=window, stride=stride, overlap=overlap, size=(h, w), tile=side)
+        grid = plan_tiles(h, w, tile=side, overlap=overlap if side else 0, multiple=config.size_multiple)
         runner = TileRunner(model, grid, batch=tiling.batch, device=device, precision=p)
         try:
             if device.type == "cuda":  # warm-up: cuDNN autotuning, the caching allocator
                 stream(runner, images[: window + 1], window, stride, yuv)
-                runner.flow_cache.flows.clear()
+                runner.flow_cache.clear()
             sync(device)
             start = time.perf_counter()
             done = stream(runner, images, window, stride, yuv)

@@ -1,7 +1,7 @@
 """The tile table: quality and cost of the default video model for each tile size (issue #28).
 
     python benchmarks/tiles.py [--tiles 64,96,128,160,192,256,0] [--frames 8] [--clips ski,plane]
-                               [--gt 1280x720] [--device cpu] [--precision bf16] [--json FILE]
+                               [--gt 1280x720] [--overlap 8,16] [--device cpu] [--precision bf16] [--json FILE]
 
 Each held-out moving clip's first ``--frames`` frames, centre-cropped to ``--gt`` (1280x720: LR
 320x180, the README job's size), are the ground truth; the LR input is their MATLAB-bicubic x1/4
@@ -41,13 +41,13 @@ from vsrt_cli.jobs.build import load_model  # noqa: E402
 from vsrt_cli.train.degrade import bi_degrade, crop_to_multiple  # noqa: E402
 
 
-def run(model, lr: np.ndarray, tile: int, batch: int, device: torch.device, precision: str) -> tuple[float, list, dict]:
+def run(model, lr: np.ndarray, tile: int, batch: int, device: torch.device, precision: str, overlap: int = 16) -> tuple[float, list, dict]:
     """Seconds of the windows-tiles-model-blend path over ``lr``, its frames and its grid."""
-    grid = plan_tiles(lr.shape[1], lr.shape[2], tile=tile, overlap=16 if tile else 0,
+    grid = plan_tiles(lr.shape[1], lr.shape[2], tile=tile, overlap=overlap if tile else 0,
                       multiple=model.config.size_multiple)
     batch = len(grid.origins) if batch == 0 else batch
     runner = TileRunner(model, grid, batch=batch, device=device, precision=precision)
-    schedule = Schedule(tile=tile, overlap=16, window=5, stride=1, batch=batch)
+    schedule = Schedule(tile=tile, overlap=overlap, window=5, stride=1, batch=batch)
     keep = Keep()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -73,6 +73,7 @@ def main() -> int:
     parser.add_argument("--precision", default=None)
     parser.add_argument("--batch", type=int, default=None, help="tiles per call (0: a frame's tiles; default: the CPU's 4, a device's all)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--overlap", default=None, help="comma-separated tile overlaps (LR px), a row each per tile (default: the model's)")
     parser.add_argument("--model", default=None, help="default: the default model for frames")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -92,14 +93,15 @@ def main() -> int:
         path, scale, _ = CLIPS[name]
         gt = crop_to_multiple(read_frames(path, args.frames, scale, (h, w)))
         lr = bi_degrade(gt)
-        for tile in (int(t) for t in args.tiles.split(",")):
+        overlaps = args.overlap.split(",") if args.overlap else [str(model.config.default_overlap)]
+        for tile, overlap in ((int(t), int(o)) for t in args.tiles.split(",") for o in overlaps):
             best, frames, info = None, None, None
             for _ in range(args.repeats):
-                seconds, frames, info = run(model, lr, tile, batch, device, precision)
+                seconds, frames, info = run(model, lr, tile, batch, device, precision, overlap)
                 best = seconds if best is None else min(best, seconds)
             per_frame = best / len(lr)
             mpx = gt.shape[1] * gt.shape[2] / 1e6
-            row = {"clip": name, "lr": f"{lr.shape[2]}x{lr.shape[1]}", "tile": tile, **info,
+            row = {"clip": name, "lr": f"{lr.shape[2]}x{lr.shape[1]}", "tile": tile, "overlap": overlap, **info,
                    "psnr_y": round(score(frames, gt), 3), "s_per_frame": round(per_frame, 3),
                    "s_per_mpx": round(per_frame / mpx, 3)}
             rows.append(row)

@@ -60,7 +60,7 @@ def test_the_cpu_keeps_todays_defaults():
 
 
 def fits(config, tiling: Tiling, size, frames: int, free: int, share: float = 0.65) -> bool:
-    grid = plan_tiles(*size, tile=tiling.tile, overlap=16 if tiling.tile else 0, multiple=config.size_multiple)
+    grid = plan_tiles(*size, tile=tiling.tile, overlap=config.default_overlap if tiling.tile else 0, multiple=config.size_multiple)
     pixels = tiling.batch * grid.tile[0] * grid.tile[1]
     need = call_bytes(config, frames=frames, kept=frames, pixels=pixels, element_bytes=2)
     return need + resident_bytes(grid, frames=frames, kept=frames) <= share * free
@@ -74,19 +74,19 @@ def test_device_tiling_is_the_largest_that_fits(name):
     small = default_tiling(config, frames=frames, size=size, element_bytes=2, free_bytes=8 << 30)
     big = default_tiling(config, frames=frames, size=size, element_bytes=2, free_bytes=80 << 30)
     # never the whole frame, however much memory: the bounded tile, a frame's tiles in one call
-    assert big == Tiling(TILE, len(plan_tiles(*size, tile=TILE, overlap=16, multiple=8).origins))
+    assert big == Tiling(TILE, len(plan_tiles(*size, tile=TILE, overlap=config.default_overlap, multiple=8).origins))
     assert small.tile % config.size_multiple == 0 and MIN_TILE <= small.tile <= TILE
     assert fits(config, small, size, frames, 8 << 30)
     if small.tile < TILE:  # one step larger would not fit
         assert not fits(config, Tiling(small.tile + config.size_multiple, 1), size, frames, 8 << 30)
-    tiles = len(plan_tiles(*size, tile=small.tile, overlap=16, multiple=8).origins)
+    tiles = len(plan_tiles(*size, tile=small.tile, overlap=config.default_overlap, multiple=8).origins)
     assert small.batch == tiles or not fits(config, Tiling(small.tile, small.batch + 1), size, frames, 8 << 30)
 
 
 def test_a_frame_smaller_than_the_tile_is_one_tile_just_covering_it():
     config = PRESETS["vsrt-cpu-small-5f"]
     tiling = default_tiling(config, frames=5, size=(90, 100), element_bytes=2, free_bytes=80 << 30)
-    grid = plan_tiles(90, 100, tile=tiling.tile, overlap=16, multiple=8)
+    grid = plan_tiles(90, 100, tile=tiling.tile, overlap=config.default_overlap, multiple=8)
     assert tiling.tile == TILE and grid.tile == (96, 104) and len(grid.origins) == 1
 
 
@@ -108,7 +108,7 @@ def test_upscale_sizes_its_default_tiles_by_the_free_device_memory(monkeypatch, 
     monkeypatch.setattr(runtime, "free_memory", lambda device: free)  # a CUDA card with this much free
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(1280, 720))
     options = dict(source=clip, output=tmp_path / "out.mkv", model=None, weights=tiny_weights, device="cpu",
-                   precision="bf16", tile=None, tile_overlap=16, window=None, window_stride=None, batch=None,
+                   precision="bf16", tile=None, tile_overlap=None, window=None, window_stride=None, batch=None,
                    codec=None, crf=16, preset="medium", pix_fmt=None, fps="25", no_audio=True,
                    overwrite=True, skip_bad_frames=False)
     net, job = cli._job(**options)

@@ -51,3 +51,58 @@ def test_the_pipeline_writes_no_output_for_a_nan_frame(tiny_model, tmp_path):
     with pytest.raises(NumericError, match=r"frame 1 \(counting from 0\) is not finite.*the weights"):
         list(upscale(Poisoned(tiny_model, float("nan"), position=1), job))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+# --- on CUDA the check is read a window late, with the frames' download ---------------------------
+
+
+def test_a_deferred_check_refuses_the_frames_when_they_are_read(tiny_model):
+    """CUDA's path (forced here on the CPU): the call returns without waiting for the device; the
+    window's flags travel with its download, which raises before handing out a frame."""
+    from vsrt_cli.engine.runtime import Download
+
+    frames = torch.rand(5, 3, 40, 72)
+    runner = TileRunner(Poisoned(tiny_model, float("nan"), position=3), plan_tiles(40, 72, tile=32, overlap=8, multiple=8),
+                        batch=4, device=torch.device("cpu"), precision="fp16")
+    runner.defer_check = True
+    hr = runner(frames, [0, 1, 2, 3, 4], (10, 11, 12, 13, 14))  # no error yet
+    download = Download(hr, False, None, runner.take_check())
+    with pytest.raises(NumericError, match=r"frame 13 \(counting from 0\) is not finite.*--precision bf16 or fp32"):
+        download.images()
+    assert runner.take_check() is None  # taken once
+
+
+def test_a_deferred_check_nobody_took_is_read_at_the_next_call(tiny_model):
+    frames = torch.rand(5, 3, 40, 72)
+    runner = TileRunner(Poisoned(tiny_model, float("inf"), position=1), plan_tiles(40, 72, tile=32, overlap=8, multiple=8),
+                        batch=4, device=torch.device("cpu"), precision="fp32")
+    runner.defer_check = True
+    runner(frames, [0, 1, 2, 3, 4], (0, 1, 2, 3, 4))
+    with pytest.raises(NumericError, match=r"frame 1 \(counting from 0\)"):
+        runner(frames, [0, 1, 2, 3, 4], (5, 6, 7, 8, 9))
+
+
+def test_the_pipeline_with_the_deferred_check_writes_no_output_for_a_nan_frame(tiny_model, tmp_path, monkeypatch):
+    made = TileRunner.__init__
+
+    def deferring(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        self.defer_check = True
+
+    class LastCallPoisoned(Poisoned):
+        """Poisons only the last window's call: no later call would ever read its check."""
+
+        calls = 0
+
+        def __call__(self, tiles, flows=None):
+            LastCallPoisoned.calls += 1
+            return super().__call__(tiles, flows) if LastCallPoisoned.calls == 2 else self.model(tiles, flows)
+
+    monkeypatch.setattr(TileRunner, "__init__", deferring)
+    source = make_clip(tmp_path / "in.mp4", frames=6, size=(32, 24))
+    job = UpscaleJob(source=source, output=tmp_path / "out.mkv", schedule=Schedule(tile=32, overlap=8, window=3, stride=3),
+                     device=torch.device("cpu"), precision="fp32")
+    with pytest.raises(NumericError, match=r"frame 4 \(counting from 0\) is not finite"):
+        list(upscale(LastCallPoisoned(tiny_model, float("nan"), position=1), job))
+    assert LastCallPoisoned.calls == 2  # two windows of 3, one tile each
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -171,6 +171,38 @@ def test_flow_cache_computes_only_the_flows_the_model_reads(flow_model):
     assert len(some.flows) < len(every.flows) * 2 / 3  # 20 of 33 here; 2 of 4 per window mid-clip
 
 
+@torch.no_grad()
+def test_flow_cache_ahead_computes_reverse_pairs_on_a_worker_with_the_same_flows():
+    """With ``ahead``, each DIS pair computed for a window starts its reverse on a worker thread;
+    the next windows find it there: fewer pairs wait on the calling thread, same flows."""
+    from dataclasses import replace as changed
+
+    net = build_model(changed(TINY, num_frame=5, flow="dis", use_flow=True, per_frame_queries=True,
+                              neighbour_gates=True, centre_first=True)).eval()
+    calls = []
+    inner = net.dis.forward
+    net.dis.forward = lambda ref, supp: calls.append(len(ref)) or inner(ref, supp)
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 24, 32, generator=g)
+    clip = torch.cat([torch.roll(base, shifts=(j, 2 * j), dims=(2, 3)) for j in range(9)])  # moving content
+    read = net.flows_read(5, [2])
+    plain, ahead = FlowCache(net), FlowCache(net, ahead=True)
+    waited = {"plain": 0, "ahead": 0}
+    for window in plan_windows(9, 5, 1):
+        frames = clip[list(window.frames)]
+        for name, cache in (("plain", plain), ("ahead", ahead)):
+            before = sum(calls)
+            flows = cache.window(frames, window.frames, read)
+            waited[name] += sum(calls) - before  # pairs computed on the calling thread
+            if name == "plain":
+                want = flows
+        for a, b in zip(want, flows):
+            torch.testing.assert_close(b, a, equal_nan=True, atol=0, rtol=0)
+    assert waited["ahead"] < waited["plain"], waited  # 12 against 20 here
+    ahead.close()
+    assert ahead._pool is None and not ahead.flows
+
+
 # --- refused before any work, nothing left behind ------------------------------------------------
 
 

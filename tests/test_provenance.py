@@ -37,6 +37,7 @@ def test_upscale_writes_a_record_that_vsrt_info_reads_back(capsys, tiny_weights,
     assert record["frames"] == 5 and record["bytes"] == output.stat().st_size
     assert record["options"]["window"] == 3 and record["options"]["stride"] == 3 and record["options"]["tile"] == 32
     assert record["options"]["crf"] == 20 and record["precision"] == "fp32"
+    assert record["options"]["overlap"] == 8  # not given: the model's default (VSRTConfig.default_overlap)
     assert record["device"]["type"] == "cpu"
     assert record["input"] == fingerprint(clip)
     assert record["timings"]["total_s"] > 0 and record["timings"]["fps"] > 0

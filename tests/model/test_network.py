@@ -238,3 +238,11 @@ def replace_depth(config):
     from dataclasses import replace
 
     return replace(config, depth=2)
+
+
+def test_default_overlap_is_8_but_16_for_the_authors_fixed_tiles():
+    from vsrt_cli.model import get_config
+
+    assert get_config("vsrt-cpu-small-5f").default_overlap == 8
+    assert get_config("vsrt-cpu-small-1f").default_overlap == 8
+    assert get_config("vsrt-reds").default_overlap == 16  # norm="tile": 64 px tiles

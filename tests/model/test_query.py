@@ -140,6 +140,20 @@ def test_merged_attention_equals_two_softmaxes_over_own_and_joined_keys():
     torch.testing.assert_close(_attention(q, k, v, None, None), own, atol=1e-6, rtol=1e-6)
 
 
+def test_large_tiles_attend_in_the_fused_kernels_with_the_same_result(monkeypatch):
+    """Past FUSED_ABOVE the score matrices are not held: the fused kernels give the same."""
+    from vsrt_cli.model import query
+
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(2, 1, 6, 32, generator=g, dtype=torch.float64) for _ in range(3))
+    kc, vc = (torch.randn(2, 1, 24, 32, generator=g, dtype=torch.float64) for _ in range(2))
+    gate = torch.tensor(0.7, dtype=torch.float64)
+    held, held_own = query._attention(q, k, v, (kc, vc), gate), query._attention(q, k, v, None, None)
+    monkeypatch.setattr(query, "FUSED_ABOVE", 6 * 6 - 1)  # 6 x 6 own scores, 6 x 30 in all: over it
+    torch.testing.assert_close(query._attention(q, k, v, (kc, vc), gate), held, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(query._attention(q, k, v, None, None), held_own, atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize("t, keep", [(5, [2]), (5, [0]), (5, [4]), (5, [1, 3]), (3, [1]), (2, [0]), (1, [0])])
 def test_the_pass_reads_only_the_flows_it_names(t, keep):
     """Flows a pass does not read (``flows_read``) are left uncomputed by the pipeline, as NaN:

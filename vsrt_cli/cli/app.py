@@ -63,7 +63,7 @@ WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file: vsrt's o
 DeviceOpt = Annotated[str, typer.Option(help="auto (the current CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N (N from 0). Apple GPUs (mps) are not supported.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (auto: bf16 on CUDA GPUs of compute capability 8.0 or newer, fp16 on older ones; bf16 on CPUs with native bf16 such as AMX, else fp32).")]
 TileOpt = Annotated[Optional[int], typer.Option(help="LR tile size in pixels; 0 = whole frame where the model allows it. Larger tiles: more context, more memory. Default: 128 on the CPU; on a CUDA GPU the largest that fits in its free memory (the whole frame if it does); fixed-tile models: their tile.")]
-OverlapOpt = Annotated[int, typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute.")]
+OverlapOpt = Annotated[Optional[int], typer.Option(help="LR pixels shared by neighbouring tiles, blended smoothly. More overlap: fewer seam artefacts, more compute. Default: 8 (16 for the authors' fixed-tile models).", show_default=False)]
 WindowOpt = Annotated[Optional[int], typer.Option(help="Frames per model call (default: the model's trained window; more is refused, fewer is allowed with a warning).")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="Frames between model calls. 1 = each frame from the window centred on it (best, slowest); = window = every frame of a call kept (fastest). Default: window - 2, or 1 for models that compute each frame in a pass of its own.")]
 BatchOpt = Annotated[Optional[int], typer.Option(help="Tiles per model call (default: 4 on the CPU; on a CUDA GPU as many as fit in its free memory).")]
@@ -137,7 +137,7 @@ def upscale(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
-    tile_overlap: OverlapOpt = 16,
+    tile_overlap: OverlapOpt = None,
     window: WindowOpt = None,
     window_stride: StrideOpt = None,
     batch: BatchOpt = None,
@@ -192,7 +192,7 @@ def batch_command(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
-    tile_overlap: OverlapOpt = 16,
+    tile_overlap: OverlapOpt = None,
     window: WindowOpt = None,
     window_stride: StrideOpt = None,
     batch: BatchOpt = None,

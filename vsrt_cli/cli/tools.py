@@ -271,7 +271,7 @@ def preview_command(
         net, job = build_job(
             source=input, output=output, model=o.get("model"), weights=Path(o["weights"]) if "weights" in o else None,
             device=o.get("device", "auto"), precision=o.get("precision", "auto"),
-            tile=_int(o, "tile"), tile_overlap=_int(o, "tile-overlap") or 16, window=_int(o, "window"),
+            tile=_int(o, "tile"), tile_overlap=_int(o, "tile-overlap"), window=_int(o, "window"),
             window_stride=_int(o, "window-stride"), batch=_int(o, "batch"), codec=None, crf=16, preset="medium",
             pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False, quiet=quiet,
             say=lambda notice: err.print(notice_line(notice), highlight=False, soft_wrap=True),

@@ -78,7 +78,7 @@ def resident_bytes(grid: TileGrid, *, frames: int, kept: int) -> int:
 
 def default_tiling(
     config: VSRTConfig, *, frames: int, kept: int | None = None, size: tuple[int, int] | None,
-    element_bytes: int, free_bytes: int | None, overlap: int = 16, share: float = SHARE, tile: int | None = None,
+    element_bytes: int, free_bytes: int | None, overlap: int | None = None, share: float = SHARE, tile: int | None = None,
 ) -> Tiling:
     """The default tile and tiles per call for ``frames``-frame windows (``kept`` of them
     reconstructed per call: at most all, at a clip's end) of ``size`` = (height, width) LR frames.
@@ -94,6 +94,7 @@ def default_tiling(
     At worst the smallest tile, one per call: the out-of-memory back-off takes over from there.
     """
     fixed = config.norm == "tile"
+    overlap = config.default_overlap if overlap is None else overlap
     if free_bytes is None:
         return Tiling(config.tile if fixed else CPU_TILE, CPU_BATCH)
     kept = frames if kept is None else kept

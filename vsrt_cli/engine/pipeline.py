@@ -382,18 +382,21 @@ def _run(
                 yield Notice(runner.notices.pop(0))
             while runner.notes:
                 yield Notice(runner.notes.pop(0), note=True)
-            pending.append((Download(hr, deep, yuv), [index for _, index in win.outputs]))
+            pending.append((Download(hr, deep, yuv, runner.take_check()), [index for _, index in win.outputs]))
             del batch, hr
             yield from flush(keep=lag)
         for index in [i for i in buffer if i < planner.keep_from]:
             del buffer[index], quants[index]
         runner.flow_cache.forget_before(planner.keep_from)
 
-    for frame in frames:
-        buffer[frame.index] = upload_frame(frame.image, runner.device)
-        stamps[frame.index] = frame.pts
-        quants[frame.index] = frame.quant
-        available = frame.index + 1
-        yield from run_windows(eof=False)
-    yield from run_windows(eof=True)
-    yield from flush(keep=0)
+    try:
+        for frame in frames:
+            buffer[frame.index] = upload_frame(frame.image, runner.device)
+            stamps[frame.index] = frame.pts
+            quants[frame.index] = frame.quant
+            available = frame.index + 1
+            yield from run_windows(eof=False)
+        yield from run_windows(eof=True)
+        yield from flush(keep=0)
+    finally:
+        runner.flow_cache.close()  # its look-ahead thread, if it started one

@@ -9,7 +9,7 @@ import gc
 import os
 import platform
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -243,12 +243,19 @@ class Download:
     without blocking it: the copy runs behind whatever the device does next (the next window).
     :meth:`images` waits for it and gives ``[H, W, 3]`` uint8 RGB (uint16 when ``deep``), or,
     with ``yuv`` ``(matrix, full_range, left)``, 8-bit 4:2:0 :class:`~vsrt_cli.io.planes.Planes`
-    converted on the device (half the bytes, and no conversion left for the encoder thread)."""
+    converted on the device (half the bytes, and no conversion left for the encoder thread).
+    ``finite``: the window's unread finiteness check (``TileRunner.take_check``): its flags come
+    over with the frames, and :meth:`images` refuses the frames (raises) before anyone writes them."""
 
-    def __init__(self, frames: torch.Tensor, deep: bool, yuv: tuple[int, bool, bool] | None = None) -> None:
+    def __init__(
+        self, frames: torch.Tensor, deep: bool, yuv: tuple[int, bool, bool] | None = None,
+        finite: tuple[torch.Tensor, Callable[[list[bool]], None]] | None = None,
+    ) -> None:
         self.deep = deep
         self.yuv = yuv
         self.event = None
+        self.refuse = None if finite is None else finite[1]
+        flags = None if finite is None else finite[0]
         if yuv is not None:
             if deep:
                 raise ValueError("YUV downloads are 8-bit")
@@ -258,10 +265,14 @@ class Download:
             quantised = (frames.float() * peak).round_().permute(0, 2, 3, 1)
             # uint8 goes over the bus; 16-bit values as int32 (CUDA has no uint16 arithmetic)
             on_device = (quantised.to(torch.int32 if deep else torch.uint8).contiguous(),) if frames.device.type == "cuda" else (quantised,)
+        self.flags = flags
         if frames.device.type == "cuda":
             self.host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in on_device)
             for host, device_tensor in zip(self.host, on_device):
                 host.copy_(device_tensor.contiguous(), non_blocking=True)
+            if flags is not None and flags.device.type == "cuda":
+                self.flags = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+                self.flags.copy_(flags, non_blocking=True)
             self.event = copied_event(frames.device)
         else:
             self.host = on_device
@@ -269,6 +280,8 @@ class Download:
     def images(self) -> list[np.ndarray] | list[Planes]:
         if self.event is not None:
             self.event.synchronize()
+        if self.refuse is not None:
+            self.refuse(self.flags.tolist())
         if self.yuv is not None:
             y, u, v = (t.numpy() for t in self.host)
             matrix, full, left = self.yuv

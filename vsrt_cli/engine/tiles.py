@@ -6,12 +6,16 @@ benchmarks/device_check.py runs it where PyAV is not installed.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
 
 from vsrt_cli.errors import NumericError, ResourceError
 from vsrt_cli.model.quant import describe as describe_quant
+from vsrt_cli.model.dis import DISFlow, dis_flow, grey_u8
 from vsrt_cli.model.spynet import neighbours
 from vsrt_cli.model.vsrt import SCALE, VSRT
 from vsrt_cli.engine.runtime import (
@@ -26,12 +30,21 @@ from vsrt_cli.engine.schedule import TileGrid, normalised_weights, plan_tiles, s
 
 class FlowCache:
     """Flows (SPyNet or DIS) between source frames, computed once per frame pair on whole (padded) frames
-    and reused by every window and tile that needs them."""
+    and reused by every window and tile that needs them.
 
-    def __init__(self, model: VSRT, chunk: int = 4) -> None:
+    ``ahead``: each DIS pair computed for a window also starts its reverse pair on a worker thread
+    (the host's OpenCV, which releases the GIL), while the model runs the window: with centred
+    windows the pass reads both directions of each neighbour pair, one window apart, so each
+    window then waits on one new pair instead of two. The frames are made grey on the calling
+    thread, so the worker never touches the device."""
+
+    def __init__(self, model: VSRT, chunk: int = 4, *, ahead: bool = False) -> None:
         self.model = model
         self.chunk = chunk
-        self.flows: dict[tuple[int, int], torch.Tensor] = {}
+        self.ahead = ahead
+        self.flows: dict[tuple[int, int], torch.Tensor | Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._device = torch.device("cpu")  # where the frames (and so the flows) are
 
     def window(
         self, frames: torch.Tensor, indices: tuple[int, ...], read: tuple[set[int], set[int]] | None = None,
@@ -45,6 +58,7 @@ class FlowCache:
         if not self.model.config.use_flow:
             zeros = frames.new_zeros(1, t, 2, h, w)
             return zeros, zeros
+        self._device = frames.device
         prev, nxt = neighbours(t)
         read_prev, read_next = read if read is not None else (set(range(t)), set(range(t)))
         position = {index: j for j, index in enumerate(indices)}
@@ -57,17 +71,53 @@ class FlowCache:
             supp = torch.stack([frames[position[b]] for _, b in pairs])
             for pair, flow in zip(pairs, self.model.flow_net(ref, supp)):
                 self.flows[pair] = flow
+        if self.ahead and isinstance(self.model.flow_net, DISFlow):
+            self._start_reverses(frames, position, missing)
+        got = {pair: self._get(pair) for pair in wanted if pair is not None}
         unread = None
         if None in wanted:
-            some = next(self.flows[pair] for pair in wanted if pair is not None)
-            unread = torch.full_like(some, float("nan"))
-        stacked = torch.stack([self.flows[pair] if pair is not None else unread for pair in wanted]).unsqueeze(0)
+            unread = torch.full_like(next(iter(got.values())), float("nan"))
+        stacked = torch.stack([got[pair] if pair is not None else unread for pair in wanted]).unsqueeze(0)
         return stacked[:, :t], stacked[:, t:]
+
+    def _start_reverses(self, frames: torch.Tensor, position: dict[int, int], done: list[tuple[int, int]]) -> None:
+        starts = [(b, a) for a, b in done if a != b and (b, a) not in self.flows]
+        if not starts:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsrt-flow")
+        for ref, supp in starts:
+            grey = grey_u8(torch.stack([frames[position[ref]], frames[position[supp]]]))
+            self.flows[(ref, supp)] = self._pool.submit(dis_flow, grey[0], grey[1])
+
+    def _get(self, pair: tuple[int, int]) -> torch.Tensor:
+        """The flow of ``pair``, waiting for the worker if it is still computing it."""
+        flow = self.flows[pair]
+        if isinstance(flow, Future):
+            host = torch.from_numpy(flow.result()).permute(2, 0, 1)
+            flow = self.flows[pair] = host.to(device=self._device, dtype=torch.float32)
+        return flow
 
     def forget_before(self, first: int) -> None:
         """Drop flows whose reference frame is before ``first`` (no window needs them again)."""
         for pair in [p for p in self.flows if p[0] < first]:
-            del self.flows[pair]
+            flow = self.flows.pop(pair)
+            if isinstance(flow, Future):
+                flow.cancel()
+
+    def clear(self) -> None:
+        """Drop every flow (the frames were padded for another grid), waiting for none."""
+        for flow in self.flows.values():
+            if isinstance(flow, Future):
+                flow.cancel()
+        self.flows.clear()
+
+    def close(self) -> None:
+        """Stop the worker thread, if one was started."""
+        self.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 class TileRunner:
@@ -90,11 +140,15 @@ class TileRunner:
         self.batch = batch
         self.device = device
         self.precision = precision
-        self.flow_cache = FlowCache(model)
+        # DIS reverse pairs on a worker thread where the model runs on a card; on the CPU, whose
+        # cores the model already holds, it measured no faster (docs/PERFORMANCE.md)
+        self.flow_cache = FlowCache(model, ahead=device.type == "cuda")
         self.whole_frame_flows = True
         self.accumulate_on = device
         self.notices: list[str] = []
         self.notes: list[str] = []  # information for the user, not problems
+        self.defer_check = device.type == "cuda"  # finiteness read with the download (take_check)
+        self._unchecked: tuple[torch.Tensor, list[int]] | None = None
         self._stage = "tiles"
         accepts = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
         self._takes_keep = "keep" in accepts
@@ -108,7 +162,7 @@ class TileRunner:
     def set_grid(self, grid: TileGrid) -> None:
         self.grid = grid
         self._blend_weights()
-        self.flow_cache.flows.clear()  # computed on frames padded for the old grid
+        self.flow_cache.clear()  # computed on frames padded for the old grid
 
     def _blend_weights(self) -> None:
         """The grid's blend weights, made once where the tiles are blended (the accumulator's
@@ -128,7 +182,7 @@ class TileRunner:
                 return say(f"{self.flow_cache.chunk} frame pair(s) per flow call (was {old})")
             if self.whole_frame_flows:
                 self.whole_frame_flows = False
-                self.flow_cache.flows.clear()
+                self.flow_cache.clear()
                 return say("flows computed per tile (was on whole frames)")
             return False
         if stage == "tiles" and self.batch > 1:
@@ -159,6 +213,7 @@ class TileRunner:
         ``indices`` name the source frames so their flows are cached across windows; ``quant``
         is the window's quantiser (:func:`vsrt_cli.io.quant.mean_qp`, NaN/None unknown), for a
         network that reads it."""
+        self._settle()
         while True:
             try:
                 return self._window(frames, positions, indices, quant)
@@ -205,7 +260,7 @@ class TileRunner:
         out = torch.zeros(len(positions), 3, self.grid.padded[0] * SCALE, self.grid.padded[1] * SCALE, device=self.accumulate_on)
         origins = self.grid.origins
         if indices is None:  # no cache: number the window's frames afresh
-            self.flow_cache.flows.clear()
+            self.flow_cache.clear()
             indices = tuple(range(len(frames)))
         flows = None
         if self.whole_frame_flows:
@@ -228,17 +283,44 @@ class TileRunner:
                 region = out[:, :, y * SCALE : (y + th) * SCALE, x * SCALE : (x + tw) * SCALE]
                 region += hr[i] * self.weights[start + i]
         out = out[:, :, : h * SCALE, : w * SCALE]
-        self.check_finite(out, [indices[p] for p in positions])
+        ids = [indices[p] for p in positions]
+        if self.defer_check:
+            self._unchecked = (torch.isfinite(out).flatten(1).all(1), ids)  # read with the frames
+        else:
+            self.check_finite(out, ids)
         return out.clamp_(0, 1)
+
+    def take_check(self) -> tuple[torch.Tensor, Callable[[list[bool]], None]] | None:
+        """The last window's finiteness, not yet read: ``(flags, refuse)``, ``flags`` ``[K]`` bool
+        on the device and ``refuse(flags as a list)`` raising as :meth:`check_finite` does. Hand
+        it to the window's :class:`~vsrt_cli.engine.runtime.Download`, which reads it with the
+        frames, so the device is not waited for here. None when it was checked already."""
+        if self._unchecked is None:
+            return None
+        flags, ids = self._unchecked
+        self._unchecked = None
+        return flags, lambda ok: self._refuse(ok, ids)
+
+    def _settle(self) -> None:
+        """A window check nobody took: read it now (a synchronisation), never skip it."""
+        taken = self.take_check()
+        if taken is not None:
+            taken[1](taken[0].tolist())
 
     def check_finite(self, out: torch.Tensor, frames: list[int]) -> None:
         """Refuse a window whose blended HR frames ``out`` ``[K, 3, H, W]`` (source frames
         ``frames``) hold NaN or infinity: clamped, they would be written as black or white
-        garbage. A NaN tile poisons its blend even where its weight is 0. One reduction per window
-        (on CUDA a synchronisation, small beside the window's model calls)."""
+        garbage. A NaN tile poisons its blend even where its weight is 0. One reduction per window.
+        On CUDA (:attr:`defer_check`) the flags stay on the device and are read a window late,
+        with the frames' download (:meth:`take_check`), not here."""
         if torch.isfinite(out).all():
             return
-        bad = [f for f, ok in zip(frames, torch.isfinite(out).flatten(1).all(1).tolist()) if not ok]
+        self._refuse(torch.isfinite(out).flatten(1).all(1).tolist(), frames)
+
+    def _refuse(self, ok: list[bool], frames: list[int]) -> None:
+        bad = [f for f, fine in zip(frames, ok) if not fine]
+        if not bad:
+            return
         why = ("most likely an fp16 overflow; rerun with --precision bf16 or fp32" if self.precision == "fp16"
                else f"in {self.precision}, so the weights are probably broken; check them (`vsrt models info`)")
         more = f" (and {len(bad) - 1} more in this window)" if len(bad) > 1 else ""

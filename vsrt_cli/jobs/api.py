@@ -32,7 +32,7 @@ __all__ = ["upscale"]
 def upscale(
     input: str | PathLike[str], output: str | PathLike[str], *,
     model: str | None = None, weights: str | PathLike[str] | None = None, device: str = "auto",
-    precision: str = "auto", tile: int | None = None, tile_overlap: int = 16, window: int | None = None,
+    precision: str = "auto", tile: int | None = None, tile_overlap: int | None = None, window: int | None = None,
     window_stride: int | None = None, batch: int | None = None, codec: str | None = None, crf: int = 16,
     preset: str = "medium", pix_fmt: str | None = None, fps: str | float = "25", no_audio: bool = False,
     skip_bad_frames: bool = False, overwrite: bool = False, deinterlace: str = "frame",

@@ -77,7 +77,7 @@ def load_model(model_name: str | None, weights: Path | None, kind: "InputKind" =
 
 def build_job(
     *, source: Path, output: Path, model: str | None, weights: Path | None, device: str, precision: str,
-    tile: int | None, tile_overlap: int, window: int | None, window_stride: int | None, batch: int | None,
+    tile: int | None, tile_overlap: int | None, window: int | None, window_stride: int | None, batch: int | None,
     codec: str | None, crf: int, preset: str, pix_fmt: str | None, fps: str, no_audio: bool,
     overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
     one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None, deinterlace: str = "frame",
@@ -136,6 +136,7 @@ def build_job(
         say(Notice(f"--window {win}: this model was trained on {cfg.num_frame}-frame windows; "
                    "fewer frames per call give it less context than it learned with"))
     stride = window_stride if window_stride is not None else cfg.default_stride(win)
+    tile_overlap = tile_overlap if tile_overlap is not None else cfg.default_overlap
     tile, batch = _tiling(net, dev, prec, window=win, stride=stride, tile=tile, batch=batch, overlap=tile_overlap,
                           source=source if one_clip else None, say=None if quiet else say)
     schedule = Schedule(tile=tile, overlap=tile_overlap, window=win, stride=stride, batch=batch)

@@ -189,7 +189,7 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
             win = todo.pop(0)
             batch = torch.stack([buffer[i] for i in win.frames])
             hr = finish(runner(batch, [pos for pos, _ in win.outputs], win.frames, window_quant(job, [quants[i] for i in win.frames])))
-            for image, (_, index) in zip(Download(hr, deep, yuv).images(), win.outputs):
+            for image, (_, index) in zip(Download(hr, deep, yuv, runner.take_check()).images(), win.outputs):
                 if chunk.owns(index):
                     sink.write(image, stamps[index])
                     done += 1

@@ -123,7 +123,7 @@ def describe(quant: float | None) -> str:
 
 def quant_tensor(quant: torch.Tensor | float | None, batch: int, device: torch.device) -> torch.Tensor:
     """``quant`` as a float32 ``[batch]`` tensor on ``device`` (None: unknown for all)."""
-    if quant is None:
-        return torch.full((batch,), float("nan"), device=device)
+    if quant is None or isinstance(quant, (int, float)):  # a fill on the device: no copy, no wait
+        return torch.full((batch,), float("nan") if quant is None else float(quant), device=device)
     q = torch.as_tensor(quant, dtype=torch.float32, device=device).reshape(-1)
     return q.expand(batch) if q.numel() == 1 else q

@@ -155,7 +155,7 @@ class VSRT(nn.Module):
         self.check_input(x)
         b, t = x.shape[:2]
         if self.delta is not None and blend:
-            return self._blended(x, flows, keep, quant_tensor(quant, b, x.device))
+            return self._blended(x, flows, keep, quant)
         if keep is not None:
             keep = [int(j) for j in keep]
             if not keep or not all(-t <= j < t for j in keep):
@@ -183,17 +183,27 @@ class VSRT(nn.Module):
 
     def _blended(
         self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None, keep: Sequence[int] | None,
-        quant: torch.Tensor,
+        quant: torch.Tensor | float | None,
     ) -> torch.Tensor:
         """The forward pass with each item's weights ``W + s * delta``, ``s = blend_scale(quant)``
-        (items sharing ``s`` go together; the flow, unblended, is computed once)."""
+        (items sharing ``s`` go together; the flow, unblended, is computed once). The groups are
+        found on the host, so a window's call (one quantiser for all its tiles) never waits for
+        the device."""
+        b = x.shape[0]
+        host = quant_tensor(quant.detach().cpu() if isinstance(quant, torch.Tensor) else quant, b, torch.device("cpu"))
+        quant = quant_tensor(quant, b, x.device)
         if flows is None:
             flows = self.compute_flows(x)
+        groups = blend_groups(blend_scale(host))
         parts, order = [], []
-        for value, idx in blend_groups(blend_scale(quant)):
+        for value, idx in groups:
             weights = {n: p + value * self.delta[delta_key(n)] if value else p for n, p in self.blended_parameters()}
-            args = (x[idx], (flows[0][idx], flows[1][idx]))
-            kwargs = {"keep": keep, "quant": quant[idx], "blend": False}
+            if len(groups) == 1:
+                args, item_quant = (x, flows), quant
+            else:
+                idx = idx.to(x.device)
+                args, item_quant = (x[idx], (flows[0][idx], flows[1][idx])), quant[idx]
+            kwargs = {"keep": keep, "quant": item_quant, "blend": False}
             parts.append(torch.func.functional_call(self, weights, args, kwargs, strict=False))
             order.append(idx)
         if len(parts) == 1:
