@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,62 @@ def test_an_accumulator_that_does_not_fit_moves_to_the_host_at_once(no_flow):
                         device=torch.device("meta"), precision="fp32")
     assert runner.shrink("accumulator") and runner.accumulate_on.type == "cpu" and runner.batch == 4
     assert runner.grid.tile == (48, 56) and not runner.shrink("accumulator")  # the tiles unchanged
+
+
+# --- memory outside the tile runner: colour conversion and quantising fall back to the host -----
+
+
+def _oom_once(monkeypatch, name):
+    """``runtime.NAME`` raises torch's OutOfMemoryError on its first call, then works."""
+    from vsrt_cli.engine import runtime
+
+    real, calls = getattr(runtime, name), []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, name, flaky)
+    return calls
+
+
+def test_an_upload_out_of_memory_converts_on_the_host_with_the_same_numbers(monkeypatch):
+    from vsrt_cli.engine.runtime import upload_frame
+    from vsrt_cli.io.planes import Planes
+
+    rng = np.random.default_rng(0)
+    planes = Planes(rng.integers(16, 236, (24, 32), dtype=np.uint8), rng.integers(16, 241, (12, 16), dtype=np.uint8),
+                    rng.integers(16, 241, (12, 16), dtype=np.uint8), 1, False, left=True)
+    want = upload_frame(planes, torch.device("cpu"))
+    calls = _oom_once(monkeypatch, "yuv420_to_rgb")
+    got = upload_frame(planes, torch.device("cpu"))
+    assert len(calls) == 2 and torch.equal(got, want)
+
+
+def test_an_upload_that_never_fits_is_one_line_not_an_internal_error(monkeypatch):
+    from vsrt_cli.engine import runtime
+    from vsrt_cli.errors import ResourceError
+
+    def never(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(runtime, "yuv420_to_rgb", never)
+    from vsrt_cli.io.planes import Planes
+
+    planes = Planes(np.zeros((24, 32), np.uint8), np.zeros((12, 16), np.uint8), np.zeros((12, 16), np.uint8), 1, False)
+    with pytest.raises(ResourceError, match=r"out of CPU memory for one 32x24 frame") as caught:
+        runtime.upload_frame(planes, torch.device("cpu"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_download_out_of_memory_quantises_on_the_host_as_rgb(monkeypatch):
+    from vsrt_cli.engine.runtime import Download
+
+    frames = torch.rand(2, 3, 16, 24)
+    want = Download(frames, deep=False).images()
+    calls = _oom_once(monkeypatch, "rgb_to_yuv420")
+    got = Download(frames, deep=False, yuv=(1, False, True)).images()  # planes asked, RGB given
+    assert len(calls) == 1 and all(isinstance(g, np.ndarray) for g in got)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))

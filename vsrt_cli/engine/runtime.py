@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vsrt_cli.engine.schedule import MIN_TILE
-from vsrt_cli.errors import ConfigError
+from vsrt_cli.errors import ConfigError, ResourceError
 from vsrt_cli.engine.yuv import rgb_to_yuv420, yuv420_to_rgb
 from vsrt_cli.io.planes import Planes
 
@@ -211,7 +211,30 @@ def upload_frame(image: np.ndarray | Planes, device: torch.device) -> torch.Tens
     On CUDA the integer frame (a quarter of the float bytes; planes half the RGB bytes again) is
     copied once, through pinned memory and without blocking the host, and converted on the
     device; frames stay there for every window that uses them. The CPU computes the same
-    numbers (``x / 255`` in float32, or the same YUV maths)."""
+    numbers (``x / 255`` in float32, or the same YUV maths). Out of device memory while
+    converting, it converts on the host and copies the float frame over instead (the same
+    numbers); out of memory for the frame itself, a one-line :class:`ResourceError`."""
+    try:
+        return _upload(image, device)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+    release_memory(device)  # outside the except block: the failed attempt's tensors are gone
+    try:
+        return _upload(image, torch.device("cpu")).to(device)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise ResourceError(f"out of {device.type.upper()} memory for one {image_size(image)} frame; "
+                            "free memory on the card or use --device cpu") from None
+
+
+def image_size(image: np.ndarray | Planes) -> str:
+    h, w = image.y.shape if isinstance(image, Planes) else image.shape[:2]
+    return f"{w}x{h}"
+
+
+def _upload(image: np.ndarray | Planes, device: torch.device) -> torch.Tensor:
     if isinstance(image, Planes):
         y, u, v = (_to_device(plane, device) for plane in (image.y, image.u, image.v))
         rgb = yuv420_to_rgb(y, u, v, image.matrix, image.full_range, image.left, image.top)
@@ -256,6 +279,21 @@ class Download:
         self.event = None
         self.refuse = None if finite is None else finite[1]
         flags = None if finite is None else finite[0]
+        try:
+            self._start(frames, flags)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            failed = True
+        else:
+            failed = False
+        if failed:  # out of device memory quantising: the host does it, RGB (the encoder converts)
+            release_memory(frames.device)
+            self.yuv, self.event = None, None
+            self._start(frames.cpu(), None if flags is None else flags.cpu())
+
+    def _start(self, frames: torch.Tensor, flags: torch.Tensor | None) -> None:
+        deep, yuv = self.deep, self.yuv
         if yuv is not None:
             if deep:
                 raise ValueError("YUV downloads are 8-bit")
