@@ -164,3 +164,34 @@ def test_a_rerun_removes_the_chunks_a_batch_killed_after_a_stitch_left(tiny_weig
     assert (out / "long.mp4").read_bytes() == made
     assert hidden(out) == sorted(p.name for p in mine) and all(p.read_text() == "mine" for p in mine)
     assert rows(out) == [("long.mp4", "skipped", 0), ("short.mp4", "done", 4)]
+
+
+def test_the_stitched_record_says_what_the_workers_ran_with_not_the_driver(tiny_model, clips, tmp_path):
+    """A Ray worker resolves its own card's precision and tiles (the driver's job has its own):
+    the chunked clip's record, written by the driver, gives what the chunks ran with."""
+    from dataclasses import replace
+
+    from vsrt_cli.jobs.executors.local import LocalExecutor
+
+    class ResolvingWorker(LocalExecutor):
+        """Runs each chunk as a worker whose card chose other tiles than the driver's job."""
+
+        def run(self, model, units, template_job, record):
+            for unit in units:
+                if hasattr(unit, "plan"):
+                    job = unit.plan.job
+                    unit = replace(unit, plan=replace(unit.plan, job=replace(job, schedule=replace(job.schedule, tile=16, batch=3))))
+                yield from super().run(model, [unit], template_job, record)
+
+    out = tmp_path / "out"
+    model = ModelId(name="tiny", sha256="0" * 64)
+    events = list(batch(tiny_model, clips, out, template(tmp_path), chunk_seconds=SECONDS, record=model,
+                        executor=ResolvingWorker()))
+    assert isinstance(events[-1], BatchFinished) and events[-1].failed == 0
+    ran = [e.ran for e in events if isinstance(e, ChunkFinished)]
+    assert len(ran) == 3 and all(r["tile"] == 16 and r["batch"] == 3 and r["device"]["type"] == "cpu" for r in ran)
+    record = json.loads((out / "long.mp4.vsrt.json").read_text())
+    assert (record["options"]["tile"], record["options"]["batch"]) == (16, 3)  # the driver's job said 0 and 4
+    assert record["device"]["type"] == "cpu" and record["precision"] == "fp32"
+    whole = json.loads((out / "short.mp4.vsrt.json").read_text())  # not chunked: the template's, as it ran
+    assert (whole["options"]["tile"], whole["options"]["batch"]) == (0, 4)

@@ -216,6 +216,7 @@ class _Chunked:
     started: float = field(default_factory=time.perf_counter)
     announced: bool = False
     errors: list[ChunkFinished] = field(default_factory=list)
+    ran: list[dict] = field(default_factory=list)  # what each chunk this run made ran with
 
 
 class _Driver:
@@ -317,6 +318,8 @@ class _Driver:
                 state.done.pop(event.task.number, None)
             else:
                 state.done[event.task.number] = event.task.chunk.frames
+                if event.ran is not None:
+                    state.ran.append(event.ran)
         yield ClipProgress(clip, sum(state.done.values()), total)
         if state.left:
             return
@@ -337,7 +340,8 @@ class _Driver:
         clip, job = state.clip, state.plan.job
         frames = 0
         try:
-            for event in recording(finish(state.plan, state.started), job, self.record):
+            ran = state.ran if len(state.ran) == len(state.plan.chunks) else None  # all made by this run
+            for event in recording(finish(state.plan, state.started), job, self.record, ran=ran):
                 if isinstance(event, Finished):
                     frames = event.frames
                 elif isinstance(event, Notice):

@@ -114,6 +114,13 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def ran_with(job: UpscaleJob) -> dict[str, Any]:
+    """What a worker ran a chunk with, for the driver's record of the stitched clip: in Ray mode
+    each worker resolves its own card, precision and tiles, which the driver's job does not hold."""
+    return {"device": device_facts(job.device), "precision": job.precision,
+            "tile": job.schedule.tile, "batch": job.schedule.batch}
+
+
 def job_options(job: UpscaleJob) -> dict[str, Any]:
     """Every setting of the job that shapes the output, as plain JSON values."""
     options: dict[str, Any] = {
@@ -141,9 +148,12 @@ def size_asked(job: UpscaleJob) -> str:
 
 def build_record(
     job: UpscaleJob, model: ModelId, finished: Finished, *, first_frame_s: float | None,
-    input_fingerprint: dict[str, Any],
+    input_fingerprint: dict[str, Any], ran: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The whole record of one finished upscale (see :func:`recording`)."""
+    """The whole record of one finished upscale (see :func:`recording`). ``ran``: what each of
+    its chunks ran with (:func:`ran_with`, from the workers), when they are known for all: the
+    record's device, precision and tiles are theirs, not the driver's; ``workers`` lists them
+    when the chunks ran with different ones."""
     fps = finished.frames / finished.seconds if finished.seconds > 0 else None
     record: dict[str, Any] = {
         "vsrt": __version__,
@@ -169,6 +179,14 @@ def build_record(
     }
     if finished.chunk_starts:
         record["chunk_starts"] = list(finished.chunk_starts)
+    if ran:
+        distinct = [r for i, r in enumerate(ran) if r not in ran[:i]]
+        first = distinct[0]
+        record["device"] = first["device"] if len(distinct) == 1 else {"type": "several", "workers": distinct}
+        record["precision"] = first["precision"] if len(distinct) == 1 else "several"
+        if len(distinct) == 1:
+            record["options"] |= {"precision": first["precision"], "tile": first["tile"], "batch": first["batch"],
+                                  "device": first["device"]["type"]}
     record["tag"] = container_tag(record)
     return record
 
@@ -196,7 +214,8 @@ def tag_before_run(job: UpscaleJob, model: ModelId) -> str:
 
 
 def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None, *, write: bool = True,
-              on_record: Callable[[dict[str, Any]], None] | None = None) -> Iterator[Event]:
+              on_record: Callable[[dict[str, Any]], None] | None = None,
+              ran: list[dict[str, Any]] | None = None) -> Iterator[Event]:
     """Pass the pipeline's events through and, once it has finished, write the output's record
     (and hand it to ``on_record``). With ``model`` None or ``write`` False (``--no-sidecar``) no
     record is written, and a record an earlier run left beside a replaced output is removed, so
@@ -213,7 +232,7 @@ def recording(events: Iterator[Event], job: UpscaleJob, model: ModelId | None, *
                 first = time.perf_counter() - started
             if isinstance(event, Finished):
                 record = None if model is None else build_record(job, model, event, first_frame_s=first,
-                                                                 input_fingerprint=input_fingerprint)
+                                                                 input_fingerprint=input_fingerprint, ran=ran)
                 if record is None or not write:
                     sidecar_path(event.output).unlink(missing_ok=True)
                 else:

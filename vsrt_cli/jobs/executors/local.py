@@ -20,7 +20,7 @@ from vsrt_cli.jobs.executors.units import (
 from vsrt_cli.io.outputs import host, remove_stale_partials
 from vsrt_cli.io.sidecar import sidecar_path
 from vsrt_cli.engine.pipeline import Finished, Progress, UpscaleJob, upscale
-from vsrt_cli.jobs.provenance import ModelId, recording, tag_before_run
+from vsrt_cli.jobs.provenance import ModelId, ran_with, recording, tag_before_run
 
 
 def clip_job(template: UpscaleJob, clip: Clip, record: ModelId | None) -> UpscaleJob:
@@ -92,7 +92,7 @@ def run_chunk_task(model: Any, task: ChunkTask, device: Any = None) -> Generator
     except Exception as exc:
         return ChunkFinished(task, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc(),
                              time.perf_counter() - started, where)
-    return ChunkFinished(task, "", seconds=time.perf_counter() - started, worker=where)
+    return ChunkFinished(task, "", seconds=time.perf_counter() - started, worker=where, ran=ran_with(plan.job))
 
 
 def run_unit(model: Any, unit: Unit, template: UpscaleJob, record: ModelId | None, device: Any = None) -> Generator[Any, None, Any]:

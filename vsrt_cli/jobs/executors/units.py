@@ -97,6 +97,7 @@ class ChunkFinished:
     detail: str = ""  # the traceback of an unexpected error (shown with --debug)
     seconds: float = 0.0
     worker: str = ""
+    ran: dict | None = None  # what the worker ran it with (jobs.provenance.ran_with): its card, precision, tiles
 
 
 Unit = Clip | ChunkTask
