@@ -188,6 +188,19 @@ def stream(runner: TileRunner, images: list, window: int, stride: int, yuv) -> i
     return out + (len(pending.images()) if pending is not None else 0)
 
 
+def timed_stream(runner: TileRunner, images: list, window: int, stride: int, yuv) -> tuple[int, float]:
+    """:func:`stream` timed: frames out and seconds, after a warm-up window on CUDA (cuDNN's
+    autotuning, the caching allocator)."""
+    if runner.device.type == "cuda":
+        stream(runner, images[: window + 1], window, stride, yuv)
+        runner.flow_cache.clear()
+    sync(runner.device)
+    start = time.perf_counter()
+    done = stream(runner, images, window, stride, yuv)
+    sync(runner.device)
+    return done, time.perf_counter() - start
+
+
 def official_model(tiny: bool):
     torch.manual_seed(0)
     return build_model(TINY_OFFICIAL if tiny else get_config("vsrt-reds")).eval()
@@ -317,14 +330,7 @@ def throughput(device: torch.device, tiny: bool) -> dict:
             images = [as_rgb(image) for image in images]
         yuv = (1, False, True) if device.type == "cuda" else None  # the pipeline's rule (pipeline.out_planes)
         window, stride = chosen["window"], chosen["stride"]
-        if device.type == "cuda":  # warm-up: cuDNN autotuning, the caching allocator
-            stream(runner, images[: window + 1], window, stride, yuv)
-            runner.flow_cache.clear()
-        sync(device)
-        start = time.perf_counter()
-        done = stream(runner, images, window, stride, yuv)
-        sync(device)
-        took = time.perf_counter() - start
+        done, took = timed_stream(runner, images, window, stride, yuv)
         report[f"{w}x{h}"] = {"lr_fps": round(done / took, 3), "frames": done, **chosen, "notices": runner.notices}
     return dict(report)
 
@@ -349,14 +355,8 @@ def tiles(device: torch.device, tiny: bool) -> dict:
         grid = plan_tiles(h, w, tile=side, overlap=overlap if side else 0, multiple=config.size_multiple)
         runner = TileRunner(model, grid, batch=tiling.batch, device=device, precision=p)
         try:
-            if device.type == "cuda":  # warm-up: cuDNN autotuning, the caching allocator
-                stream(runner, images[: window + 1], window, stride, yuv)
-                runner.flow_cache.clear()
-            sync(device)
-            start = time.perf_counter()
-            done = stream(runner, images, window, stride, yuv)
-            sync(device)
-            row = {"s": round((time.perf_counter() - start) / done, 4), "tiles": len(grid.origins),
+            done, took = timed_stream(runner, images, window, stride, yuv)
+            row = {"s": round(took / done, 4), "tiles": len(grid.origins),
                    "tile": list(grid.tile), "batch": runner.batch, "notices": runner.notices}
         except Exception as exc:  # e.g. the whole frame not fitting: the row says so, the others run
             row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
