@@ -177,3 +177,16 @@ def test_the_pass_reads_only_the_flows_it_names(t, keep):
 def test_a_joint_network_reads_every_flow():
     net = build_model(replace(get_config("vsrt-cpu-small"), flow="spynet")).eval()
     assert net.flows_read(5, [2]) == (set(range(5)), set(range(5)))
+
+
+def test_fp16_attention_does_not_overflow_on_long_tokens():
+    """fp16 holds at most 65504: a 2048-number dot product of values around 8 is about 131k, so
+    the scores are scaled before the product, never after."""
+    from vsrt_cli.model.query import _attention
+
+    g = torch.Generator().manual_seed(7)
+    q = (8 + torch.rand(1, 1, 4, 2048, generator=g)).half()
+    k, v = q.clone(), torch.rand(1, 1, 4, 2048, generator=g).half()
+    out = _attention(q, k, v, None, None)
+    assert torch.isfinite(out).all()  # scaled after the product: inf scores, NaN weights
+    assert float(out.min()) >= float(v.min()) - 1e-3 and float(out.max()) <= float(v.max()) + 1e-3  # an average of v

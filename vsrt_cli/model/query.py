@@ -123,7 +123,11 @@ def _fold(x: torch.Tensor, keep: list[int]) -> torch.Tensor:
 def _softmax_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Attention of ``q [..., L, D]`` over ``k, v [..., M, D]`` left unnormalised: ``(a, z, m)``,
     ``softmax(qk^T / sqrt(D)) v = a / z`` with ``m`` the scores' row maximum (fp32)."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    scale = q.shape[-1] ** -0.5
+    if q.dtype == torch.float16:  # scaled before the product: 2048-number dot products can pass fp16's range
+        scores = torch.matmul(q * scale, k.transpose(-1, -2)).float()
+    else:
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
     m = scores.detach().amax(dim=-1, keepdim=True)  # for range only: its gradient cancels
     e = (scores - m).exp()
     return torch.matmul(e.to(v.dtype), v).float(), e.sum(dim=-1, keepdim=True), m
