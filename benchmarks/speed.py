@@ -66,20 +66,29 @@ def sync(module: torch.nn.Module) -> None:
 
 
 class TimedModel(torch.nn.Module):
-    """The model with a stopwatch: ``seconds`` is the time spent inside model and SPyNet calls."""
+    """The model with a stopwatch: ``seconds`` is the time spent inside model and flow calls
+    (SPyNet or DIS). It is told the quantiser and reads only the flows the model reads, as the
+    runner does with the model itself."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.inner = model
         self.config = model.config
-        self.spynet = _Timed(model.spynet, self)
+        self.timed_flow = _Timed(model.flow_net, self) if model.config.use_flow else None
         self.seconds = 0.0
 
-    def forward(self, x, flows=None, *, keep=None):
+    @property
+    def flow_net(self) -> torch.nn.Module | None:
+        return self.timed_flow
+
+    def flows_read(self, t: int, keep):
+        return self.inner.flows_read(t, keep)
+
+    def forward(self, x, flows=None, *, keep=None, quant=None):
         sync(self.inner)
         start = time.perf_counter()
         try:
-            return self.inner(x, flows, keep=keep)
+            return self.inner(x, flows, keep=keep, quant=quant)
         finally:
             sync(self.inner)
             self.seconds += time.perf_counter() - start
