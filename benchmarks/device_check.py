@@ -442,6 +442,9 @@ class _SimulatedLimit(torch.nn.Module):
     def flow_net(self):
         return self.model.flow_net
 
+    def flows_read(self, t, keep):
+        return self.model.flows_read(t, keep)
+
     def forward(self, tiles, flows=None, *, keep=None, quant=None):
         if tiles.shape[0] * tiles.shape[-1] * tiles.shape[-2] > self.limit:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
