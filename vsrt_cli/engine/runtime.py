@@ -225,11 +225,11 @@ def upload_frame(image: np.ndarray | Planes, device: torch.device) -> torch.Tens
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        raise ResourceError(f"out of {device.type.upper()} memory for one {image_size(image)} frame; "
+        raise ResourceError(f"out of {device.type.upper()} memory for one {_image_size(image)} frame; "
                             "free memory on the card or use --device cpu") from None
 
 
-def image_size(image: np.ndarray | Planes) -> str:
+def _image_size(image: np.ndarray | Planes) -> str:
     h, w = image.y.shape if isinstance(image, Planes) else image.shape[:2]
     return f"{w}x{h}"
 
@@ -281,16 +281,14 @@ class Download:
         flags = None if finite is None else finite[0]
         try:
             self._start(frames, flags)
+            return
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            failed = True
-        else:
-            failed = False
-        if failed:  # out of device memory quantising: the host does it, RGB (the encoder converts)
-            release_memory(frames.device)
-            self.yuv, self.event = None, None
-            self._start(frames.cpu(), None if flags is None else flags.cpu())
+        # out of device memory quantising: the host does it, as RGB (the encoder converts)
+        release_memory(frames.device)  # outside the except block: the failed attempt's tensors are gone
+        self.yuv, self.event = None, None
+        self._start(frames.cpu(), None if flags is None else flags.cpu())
 
     def _start(self, frames: torch.Tensor, flags: torch.Tensor | None) -> None:
         deep, yuv = self.deep, self.yuv

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
