@@ -75,6 +75,26 @@ def test_chunks_of_a_batch_stitch_into_the_unchunked_outputs(tiny_model, clips, 
     assert hidden(out) == []  # chunk files and partials gone
 
 
+def test_a_span_of_a_batch_in_chunks_equals_the_span_unchunked(tiny_model, clips, tmp_path):
+    from dataclasses import replace
+
+    from vsrt_cli.io.span import Span
+
+    span = Span(0.1, 0.5)  # long.mp4's frames 3 to 11; short.mp4's frame 3 (its last)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    list(batch(tiny_model, clips, whole, replace(template(whole), span=span)))
+    events = list(batch(tiny_model, clips, parts, replace(template(parts), span=span), chunk_seconds=0.2))
+    assert isinstance(events[-1], BatchFinished) and events[-1].failed == 0, [r.reason for r in events[-1].results]
+    chunks = [e.task.chunk for e in events if isinstance(e, ChunkFinished)]
+    assert [(c.start, c.end) for c in chunks] == [(3, 8), (8, 12)]  # source indices of the span's frames
+    for name, count in (("long.mp4", 9), ("short.mp4", 1)):
+        got, want = decoded(parts / name), decoded(whole / name)
+        assert len(got) == len(want) == count and all((a == b).all() for a, b in zip(got, want)), name
+        assert timestamps(parts / name) == timestamps(whole / name) and timestamps(parts / name)[0] == 0
+    assert rows(parts) == rows(whole)
+    assert hidden(parts) == []
+
+
 def test_a_rerun_redoes_only_the_missing_chunks_and_cleans_only_this_hosts_partials(tiny_model, clips, unchunked, tmp_path, monkeypatch):
     import vsrt_cli.jobs.chunked as chunked
 

@@ -162,6 +162,26 @@ def test_cli_chunks(tiny_weights, source, tmp_path):
     assert len(record["chunk_starts"]) == 2 and 0 < record["chunk_starts"][0] < record["chunk_starts"][1] < 14
 
 
+def test_cli_chunks_of_a_span(tiny_weights, source, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.mkv"
+    run = subprocess.run(
+        [sys.executable, "-m", "vsrt_cli", "upscale", str(source), "-o", str(out), "--weights", str(tiny_weights),
+         "--device", "cpu", "--precision", "fp32", "--tile", "0", "--chunks", "2", "--crf", "0", "--quiet",
+         "--start", "0.1", "--end", "0.4"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(decoded(out)) == 7  # frames 3 to 9 of 24 fps: 0.125 s to 0.375 s
+    assert timestamps(out)[0] == 0
+    record = json.loads((tmp_path / "out.mkv.vsrt.json").read_text())
+    assert record["chunk_starts"] == [4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv", "out.mkv.vsrt.json"]
+
+
 # a run killed after the stitch put the output in place, before it removed the chunk files
 KILL_AFTER_STITCH = """
 import os, pathlib, sys

@@ -59,3 +59,19 @@ def test_split_and_seconds():
         split(0, 3)
     with pytest.raises(ValueError):
         split(3, 0)
+
+
+@pytest.mark.parametrize("first", [0, 1, 17])
+@pytest.mark.parametrize("window,stride", [(5, 1), (5, 3)])
+def test_a_span_plans_the_spans_calls_at_source_indices(first, window, stride):
+    """A span's frames [first, first + n): the calls of an unchunked run of the span (its ends
+    reflect at the span's ends), every index moved to the source's."""
+    n = 12
+    local, moved = plan_chunks(n, 3, window, stride), plan_chunks(n, 3, window, stride, first=first)
+    for a, b in zip(local, moved):
+        assert (b.start, b.end, b.decode_from, b.decode_to) == (a.start + first, a.end + first, a.decode_from + first,
+                                                                 a.decode_to + first)
+        assert [w.frames for w in b.windows] == [tuple(i + first for i in w.frames) for w in a.windows]
+        assert [w.outputs for w in b.windows] == [tuple((p, i + first) for p, i in w.outputs) for w in a.windows]
+    assert min(i for c in moved for w in c.windows for i in w.frames) == first  # nothing before the span is read
+    assert max(i for c in moved for w in c.windows for i in w.frames) == first + n - 1

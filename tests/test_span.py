@@ -3,7 +3,7 @@ the keyframe before it, and the audio cut with them, all starting at 0."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,10 +15,11 @@ import torch
 from tests.conftest import NO_FLOW
 from tests.test_chunked import LOSSLESS, clip_with_audio, decoded
 from vsrt_cli.errors import ConfigError, InputError
-from vsrt_cli.engine.pipeline import Finished, Schedule, UpscaleJob, upscale
+from vsrt_cli.engine.pipeline import Finished, Schedule, Started, UpscaleJob, upscale
 from vsrt_cli.io.probe import probe
 from vsrt_cli.io.reader import VideoReader
-from vsrt_cli.io.span import Span, clip_frames, parse_time
+from vsrt_cli.io.span import Span, clip_frames, parse_time, shown_range
+from vsrt_cli.jobs.chunked import job_key, upscale_chunks
 from vsrt_cli.model import build_model
 
 ONE = Schedule(tile=0, overlap=0, window=1, stride=1, batch=1)  # each output frame from its own input
@@ -122,3 +123,50 @@ def test_a_span_past_the_end_is_one_line(model, tmp_path):
                      precision="fp32", span=Span(30.0, None))
     with pytest.raises(InputError, match="no frame in the span 30 s to the end"):
         list(upscale(model, job))
+
+
+def test_shown_range_is_clip_frames_rule():
+    stamps = [100 + i for i in range(48)]
+    tb = Fraction(1, 24)
+    frames = [Fake(i, pts) for i, pts in enumerate(stamps)]
+    for span in (Span(0.5, 1.5), Span(0.0, 0.1), Span(1.9, None), Span(5.0, None), None):
+        shown = shown_range(span, stamps, tb, origin=100 / 24)
+        kept = frames if span is None else list(clip_frames(frames, span, origin=100 / 24))
+        assert [stamps[i] for i in shown] == [f.pts for f in kept]
+
+
+@pytest.mark.parametrize("window,stride", [(3, 1), (5, 3)])
+def test_a_span_in_chunks_equals_the_span_unchunked(model, tmp_path, window, stride):
+    """--chunks with --start/--duration: the frames, timestamps and audio of an unchunked run
+    of the same span, the seams named from the span's first frame."""
+    source = clip_with_audio(tmp_path / "a.mp4", frames=48, gop=10)
+    sched = Schedule(tile=0, overlap=0, window=window, stride=stride, batch=2)
+    make = lambda out: UpscaleJob(source=source, output=out, schedule=sched, device=torch.device("cpu"),  # noqa: E731
+                                  precision="fp32", encode=LOSSLESS, span=Span.parse("0.5", "1"))
+    whole, parts = tmp_path / "whole.mp4", tmp_path / "parts.mp4"
+    list(upscale(model, make(whole)))
+    events = list(upscale_chunks(model, make(parts), 3))
+    assert isinstance(events[0], Started) and events[0].total == 24
+    assert isinstance(events[-1], Finished) and events[-1].frames == 24 and events[-1].chunk_starts == (8, 16)
+    got, want = decoded(parts), decoded(whole)
+    assert len(got) == 24 and all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert video_times(parts) == video_times(whole) and video_times(parts)[0] == 0
+    assert [b for *_, b in audio(parts)] == [b for *_, b in audio(whole)]
+    assert [t for t, *_ in audio(parts)] == pytest.approx([t for t, *_ in audio(whole)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "parts.mp4", "whole.mp4"]  # chunk files gone
+
+
+def test_a_span_past_the_end_in_chunks_is_one_line(model, tmp_path):
+    source = clip_with_audio(tmp_path / "a.mp4", frames=12)
+    job = UpscaleJob(source=source, output=tmp_path / "o.mp4", schedule=ONE, device=torch.device("cpu"),
+                     precision="fp32", span=Span(30.0, None))
+    with pytest.raises(InputError, match="no frame in the span 30 s to the end"):
+        list(upscale_chunks(model, job, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def test_the_chunk_key_names_the_span(model, tmp_path):
+    source = clip_with_audio(tmp_path / "a.mp4", frames=12)
+    job = UpscaleJob(source=source, output=tmp_path / "o.mp4", schedule=ONE, device=torch.device("cpu"), precision="fp32")
+    keys = {job_key(model, replace(job, span=span)) for span in (None, Span(0.0, 0.25), Span(0.1, 0.25))}
+    assert len(keys) == 3

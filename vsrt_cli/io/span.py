@@ -101,6 +101,17 @@ class Span:
         return f"{self.start:g} s to {end}"
 
 
+def shown_range(span: Span | None, times: Iterable[int], time_base: Fraction, origin: float = 0.0) -> range:
+    """The indices of the frames ``span`` shows, out of frames at timestamps ``times`` (display
+    order, in ``time_base``), counting from ``origin`` seconds as :func:`clip_frames` does (the
+    rule a chunked run plans by: the same frames as an unchunked run of the span). None: all."""
+    stamps = list(times)
+    if span is None:
+        return range(len(stamps))
+    inside = [i for i, pts in enumerate(stamps) if span.holds(float(pts * time_base) - origin)]
+    return range(inside[0], inside[-1] + 1) if inside else range(0)
+
+
 def clip_frames(frames: Iterable[Frame], span: Span, origin: float = 0.0) -> Iterator[Frame]:
     """The frames of ``frames`` (display order) that ``span`` shows, numbered from 0 (their
     timestamps kept: the writer's :class:`Cut` moves them). ``origin``: the time of the stream's

@@ -24,6 +24,7 @@ from vsrt_cli.io.probe import VideoInfo, open_input
 from vsrt_cli.io.quant import quant_reader
 from vsrt_cli.io.convert import FrameConverter
 from vsrt_cli.io.reader import Frame
+from vsrt_cli.io.span import Cut
 from vsrt_cli.io.writer import write_failure
 
 
@@ -138,7 +139,7 @@ def _video_packets(parts: list[Path], out_stream: av.stream.Stream, starts: list
 
 def stitch(
     parts: list[Path], output: Path, *, source: Path | None, overwrite: bool, metadata: dict[str, str] | None = None,
-    starts: list[Fraction] | None = None, copy_streams: bool = True,
+    starts: list[Fraction] | None = None, copy_streams: bool = True, cut: Cut | None = None,
 ) -> list[str]:
     """Remux the video of ``parts`` (chunk files, in order) into ``output`` with everything else
     of ``source`` (None: nothing) carried once (:class:`~vsrt_cli.io.carry.Carry`); returns what
@@ -146,7 +147,8 @@ def stitch(
     container tags, beside the source's.
     ``starts``: each part's first frame's time in seconds (the source's), restored wherever a
     muxer moved it; None keeps the parts' own. ``copy_streams`` False (``--no-audio``): the
-    source's tags and chapters only."""
+    source's tags and chapters only. ``cut``: a span's (:class:`~vsrt_cli.io.span.Cut`, its
+    start set): the copied packets are those in the span, moved as the video is."""
     tmp = partial_path(output)
     dropped: list[str] = []
     try:
@@ -160,7 +162,7 @@ def stitch(
                     carry = Carry(src, out, main_video(src), video, copy_streams=copy_streams)
                     carry.finish_header(metadata or {})
                     dropped += carry.dropped
-                    extra = carry.packets()
+                    extra = carry.packets(cut.packets if cut is not None else None)
                 else:
                     out.metadata.update(metadata or {})
                     extra = iter(())

@@ -303,7 +303,7 @@ class _Driver:
         return _Chunked(number, clip, plan, left, done)
 
     def _chunk_event(self, state: _Chunked, event: ChunkProgress | ChunkFinished) -> Iterator[BatchEvent]:
-        clip, total = state.clip, state.plan.frames.frames
+        clip, total = state.clip, state.plan.total
         if not state.announced:
             state.announced = True
             yield ClipStarted(state.number, clip)

@@ -30,12 +30,13 @@ import av
 import torch
 
 from vsrt_cli.jobs.chunks import Chunk, chunks_for_seconds, plan_chunks
-from vsrt_cli.errors import ConfigError
+from vsrt_cli.errors import ConfigError, InputError
 from vsrt_cli.io.background import BackgroundWriter
 from vsrt_cli.io.outputs import refuse_input, remove_stale_partials
 from vsrt_cli.io.probe import VideoInfo, probe
 from vsrt_cli.io.reader import Frame
 from vsrt_cli.io.metadata import own_line
+from vsrt_cli.io.span import Cut, shown_range
 from vsrt_cli.io.stitch import Scan, container_comment, read_range, scan, stitch
 from vsrt_cli.io.encoders import resolve_codec
 from vsrt_cli.io.writer import VideoWriter
@@ -75,6 +76,8 @@ def job_key(model: VSRT, job: UpscaleJob, weights: str | None = None) -> str:
         facts["size"] = dataclasses.asdict(job.size)
     if job.restore is not None:
         facts["restore"] = job.restore
+    if job.span is not None:  # other frames, and the windows reflect at the span's ends
+        facts["span"] = dataclasses.asdict(job.span)
     if job.device_colour != (job.device.type == "cuda"):  # not the device's default: other pixels
         facts["colour_on_device"] = job.device_colour
     digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
@@ -204,13 +207,20 @@ def _run_windows(runner: TileRunner, frames: Iterator[Frame], chunk: Chunk, sink
 @dataclass(frozen=True)
 class ChunkPlan:
     """One clip cut into chunks: the job, its probe and frame scan, the chunks and the files
-    they are written to. Everything a worker elsewhere needs to run one of them."""
+    they are written to. Everything a worker elsewhere needs to run one of them. ``shown``: the
+    source frames the output shows (all of them, or a span's); the chunks cover exactly these."""
 
     job: UpscaleJob
     info: VideoInfo
     frames: Scan
     chunks: tuple[Chunk, ...]
     paths: tuple[Path, ...]
+    shown: range
+
+    @property
+    def total(self) -> int:
+        """Frames in the output."""
+        return len(self.shown)
 
     def missing(self) -> list[int]:
         """The chunks no earlier run finished (this host's partials of dead runs removed on the way)."""
@@ -238,19 +248,20 @@ def plan_clip(model: VSRT, job: UpscaleJob, *, chunks: int | None = None, second
     check_restore(model, job.restore)
     if job.source.is_dir() or job.writes_frames:
         raise ConfigError("--chunks needs a video file in and a video file out (not PNG frames)")
-    if job.span is not None:
-        raise ConfigError("--start/--duration/--end cannot be combined with chunks yet; upscale the span without --chunks")
     info = probe(job.source)
     if info.interlaced is not None and job.deinterlace != "off":
         raise ConfigError(f"{job.source.name} is interlaced ({info.interlaced}) and chunks are not deinterlaced; "
                           "run it without --chunks (it is deinterlaced then), or with --deinterlace off")
     frames = scan(info)
+    shown = shown_range(job.span, frames.times, info.time_base, info.start_time)
+    if job.span is not None and not shown:
+        raise InputError(f"{job.source}: no frame in the span {job.span.describe()}; is the clip that long?")
     if seconds is not None:
-        chunks = chunks_for_seconds(frames.frames, frame_rate(info, frames), seconds)
+        chunks = chunks_for_seconds(len(shown), frame_rate(info, frames), seconds)
     assert chunks is not None
-    plan = plan_chunks(frames.frames, chunks, job.schedule.window, job.schedule.stride)
+    plan = plan_chunks(len(shown), chunks, job.schedule.window, job.schedule.stride, first=shown.start)
     key = job_key(model, job, weights)
-    return ChunkPlan(job, info, frames, tuple(plan), tuple(chunk_path(job.output, key, c) for c in plan))
+    return ChunkPlan(job, info, frames, tuple(plan), tuple(chunk_path(job.output, key, c) for c in plan), shown)
 
 
 def run_planned(model: VSRT, plan: ChunkPlan, number: int) -> Iterator[int]:
@@ -264,10 +275,15 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
     """Stitch the finished chunks into the output, remove them, and yield ``Finished`` (after a
     ``Notice`` for each stream the container could not hold). ``started``: ``perf_counter()``
     when the clip's work began."""
-    job = plan.job
-    starts = [plan.frames.times[c.start] * plan.info.time_base for c in plan.chunks]
+    job, info, first = plan.job, plan.info, plan.shown.start
+    times = [plan.frames.times[c.start] * info.time_base for c in plan.chunks]
+    cut = None
+    if job.span is not None:  # as an unchunked run of the span: its first frame at 0, copies cut alike
+        cut = Cut(None if job.span.end is None else info.start_time + job.span.end)
+        cut.video(plan.frames.times[first], info.time_base)
+        times = [t - times[0] for t in times]
     dropped = stitch(list(plan.paths), job.output, source=job.source, overwrite=job.overwrite, metadata=job.metadata,
-                     starts=starts, copy_streams=job.encode.copy_streams)
+                     starts=times, copy_streams=job.encode.copy_streams, cut=cut)
     for line in dropped:
         yield Notice(f"not copied, the output container cannot hold it: {line}")
     # The chunks go only once the output is in place. Removed before the rename, a run killed in
@@ -277,9 +293,9 @@ def finish(plan: ChunkPlan, started: float) -> Iterator[Event]:
     # is ever lost, and the leftovers last only until the next run.
     for path in plan.paths:
         path.unlink(missing_ok=True)
-    starts = tuple(c.start for c in plan.chunks[1:])  # the record names them: `vsrt eval` scores the seams there
-    frame = output_frame(job, plan.info.width, plan.info.height, plan.info.sample_aspect)
-    yield Finished(job.output, plan.frames.frames, time.perf_counter() - started, job.output.stat().st_size,
+    starts = tuple(c.start - first for c in plan.chunks[1:])  # the record names them: `vsrt eval` scores the seams there
+    frame = output_frame(job, info.width, info.height, info.sample_aspect)
+    yield Finished(job.output, plan.total, time.perf_counter() - started, job.output.stat().st_size,
                    chunk_starts=starts, width=frame.width, height=frame.height)
 
 
@@ -299,7 +315,7 @@ def upscale_chunks(model: VSRT, job: UpscaleJob, chunks: int) -> Iterator[Event]
             return
     check_paths(job)
     plan = plan_clip(model, job, chunks=chunks)
-    info, total = plan.info, plan.frames.frames
+    info, total = plan.info, plan.total
     started = time.perf_counter()
     yield Started(job.source, job.output, info.width, info.height, total)
     if info.has_alpha:

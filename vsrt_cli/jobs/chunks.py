@@ -14,7 +14,7 @@ centred schedule (stride 1), up to a window at the clip's end for strided ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vsrt_cli.engine.schedule import Window, plan_windows
 
@@ -65,12 +65,14 @@ def chunks_for_seconds(n: int, rate: float, seconds: float) -> int:
     return max(1, math.ceil(n / (rate * seconds)))
 
 
-def plan_chunks(n: int, chunks: int, window: int, stride: int) -> list[Chunk]:
+def plan_chunks(n: int, chunks: int, window: int, stride: int, first: int = 0) -> list[Chunk]:
     """Cut an ``n``-frame clip into at most ``chunks`` chunks for the ``window``/``stride``
-    schedule (see the module docstring)."""
-    windows = plan_windows(n, window, stride)
+    schedule (see the module docstring). ``first``: the clip is frames ``[first, first + n)`` of
+    the source (a span); every index of the plan is the source's, and the windows reflect at
+    the span's ends as an unchunked run of the span does."""
+    windows = [_shifted(win, first) for win in plan_windows(n, window, stride)]
     plan = []
-    bounds = split(n, chunks)
+    bounds = [(start + first, end + first) for start, end in split(n, chunks)]
     w = 0  # first window that may still produce frames of the next chunk
     for number, (start, end) in enumerate(bounds):
         while max(index for _, index in windows[w].outputs) < start:
@@ -85,3 +87,10 @@ def plan_chunks(n: int, chunks: int, window: int, stride: int) -> list[Chunk]:
         hi = max(max(win.frames) for win in mine) + 1
         plan.append(Chunk(number, len(bounds), start, end, lo, hi, tuple(mine)))
     return plan
+
+
+def _shifted(win: Window, first: int) -> Window:
+    if not first:
+        return win
+    return replace(win, frames=tuple(i + first for i in win.frames),
+                   outputs=tuple((pos, index + first) for pos, index in win.outputs))
