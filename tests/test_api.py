@@ -32,16 +32,17 @@ def test_the_api_and_the_cli_give_the_same_output(tiny_weights, tmp_path):
     source = make_clip(tmp_path / "in.mp4", frames=6, size=(32, 24))
     events = []
     record = upscale(source, tmp_path / "api.mp4", weights=tiny_weights, tile=0, window=3, window_stride=3, crf=0,
-                     preset="ultrafast", device="cpu", precision="fp32", scale=2, on_event=events.append)
+                     preset="ultrafast", device="cpu", precision="fp32", scale=2, resize_filter="lanczos",
+                     on_event=events.append)
     with pytest.raises(SystemExit) as exit_info:
         main(["upscale", str(source), "-o", str(tmp_path / "cli.mp4"), "--weights", str(tiny_weights), *OPTIONS,
-              "--scale", "2", "--quiet"])
+              "--scale", "2", "--resize-filter", "lanczos", "--quiet"])
     assert exit_info.value.code in (0, None)
     api, cli = decoded(tmp_path / "api.mp4"), decoded(tmp_path / "cli.mp4")
     assert len(api) == 6 and all(np.array_equal(a, b) for a, b in zip(api, cli))
     assert api[0].shape[1:] == (48, 64)  # planes of --scale 2 of 32x24
     assert record == json.loads((tmp_path / "api.mp4.vsrt.json").read_text())
-    assert record["size"]["made"] == [64, 48] and record["frames"] == 6
+    assert record["size"]["made"] == [64, 48] and record["size"]["filter"] == "lanczos" and record["frames"] == 6
     kinds = [type(e) for e in events]
     assert kinds[-1] is Finished and Progress in kinds and kinds.index(Started) < kinds.index(Progress)
     assert any(isinstance(e, Notice) and e.message.startswith("--scale 2: 64x48") for e in events)
@@ -58,6 +59,7 @@ def test_the_api_without_sidecar_still_returns_the_record(tiny_weights, tmp_path
 
 @pytest.mark.parametrize("options,error", [
     ({"scale": 5}, ConfigError), ({"restore": 0.5}, ConfigError), ({"start": "soon"}, ConfigError),
+    ({"resize_filter": "lanczos"}, ConfigError), ({"scale": 2, "resize_filter": "sinc"}, ConfigError),
 ])
 def test_the_api_raises_the_projects_own_errors(tiny_weights, tmp_path, options, error):
     from vsrt_cli import upscale

@@ -69,6 +69,8 @@ def test_scale_keeps_the_pixel_shape_and_rounds_to_even():
     ({"scale": 2, "height": 1080}, "not --scale and --width/--height"),
     ({"width": 1440, "height": 1080}, "the other follows"),
     ({"stretch": True}, "--stretch goes with --size"),
+    ({"filter": "lanczos"}, "--resize-filter lanczos: nothing is resized at x4"),
+    ({"scale": 2, "filter": "sinc"}, "--resize-filter sinc: use one of bicubic, bilinear, area, lanczos"),
 ])
 def test_what_cannot_be_made_is_refused_in_one_line(ask, says):
     with pytest.raises(ConfigError, match=None) as caught:
@@ -140,15 +142,16 @@ def test_scale_2_of_a_10_bit_hdr_clip_stays_hdr_at_10_bits(model, tmp_path):
     assert tags(out) == HDR10
 
 
-def test_the_resize_is_the_x4_output_resized(model, tmp_path):
-    """--scale 2 writes exactly the x4 frames resized (lossless codec, PNG frames out)."""
+@pytest.mark.parametrize("filter", ["bicubic", "lanczos"])
+def test_the_resize_is_the_x4_output_resized(model, tmp_path, filter):
+    """--scale 2 writes exactly the x4 frames resized by the filter asked (PNG frames out)."""
     images = [noise(24, 32, i) for i in range(3)]
     source = write_video(tmp_path / "in.mkv", images)
     run(model, source, tmp_path / "x4", frames_out=True)
-    run(model, source, tmp_path / "x2", frames_out=True, size=OutputSize.parse(scale=2))
+    run(model, source, tmp_path / "x2", frames_out=True, size=OutputSize.parse(scale=2, filter=filter))
     from vsrt_cli.io.frames import list_frames, read_image
 
     for big, half in zip(list_frames(tmp_path / "x4"), list_frames(tmp_path / "x2")):
         x4 = torch.from_numpy(read_image(big)[0].astype(np.float32) / 255).permute(2, 0, 1)[None]
-        want = (resize(x4, 48, 64)[0].permute(1, 2, 0).numpy() * 255).round()
+        want = (resize(x4, 48, 64, filter)[0].permute(1, 2, 0).numpy() * 255).round()
         assert np.abs(read_image(half)[0].astype(np.float32) - want).max() <= 1  # the x4 PNG was rounded once

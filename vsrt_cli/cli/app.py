@@ -88,6 +88,7 @@ WidthOpt = Annotated[Optional[int], typer.Option(help="Output width in square pi
 HeightOpt = Annotated[Optional[int], typer.Option(help="Output height in square pixels; the width follows the display aspect (SAR included), rounded to even (720x480 SAR 8:9 to --height 1080: 1440x1080).", rich_help_panel=_SIZE)]
 SizeOpt = Annotated[Optional[str], typer.Option(help="Output WxH in square pixels; refused if it changes the display aspect by more than 1% (unless --stretch).", rich_help_panel=_SIZE)]
 StretchOpt = Annotated[bool, typer.Option("--stretch", help="Let --size change the picture's shape.", rich_help_panel=_SIZE)]
+FilterOpt = Annotated[str, typer.Option("--resize-filter", help="The filter that resizes the model's x4 frames to the size asked: bicubic (kept most of the model's gain, docs/PERFORMANCE.md), lanczos, area or bilinear; all antialiased.", rich_help_panel=_SIZE)]
 RestoreOpt = Annotated[str, typer.Option(help="How much of a compression-aware model's compression offset to use: auto (from the quantiser the input's bitstream reports) or a number from 0 (the clean model's output) to 1 (all of it).")]
 _SPAN = "Span (seconds or HH:MM:SS.mmm)"
 StartOpt = Annotated[Optional[str], typer.Option(help="Start here: only the frames shown from this time on are decoded (from the keyframe before) and written; audio and subtitles are cut alike; the output starts at 0.", rich_help_panel=_SPAN)]
@@ -157,6 +158,7 @@ def upscale(
     height: HeightOpt = None,
     size: SizeOpt = None,
     stretch: StretchOpt = False,
+    resize_filter: FilterOpt = "bicubic",
     restore: RestoreOpt = "auto",
     start: StartOpt = None,
     duration: DurationOpt = None,
@@ -174,7 +176,7 @@ def upscale(
             tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
             codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
             overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, chunks=chunks, sidecar=not no_sidecar,
-            scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
+            scale=scale, width=width, height=height, size=size, stretch=stretch, resize_filter=resize_filter, restore=restore,
             start=start, duration=duration, end=end, deinterlace=deinterlace, on_event=draw,
         )
 
@@ -217,6 +219,7 @@ def batch_command(
     height: HeightOpt = None,
     size: SizeOpt = None,
     stretch: StretchOpt = False,
+    resize_filter: FilterOpt = "bicubic",
     restore: RestoreOpt = "auto",
     start: StartOpt = None,
     duration: DurationOpt = None,
@@ -228,8 +231,6 @@ def batch_command(
 
     if chunk_seconds is not None and not chunk_seconds > 0:  # refused before the model loads
         raise ConfigError(f"--chunk-seconds {chunk_seconds:g}: must be positive")
-    if chunk_seconds is not None and (start, duration, end) != (None, None, None):
-        raise ConfigError("--start/--duration/--end cannot be combined with --chunk-seconds yet; leave one out")
     executor = None
     if workers != 1 or devices is not None or ray is not None:
         from vsrt_cli.jobs.build import DeviceChoice
@@ -254,7 +255,7 @@ def batch_command(
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, deinterlace=deinterlace, kind=kind, one_clip=False,
-        scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
+        scale=scale, width=width, height=height, size=size, stretch=stretch, resize_filter=resize_filter, restore=restore,
         start=start, duration=duration, end=end,
     )
     from vsrt_cli.jobs.provenance import identify_model

@@ -276,7 +276,7 @@ def preview_command(
             pix_fmt=None, fps="25", no_audio=True, overwrite=True, skip_bad_frames=False, quiet=quiet,
             say=lambda notice: err.print(notice_line(notice), highlight=False, soft_wrap=True),
             scale=_float(o, "scale"), width=_int(o, "width"), height=_int(o, "height"), size=o.get("size"),
-            restore=o.get("restore", "auto"),
+            resize_filter=o.get("resize-filter", "bicubic"), restore=o.get("restore", "auto"),
         )
         short = ",".join(f"{k}={Path(v).name if k == 'weights' else v}" for k, v in o.items())
         candidates.append(Candidate(f"#{len(candidates) + 1} {short or 'defaults'}", net, job))

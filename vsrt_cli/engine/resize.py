@@ -52,11 +52,14 @@ class OutputSize:
             raise ConfigError(f"--resize-filter {filter}: use one of {', '.join(FILTERS)}")
         if stretch and size is None:
             raise ConfigError("--stretch goes with --size WxH")
+        if filter != DEFAULT_FILTER and scale is None and width is None and height is None and size is None:
+            raise ConfigError(f"--resize-filter {filter}: nothing is resized at x4; it goes with --scale, "
+                              "--width/--height or --size")
         if scale is not None:
             if not (1 < scale <= SCALE) or not math.isfinite(scale):
                 above = " (the model computes x4; above it, use another resizer)" if scale > SCALE else ""
                 raise ConfigError(f"--scale {scale:g}: must be above 1 and at most {SCALE}{above}")
-            if scale == SCALE and filter == DEFAULT_FILTER:
+            if scale == SCALE:  # the model's own size: nothing is resized
                 return None
             return cls(scale=scale, filter=filter)
         for name, value in (("--width", width), ("--height", height)):

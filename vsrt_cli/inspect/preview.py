@@ -31,7 +31,7 @@ from vsrt_cli.engine.pipeline import Finished, Progress, UpscaleJob, upscale
 
 # --try keys -> the `vsrt upscale` option they set
 TRY_KEYS = ("model", "weights", "precision", "device", "tile", "tile-overlap", "window", "window-stride", "batch",
-            "scale", "width", "height", "size", "restore")
+            "scale", "width", "height", "size", "resize-filter", "restore")
 
 
 def parse_try(spec: str) -> dict[str, str]:

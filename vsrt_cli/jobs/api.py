@@ -37,7 +37,7 @@ def upscale(
     preset: str = "medium", pix_fmt: str | None = None, fps: str | float = "25", no_audio: bool = False,
     skip_bad_frames: bool = False, overwrite: bool = False, deinterlace: str = "frame",
     scale: float | None = None, width: int | None = None, height: int | None = None, size: str | None = None,
-    stretch: bool = False, restore: str | float = "auto",
+    stretch: bool = False, resize_filter: str = "bicubic", restore: str | float = "auto",
     start: str | float | None = None, duration: str | float | None = None, end: str | float | None = None,
     chunks: int = 1, sidecar: bool = True, quiet: bool = False,
     on_event: Callable[[Event], None] | None = None,
@@ -60,7 +60,7 @@ def upscale(
         tile=tile, tile_overlap=tile_overlap, window=window, window_stride=window_stride, batch=batch,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=str(fps), no_audio=no_audio,
         overwrite=overwrite, skip_bad_frames=skip_bad_frames, quiet=quiet, say=tell, deinterlace=deinterlace,
-        scale=scale, width=width, height=height, size=size, stretch=stretch, restore=restore,
+        scale=scale, width=width, height=height, size=size, stretch=stretch, resize_filter=resize_filter, restore=restore,
         start=start, duration=duration, end=end,
     )
     model_id = identify_model(model, chosen, input_kind(source))

@@ -82,14 +82,14 @@ def build_job(
     overwrite: bool, skip_bad_frames: bool, quiet: bool = False, kind: "InputKind | None" = None,
     one_clip: bool = True, say: Callable[[Notice], None] = lambda notice: None, deinterlace: str = "frame",
     scale: float | None = None, width: int | None = None, height: int | None = None, size: str | None = None,
-    stretch: bool = False, restore: str | float | None = "auto", start: str | float | None = None,
-    duration: str | float | None = None, end: str | float | None = None,
+    stretch: bool = False, resize_filter: str = "bicubic", restore: str | float | None = "auto",
+    start: str | float | None = None, duration: str | float | None = None, end: str | float | None = None,
 ) -> "tuple[VSRT, UpscaleJob]":
     """The network and the job the options describe (checked before any work). ``kind``: the
     input the default model is chosen for (default: what ``source`` is). ``one_clip``: ``source``
     is one clip or frame folder, whose frame size the default tiles may be sized for. ``say``
     receives what the choices are worth telling the user (a shorter window, the tiling chosen).
-    ``scale``/``width``/``height``/``size``/``stretch``: the output size
+    ``scale``/``width``/``height``/``size``/``stretch``/``resize_filter``: the output size
     (:mod:`vsrt_cli.engine.resize`); ``restore``: ``auto`` or 0..1; ``start`` with ``duration``
     or ``end``: a span (:mod:`vsrt_cli.io.span`)."""
     from fractions import Fraction
@@ -114,7 +114,7 @@ def build_job(
         raise ConfigError(f"--fps {fps}: give a number such as 25 or 30000/1001") from None
     if rate <= 0:
         raise ConfigError(f"--fps {fps}: must be positive")
-    wanted = OutputSize.parse(scale=scale, width=width, height=height, size=size, stretch=stretch)
+    wanted = OutputSize.parse(scale=scale, width=width, height=height, size=size, stretch=stretch, filter=resize_filter)
     strength = parse_restore(restore)
     span = Span.parse(start, duration, end)
     if not source.exists():
