@@ -1,0 +1,67 @@
+"""Put a compression-aware run on a newer clean body (issue #31).
+
+``python -m vsrt_cli.train.rebase --run weights/training/video5f_qb --body weights/training/branches/video5f-N
+--out runs/qb_rebased`` writes a state file for the ``quant_blend`` run of ``--run`` whose frozen
+body is ``--body`` (a finished-run folder of the clean network it was trained from, trained
+further). Everything the run learnt carries over: its offsets, feature modulation, their running
+average, Adam's moments, step, compute and curve. Told a clean input, the rebased network is the
+new body exactly (:mod:`vsrt_cli.model.quant`); told a compressed one, the old offsets act on
+the new body, which is the start ``--resume OUT`` trains on from (the offsets adapt to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+from vsrt_cli.errors import ConfigError, VsrtError
+from vsrt_cli.model import build_model
+from vsrt_cli.train.checkpoint import CHECKPOINT, LOG, load_run_state, save_atomic
+from vsrt_cli.train.loop import body_weights
+from vsrt_cli.train.steps import model_config
+
+
+def rebase(run: Path, body: Path, out: Path) -> dict:
+    """Write ``out/last.pt``: the ``quant_blend`` run in ``run`` with its frozen body from
+    ``body``; returns the new run's settings. The body must fit the run's network."""
+    ckpt, cfg = load_run_state(run)
+    config = model_config(cfg)
+    if not config.quant_blend:
+        raise ConfigError(f"{run} trains {cfg.preset}, which has no frozen body; rebase a compression-aware "
+                          "(quant_blend) run")
+    if (out / CHECKPOINT).exists():
+        raise ConfigError(f"{out / CHECKPOINT} exists; give another --out")
+    body_weights(str(body), build_model(config))  # raises CheckpointError if it does not fit
+    if Path(cfg.init_from or "").resolve() == body.resolve():
+        raise ConfigError(f"{run} already stands on {body}")
+    new_cfg = dataclasses.replace(cfg, init_from=str(body))
+    rebased = list(ckpt.get("rebased", [])) + [
+        {"step": ckpt["step"], "compute": ckpt["compute"], "from": cfg.init_from, "to": str(body)}]
+    state = {**ckpt, "key": new_cfg.resume_key(), "config": dataclasses.asdict(new_cfg), "rebased": rebased}
+    out.mkdir(parents=True, exist_ok=True)
+    save_atomic(state, out / CHECKPOINT)
+    if (run / LOG).exists() and (run / LOG).resolve() != (out / LOG).resolve():
+        shutil.copy(run / LOG, out / LOG)
+    return dataclasses.asdict(new_cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vsrt_cli.train.rebase", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="the compression-aware run folder (its last.pt)")
+    p.add_argument("--body", type=Path, required=True, help="finished-run folder of the newer clean network")
+    p.add_argument("--out", type=Path, required=True, help="new run folder (then: python -m vsrt_cli.train --resume OUT)")
+    args = p.parse_args(argv)
+    try:
+        rebase(args.run, args.body, args.out)
+    except VsrtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"{args.out / CHECKPOINT}: {args.run} on the body {args.body}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
