@@ -456,3 +456,22 @@ def test_a_resume_may_switch_the_precision_and_keeps_the_rest(tiny_world):
     assert not torch.equal(after["model"]["stem.weight"], before["model"]["stem.weight"])
     with pytest.raises(ConfigError, match="patch"):
         loop.run(config(tiny_world, patch=16, precision="bf16"), run, max_steps=5, echo=lambda _: None)
+
+
+def test_a_rebundled_model_keeps_its_measured_cost_only_for_the_same_network(tiny_world, monkeypatch):
+    from vsrt_cli.train.bundle import bundle
+
+    monkeypatch.setitem(vsrt_module.PRESETS, "tiny-1f", loop.model_config(config(tiny_world, stage="ablation")))
+    run = tiny_world / "r"
+    loop.run(config(tiny_world, stage="ablation", minutes=0.003), run, echo=lambda _: None)
+    shipped = tiny_world / "weights"
+    shipped.mkdir()
+    assert "cost" not in bundle(run, None, "m", "tiny-1f", shipped, "test")
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    manifest["models"][0]["cost"] = {"time_per_frame_vs_default": 0.5}
+    (shipped / "manifest.json").write_text(json.dumps(manifest))
+    assert bundle(run, None, "m", "tiny-1f", shipped, "test", first=True)["cost"] == {"time_per_frame_vs_default": 0.5}
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    manifest["models"][0]["preset"] = "another"  # measured for another network: not carried
+    (shipped / "manifest.json").write_text(json.dumps(manifest))
+    assert "cost" not in bundle(run, None, "m", "tiny-1f", shipped, "test")

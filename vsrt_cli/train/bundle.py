@@ -203,6 +203,9 @@ def bundle(run: Path, ablation: Path | None, name: str, preset: str, out: Path, 
     if default_for is not None:
         entry["default_for"] = default_for
     names = [m["name"] for m in manifest["models"]]
+    shipped = manifest["models"][names.index(name)] if name in names else None
+    if shipped is not None and "cost" in shipped and shipped.get("preset") == preset:
+        entry["cost"] = shipped["cost"]  # measured on the README job: the same network costs the same
     if first:  # the first entry is the default model
         manifest["models"] = [entry] + [m for m in manifest["models"] if m["name"] != name]
     elif name in names:  # in place
