@@ -28,15 +28,17 @@ def blend_world(tiny_world, monkeypatch):
     return tiny_world
 
 
-def test_a_rebased_run_is_the_new_body_on_clean_input_and_keeps_its_offsets(blend_world):
+def test_a_rebased_run_is_the_new_body_on_clean_input_and_the_old_network_at_full_blend(blend_world):
     world = blend_world
     settings = rebase(world / "qb", world / "new", world / "qb2")
     assert settings["init_from"] == str(world / "new")
     before = torch.load(world / "qb" / "last.pt", weights_only=True)
     after = torch.load(world / "qb2" / "last.pt", weights_only=True)
     assert after["step"] == before["step"] == 2 and after["compute"] == before["compute"]
-    assert after["rebased"] == [{"step": 2, "compute": before["compute"], "from": str(world / "old"), "to": str(world / "new")}]
-    assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())  # offsets and modulation kept
+    assert after["rebased"] == [{"step": 2, "compute": before["compute"], "from": str(world / "old"),
+                                 "to": str(world / "new"), "carried": True}]
+    assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items() if not k.startswith("delta."))
+    assert any(not torch.equal(after["model"][k], v) for k, v in before["model"].items() if k.startswith("delta."))
     assert (world / "qb2" / "log.csv").read_text() == (world / "qb" / "log.csv").read_text()
 
     net = load_weights(export_state(world / "qb2", world / "qb2.pth")).eval()
@@ -46,10 +48,33 @@ def test_a_rebased_run_is_the_new_body_on_clean_input_and_keeps_its_offsets(blen
     with torch.no_grad():
         assert torch.equal(net(x, quant=0.0), body(x))  # clean input: the new body exactly
         assert not torch.allclose(net(x, quant=0.0), old(x, quant=0.0), atol=1e-4)
-        assert not torch.allclose(net(x, quant=30.0), body(x), atol=1e-4)  # the offsets still act
+        full = (net(x, quant=40.0) - old(x, quant=40.0)).abs().max()  # all of the offset: the old network
+        part = (net(x, quant=20.0) - old(x, quant=20.0)).abs().max()  # part of it: between the two
+        assert full < 1e-3 and part > 10 * full  # the weights files are fp16: equal up to its rounding
+    # in the state itself (fp32), body + offset is the old run's exactly
+    for name, new_weight in torch.load(world / "new" / loop.WEIGHTS_FILE, weights_only=True)["state_dict"].items():
+        key = "delta." + name.replace(".", "__")
+        if key in after["model"]:
+            old_weight = torch.load(world / "old" / loop.WEIGHTS_FILE, weights_only=True)["state_dict"][name]
+            assert torch.allclose(new_weight.float() + after["model"][key], old_weight.float() + before["model"][key], atol=1e-6)
 
     loop.run(TrainConfig(**settings), world / "qb2", max_steps=4, echo=lambda _: None)  # resumes on the new body
     assert torch.load(world / "qb2" / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_offsets_kept_unchanged_act_on_the_new_body(blend_world):
+    world = blend_world
+    assert main(["--run", str(world / "qb"), "--body", str(world / "new"), "--out", str(world / "kept"), "--keep-offsets"]) == 0
+    before = torch.load(world / "qb" / "last.pt", weights_only=True)
+    after = torch.load(world / "kept" / "last.pt", weights_only=True)
+    assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
+    assert after["rebased"][-1]["carried"] is False
+    net = load_weights(export_state(world / "kept", world / "kept.pth")).eval()
+    body = load_weights(world / "new" / loop.WEIGHTS_FILE).eval()
+    x = torch.rand(1, 5, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(net(x, quant=0.0), body(x))
+        assert not torch.allclose(net(x, quant=40.0), body(x), atol=1e-4)
 
 
 def test_what_cannot_be_rebased_is_refused(blend_world, monkeypatch):
