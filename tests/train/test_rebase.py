@@ -58,7 +58,16 @@ def test_a_rebased_run_is_the_new_body_on_clean_input_and_the_old_network_at_ful
             old_weight = torch.load(world / "old" / loop.WEIGHTS_FILE, weights_only=True)["state_dict"][name]
             assert torch.allclose(new_weight.float() + after["model"][key], old_weight.float() + before["model"][key], atol=1e-6)
 
-    loop.run(TrainConfig(**settings), world / "qb2", max_steps=4, echo=lambda _: None)  # resumes on the new body
+    # the resume scores the rebased network first (the curve's last row scored the old one); at
+    # --max-steps its own step, that is all it does
+    rows = len(loop.read_log(world / "qb2"))
+    scored = loop.run(TrainConfig(**settings), world / "qb2", max_steps=2, echo=lambda _: None)
+    log = loop.read_log(world / "qb2")
+    assert len(log) == rows + 1 and int(log[-1]["step"]) == 2 and float(log[-1]["val_psnr_y"]) == pytest.approx(scored["val_psnr_y"])
+    state = torch.load(world / "qb2" / "last.pt", weights_only=True)
+    assert state["step"] == 2 and "validate_first" not in state
+    assert all(torch.equal(state["model"][k], v) for k, v in after["model"].items())  # not trained
+    loop.run(TrainConfig(**settings), world / "qb2", max_steps=4, echo=lambda _: None)  # then trains on the new body
     assert torch.load(world / "qb2" / "last.pt", weights_only=True)["step"] == 4
 
 

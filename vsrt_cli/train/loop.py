@@ -294,6 +294,8 @@ def _run(
 
     metrics: dict[str, float] = {}
     lr = cosine(cfg, compute0 / budget)
+    if ckpt is not None and ckpt.get("validate_first"):  # its last validation scored another network (a rebase)
+        metrics, last_val = log(compute0, lr), compute0
     while True:
         now = compute()
         if now >= budget or (max_steps is not None and step >= max_steps) or stop:

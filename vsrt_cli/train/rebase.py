@@ -12,7 +12,8 @@ all of the offset blended in (QP 32 and up) the network computes exactly what th
 in between it blends the new clean body with the old compressed network. Copied unchanged
 (``--keep-offsets``), the old offsets act on a body they were not trained with: on the shipped
 pair that lost 0.09 dB of CRF 28 validation, and 15 compute-min of training won back 0.03
-(weights/training/README.md). ``--resume OUT`` then trains on from the rebased state.
+(weights/training/README.md). ``--resume OUT`` then validates the rebased network first and trains
+on from it (``--max-steps`` its step: only that validation, for shipping it as it is).
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def rebase(run: Path, body: Path, out: Path, *, carry: bool = True) -> dict:
     new_cfg = dataclasses.replace(cfg, init_from=str(body))
     rebased = list(ckpt.get("rebased", [])) + [
         {"step": ckpt["step"], "compute": ckpt["compute"], "from": cfg.init_from, "to": str(body), "carried": carry}]
-    state = {**ckpt, "key": new_cfg.resume_key(), "config": dataclasses.asdict(new_cfg), "rebased": rebased}
+    # the curve's last validation scored the old network: the resume validates this one first
+    state = {**ckpt, "key": new_cfg.resume_key(), "config": dataclasses.asdict(new_cfg), "rebased": rebased,
+             "validate_first": True}
     if carry:
         blended = {name for name, _ in net.blended_parameters()}
         old = {k: v for k, v in body_weights(cfg.init_from, net).items() if k in blended}
