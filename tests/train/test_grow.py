@@ -49,6 +49,7 @@ def test_a_grown_run_computes_what_its_source_did_then_trains_on(tiny_world, mon
     loop.run(grown_cfg, tiny_world / "grown", max_steps=5, echo=lambda _: None)
     trained = torch.load(tiny_world / "grown" / "last.pt", weights_only=True)
     assert trained["step"] == 5 and float(trained["model"]["blocks.1.gate"]) != 0.0
+    assert trained["grown_from"] == after["grown_from"]  # the resume's checkpoints keep the run's history
 
 
 def test_growth_only_adds(tiny_world, monkeypatch):

@@ -65,7 +65,7 @@ def test_a_rebased_run_is_the_new_body_on_clean_input_and_the_old_network_at_ful
     log = loop.read_log(world / "qb2")
     assert len(log) == rows + 1 and int(log[-1]["step"]) == 2 and float(log[-1]["val_psnr_y"]) == pytest.approx(scored["val_psnr_y"])
     state = torch.load(world / "qb2" / "last.pt", weights_only=True)
-    assert state["step"] == 2 and "validate_first" not in state
+    assert state["step"] == 2 and "validate_first" not in state and state["rebased"] == after["rebased"]  # history kept
     assert all(torch.equal(state["model"][k], v) for k, v in after["model"].items())  # not trained
     loop.run(TrainConfig(**settings), world / "qb2", max_steps=4, echo=lambda _: None)  # then trains on the new body
     assert torch.load(world / "qb2" / "last.pt", weights_only=True)["step"] == 4

@@ -63,6 +63,10 @@ def warm_start_file(source: str) -> Path:
     )
 
 
+# what a state records of its past beyond the curve, kept by every checkpoint of a resume
+HISTORY = ("gpu_s", "grown_from", "rebased")
+
+
 def body_weights(source: str | Path, net: VSRT) -> dict[str, torch.Tensor]:
     """The network of a finished run or bundled model, without SPyNet, checked against
     ``net``: every non-SPyNet tensor must exist with the same shape, except the neighbour paths
@@ -235,7 +239,7 @@ def _run(
     net: nn.Module = stage.net
     opt = torch.optim.Adam([{"params": g["params"]} for g in stage.groups], lr=cfg.lr, betas=(0.9, 0.99))
     step, compute0, wall0 = 0, 0.0, 0.0
-    samples0, extra = 0, {}  # extra: what a GPU segment of the run recorded (gpu_s)
+    samples0, extra = 0, {}  # extra: what a GPU segment, a growth or a rebase of the run recorded
     frozen = {k for k, p in net.named_parameters() if not p.requires_grad}
     if ckpt is not None:
         missing, unexpected = net.load_state_dict(ckpt["model"], strict=False)
@@ -248,7 +252,7 @@ def _run(
             torch.set_rng_state(ckpt["torch_rng"])
         restore_curve(out, ckpt.get("curve"))
         step, compute0, wall0 = ckpt["step"], ckpt["compute"], ckpt["wall"]
-        samples0, extra = ckpt.get("samples", step * cfg.batch), {k: ckpt[k] for k in ("gpu_s",) if k in ckpt}
+        samples0, extra = ckpt.get("samples", step * cfg.batch), {k: ckpt[k] for k in HISTORY if k in ckpt}
         echo(f"resuming {out} at step {step} ({compute0 / 60:.1f} of {cfg.minutes} compute min)")
     net.train()
     step0 = step
