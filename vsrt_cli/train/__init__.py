@@ -17,10 +17,12 @@ time) and, once the budget is spent, ``spynet.pt`` or ``weights_fp16.pt``.
 
 Runs that span machines resume from their state file alone: ``python -m vsrt_cli.train --resume
 DIR`` (see weights/training/README.md); ``python -m vsrt_cli.train.report`` prints how much each
-source moves; ``pack`` and ``gpu`` continue runs on a CUDA machine without PyAV.
+source moves; ``pack`` and ``gpu`` continue runs on a CUDA machine without PyAV; ``grow`` turns a
+run into one of a bigger network computing the same; ``rebase`` puts a compression-aware run on
+a newer clean body.
 
 Modules: sources (which clips train, which are held out), degrade (MATLAB bicubic, BI), realdeg
 (``--degradation real``), data (decoding, cache, sampling), flowcache (whole-frame flows),
 motion (camera-motion windows), flow (SPyNet pretraining), config, steps (network, groups,
-loss, schedule), validate, ema, checkpoint, loop, report, pack, gpu, bundle.
+loss, schedule), validate, ema, checkpoint, loop, report, pack, gpu, grow, rebase, bundle.
 """
